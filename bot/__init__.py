@@ -1,0 +1,1 @@
+"""Adapters: the ``pixrag`` command line, Discord and Slack. They translate, ``core`` works."""

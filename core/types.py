@@ -1,0 +1,196 @@
+"""The small frozen values that cross the ``core`` boundary.
+
+Adapters (CLI, Discord, Slack) build ``Scope``/``Origin``/``Upload`` from platform events and
+render ``Hit``/``Answer``/``IndexReport``; platform objects never come in here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["image", "page", "chunk"]
+KINDS: tuple[Kind, ...] = ("image", "page", "chunk")
+
+#: ``audience`` value of an item anyone in its space may see.
+PUBLIC = "*"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an item came from inside its space (kept as item metadata)."""
+
+    platform: str = "local"  # local | discord | slack
+    channel: str = ""
+    message: str = ""  # message id / ts
+    attachment: str = ""  # attachment id (Discord) or file id (Slack)
+    author: str = ""
+    private: bool = False  # private channel / DM: only retrievable in ``channel``
+    link: str = ""  # URL of the original message, when there is one
+
+    @property
+    def audience(self) -> str:
+        return self.channel if self.private and self.channel else PUBLIC
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who is asking: the tenant (space) and where (channel) for the private-channel rule."""
+
+    space: str
+    channel: str = ""
+    admin: bool = False  # sees private items of every channel in the space (CLI, admin cmds)
+
+    def audiences(self) -> list[str] | None:
+        """Audience values visible to this scope; ``None`` means all (admin)."""
+        if self.admin:
+            return None
+        return [PUBLIC, self.channel] if self.channel else [PUBLIC]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Bytes to index that did not come from a local path (chat attachments)."""
+
+    name: str  # file name, used for type hints and messages
+    data: bytes
+    source: str  # what results show as ``source``: message link / URL / path
+    origin: Origin = field(default_factory=Origin)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``signals`` says why it matched (signal name -> score/rank info)."""
+
+    id: str
+    source: str
+    kind: Kind
+    score: float
+    page: int | None = None
+    thumbnail: str | None = None  # path of the JPEG thumbnail on disk
+    signals: dict[str, float] = field(default_factory=dict)
+    text: str = ""  # best matching text (OCR / page text / chunk), may be ""
+    name: str = ""  # display name (file name)
+    origin: Origin = field(default_factory=Origin)
+    blob: str | None = None  # path of the original bytes (or rendered page) on disk
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "kind": self.kind,
+            "score": round(float(self.score), 6),
+            "page": self.page,
+            "thumbnail": self.thumbnail,
+            "signals": {k: round(float(v), 6) for k, v in self.signals.items()},
+        }
+
+
+@dataclass(frozen=True)
+class IndexedItem:
+    id: str
+    source: str
+    kind: Kind
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    source: str
+    error: str
+
+
+@dataclass
+class IndexReport:
+    indexed: list[IndexedItem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "indexed": [{"id": i.id, "source": i.source, "kind": i.kind} for i in self.indexed],
+            "skipped": [asdict(s) for s in self.skipped],
+            "failed": [asdict(f) for f in self.failed],
+        }
+
+    def extend(self, other: IndexReport) -> None:
+        self.indexed.extend(other.indexed)
+        self.skipped.extend(other.skipped)
+        self.failed.extend(other.failed)
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier message of the conversation (thread context for follow-ups)."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A generated (or retrieval-only) answer.
+
+    ``sources`` are numbered 1..n exactly as in the prompt, so citation ``[n]`` is
+    ``sources[n-1]``; ``citations`` lists the numbers the text actually cites.
+    """
+
+    text: str
+    citations: list[int]
+    sources: list[Hit]
+    provider: str
+    model: str = ""
+    status: Literal["ok", "no_sources", "unavailable", "no_model"] = "ok"
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def cited(self) -> list[Hit]:
+        return [self.sources[n - 1] for n in self.citations if 0 < n <= len(self.sources)]
+
+    @property
+    def also_retrieved(self) -> list[Hit]:
+        cited = set(self.citations)
+        return [h for i, h in enumerate(self.sources, 1) if i not in cited]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "citations": list(self.citations),
+            "sources": [h.to_json() for h in self.sources],
+            "provider": self.provider,
+            "model": self.model,
+            "status": self.status,
+            "usage": asdict(self.usage),
+        }
+
+
+@dataclass(frozen=True)
+class Stats:
+    items: int
+    by_kind: dict[str, int]
+    spaces: dict[str, int]
+    model: str
+    store: str
+    text_model: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "by_kind": dict(self.by_kind),
+            "spaces": dict(self.spaces),
+            "model": self.model,
+            "text_model": self.text_model,
+            "store": self.store,
+        }
