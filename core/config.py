@@ -42,6 +42,7 @@ class TextSettings(_Section):
     model: str = ""
     batch_size: int = Field(32, ge=1, le=1024)
     passage_chars: int = Field(800, ge=100, le=20_000)
+    base_url: str = ""  # provider "openai": an OpenAI-compatible embeddings server; "" = OpenAI
 
 
 class StoreSettings(_Section):
@@ -66,9 +67,20 @@ class IndexSettings(_Section):
 
 class RetrievalSettings(_Section):
     k: int = Field(5, ge=1, le=100)
-    min_score: float = Field(0.0, ge=0.0)  # fused relevance cut-off (see retrieve.py)
     candidates: int = Field(50, ge=1, le=1000)  # per-signal candidates before fusion
-    near_duplicate_bits: int = Field(10, ge=0, le=64)  # phash Hamming distance
+    # Fusion weights per signal (weighted reciprocal-rank fusion, see retrieve.py).
+    weight_clip: float = Field(0.5, ge=0.0)
+    weight_text: float = Field(1.0, ge=0.0)
+    weight_keyword: float = Field(1.0, ge=0.0)
+    weight_near_duplicate: float = Field(4.0, ge=0.0)
+    rrf_k: float = Field(10.0, gt=0.0)
+    # Relevance cut-off: a result needs at least one signal at or above its floor, so
+    # "nothing matches" is a possible answer. CLIP's floor assumes real CLIP weights.
+    min_text: float = Field(0.3, ge=-1.0, le=1.0)  # sentence-embedding cosine
+    min_clip: float = Field(0.24, ge=-1.0, le=1.0)  # CLIP text-image / image-image cosine
+    min_clip_image: float = Field(0.8, ge=-1.0, le=1.0)  # CLIP image-image cosine
+    min_keyword: float = Field(0.5, ge=0.0)  # share of query terms matched by BM25 hit
+    near_duplicate_bits: int = Field(-1, ge=-1, le=512)  # -1 = neardup.DEFAULT_MAX_DISTANCE
 
 
 class AnswerSettings(_Section):
@@ -91,6 +103,9 @@ class DiscordSettings(_Section):
     max_attachment_mb: float = Field(25.0, gt=0)
     max_attachments: int = Field(10, ge=1, le=10)
     max_thumbnails: int = Field(4, ge=0, le=10)
+    # Privileged intent (enable it in the Developer Portal): auto-index needs it to see the
+    # attachments of ordinary messages. false = slash commands and context menus only.
+    message_content: bool = True
 
 
 class SlackSettings(_Section):

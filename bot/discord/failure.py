@@ -1,0 +1,77 @@
+"""The adapter's one error handler (slash commands, context menus and buttons).
+
+PixragError messages are written for users: they are shown, ephemeral. Anything else is a bug:
+it is logged with context and the user gets a short apology, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.discord import messages
+from core.errors import PixragError, RateLimited
+
+log = logging.getLogger(__name__)
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    while isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
+        cause = error.__cause__ or getattr(error, "original", None)
+        if cause is None or cause is error:
+            break
+        error = cause
+    return error
+
+
+def _describe(interaction: discord.Interaction) -> str:
+    command = interaction.command.qualified_name if interaction.command else None
+    custom_id = (interaction.data or {}).get("custom_id") if interaction.data else None
+    return (
+        f"command={command or custom_id!s} guild={interaction.guild_id} "
+        f"channel={interaction.channel_id} user={interaction.user.id}"
+    )
+
+
+def user_message(error: BaseException, interaction: discord.Interaction) -> str | None:
+    """What to tell the user, or None when ``error`` is a bug."""
+    if isinstance(error, RateLimited):
+        limit = getattr(interaction.client, "rate_per_minute", 0)
+        return messages.rate_limited(limit, error.retry_after) if limit else str(error)
+    if isinstance(error, PixragError):
+        return str(error)
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return messages.DM_ONLY_GUILD
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or messages.APOLOGY
+    return None
+
+
+async def handle(interaction: discord.Interaction, error: BaseException) -> None:
+    error = _unwrap(error)
+    text = user_message(error, interaction)
+    if text is None:
+        log.error("unexpected error handling %s", _describe(interaction), exc_info=error)
+        text = messages.APOLOGY
+    else:
+        log.info("refused %s: %s", _describe(interaction), text)
+    await send_ephemeral(interaction, text)
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Reply privately, whatever state the interaction is in."""
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        # A public "thinking…" reply (or a half-streamed answer) would show the error to
+        # everyone, and the first followup would replace it: remove it, then reply privately.
+        if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            with contextlib.suppress(discord.NotFound):
+                await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException as exc:  # the interaction expired or vanished: nothing to do
+        log.warning("could not send error reply (%s): %s", _describe(interaction), exc)

@@ -1,0 +1,62 @@
+"""Every user-visible string of the Discord adapter, in one place."""
+
+from __future__ import annotations
+
+APOLOGY = "Sorry, something went wrong on my side. It has been logged; please try again later."
+THINKING = "Thinking…"
+NO_RESULTS = (
+    "Nothing in this server's index matches that. Try other words, or `/index` some images."
+)
+NO_SOURCES_ANSWER = "I found nothing indexed here that answers this."
+NEED_QUESTION = "Please write a question (or attach an image with `/ask`)."
+NEED_IMAGE = "Please attach an image (PNG, JPEG, WebP or GIF)."
+NOT_AN_IMAGE = "`{name}` is not an image. Attach a PNG, JPEG, WebP or GIF."
+NO_ATTACHMENTS = (
+    "Attach at least one image or PDF to `/index`, or give a link to a message that has some."
+)
+MESSAGE_HAS_NO_IMAGES = "That message has no images or PDFs I can use."
+TOO_LARGE = "`{name}` is {size:.1f} MB; the limit here is {limit:g} MB. Try a smaller file."
+TOO_MANY = "At most {limit} attachments at a time, please (you gave {count})."
+NOT_DISCORD_URL = "I only fetch files uploaded to Discord itself (`{name}` is hosted elsewhere)."
+DOWNLOAD_FAILED = "I could not download `{name}` from Discord. Try uploading it again."
+BAD_LINK = "That is not a link to a message in this server. Use *Copy Message Link* on a message."
+LINK_NOT_FOUND = "I cannot read that message (deleted, or a channel I cannot see)."
+RATE_LIMITED = "Easy there! You can send {limit} requests a minute; try again in {seconds} s."
+NOT_MANAGER = "Only members with the **{role}** role can do that here."
+NOT_MANAGER_PERMISSION = "Only members who can **Manage Messages** can do that here."
+NOT_ADMIN = "Only server admins (**Manage Server**) can change auto-indexing."
+NOT_ALLOWED_FORGET = (
+    "Only the person who posted it or a PixRAG manager can remove that from the index."
+)
+DM_ONLY_GUILD = "Auto-indexing is for server channels; in DMs use `/index` directly."
+FORGOT = "Removed {count} item(s) from the index."
+NOTHING_TO_FORGET = "Nothing indexed matches `{ref}`."
+AUTOINDEX_ON = (
+    "Auto-indexing is **on** in {channel}: images and PDFs posted here will be searchable"
+    "{privacy}. Deleting a message removes what was indexed from it."
+)
+AUTOINDEX_PRIVATE = " (only from this channel, because it is private)"
+AUTOINDEX_OFF = "Auto-indexing is **off** in {channel}. What was indexed stays until `/forget`."
+STATS = (
+    "**{items}** item(s) indexed here{kinds}. Model: `{model}`. Auto-indexed channels: {channels}."
+)
+INDEXED = "Indexed {indexed} item(s)."
+INDEX_SKIPPED = "Skipped `{source}`: {reason}"
+INDEX_FAILED = "Could not index `{source}`: {error}"
+FEEDBACK_THANKS = "Thanks for the feedback!"
+FEEDBACK_EXPIRED = "Thanks! (This reply is too old to link your feedback to its question.)"
+MORE_GONE = "That item is no longer in the index."
+ANSWER_TRUNCATED = "\n… (answer truncated)"
+ANSWER_UNAVAILABLE = "The answer model is unavailable right now; here are the sources I found."
+SOURCES_HEADER = "Sources"
+ALSO_RETRIEVED = "also retrieved"
+SCORE = "score {score:.3f}"
+HELPFUL = "Helpful"
+NOT_HELPFUL = "Not helpful"
+MORE_LIKE = "More like #{n}"
+CTX_FIND_SIMILAR = "Find similar images"
+CTX_ADD = "Add to PixRAG"
+
+
+def rate_limited(limit: int, retry_after: float) -> str:
+    return RATE_LIMITED.format(limit=limit, seconds=max(1, round(retry_after)))

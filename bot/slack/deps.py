@@ -1,0 +1,118 @@
+"""What every handler needs, built once by ``build_app``, plus small Web API look-ups."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import convert, download
+from core.config import Settings
+from core.errors import UnsupportedInput
+from core.ratelimit import RateLimiter
+from core.service import PixRAG
+from core.types import Turn, Upload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Deps:
+    service: PixRAG
+    settings: Settings
+    limiter: RateLimiter
+    token: str  # bot token, for url_private downloads
+
+    def check_rate(self, team: str, user: str) -> None:
+        """RateLimited (safe to show) when this user asked too often in the last minute."""
+        self.limiter.check(f"{team}:{user}")
+
+    async def fetch(self, file: Mapping[str, Any]) -> bytes:
+        return await download.fetch(file, self.token, self.settings.slack.max_file_mb)
+
+    async def is_admin(self, client: AsyncWebClient, user: str) -> bool:
+        """``[slack] admins`` or a workspace admin/owner (users.info, scope users:read)."""
+        if user in self.settings.slack.admins:
+            return True
+        try:
+            info = await client.users_info(user=user)
+        except SlackApiError as exc:
+            log.warning("users.info %s failed: %s", user, exc.response.get("error"))
+            return False
+        u = info.get("user") or {}
+        return bool(u.get("is_admin") or u.get("is_owner") or u.get("is_primary_owner"))
+
+    async def uploads(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        ts: str,
+        author: str,
+        files: Sequence[Mapping[str, Any]],
+    ) -> tuple[list[Upload], list[UnsupportedInput]]:
+        """Download a message's files as Uploads that remember where they came from."""
+        private = await is_private(client, channel)
+        link = await permalink(client, channel, ts)
+        uploads: list[Upload] = []
+        problems: list[UnsupportedInput] = []
+        for file in files:
+            try:
+                data = await self.fetch(file)
+            except UnsupportedInput as exc:
+                problems.append(exc)
+                continue
+            origin = convert.origin_for(
+                channel=channel,
+                message=ts,
+                file_id=str(file["id"]),
+                author=author,
+                private=private,
+                link=link,
+            )
+            uploads.append(
+                Upload(name=convert.file_name(file), data=data, source=link, origin=origin)
+            )
+        return uploads, problems
+
+
+async def is_private(client: AsyncWebClient, channel: str) -> bool:
+    """Private channels and DMs keep their items to themselves (conversations.info)."""
+    if not channel or convert.is_private_channel_id(channel):
+        return bool(channel)
+    try:
+        info = await client.conversations_info(channel=channel)
+    except SlackApiError as exc:
+        # Unknown means private: leaking a private file is worse than hiding a public one.
+        log.warning("conversations.info %s failed: %s", channel, exc.response.get("error"))
+        return True
+    ch = info.get("channel") or {}
+    return bool(ch.get("is_private") or ch.get("is_im") or ch.get("is_mpim"))
+
+
+async def permalink(client: AsyncWebClient, channel: str, ts: str) -> str:
+    try:
+        resp = await client.chat_getPermalink(channel=channel, message_ts=ts)
+    except SlackApiError as exc:
+        log.warning("chat.getPermalink %s/%s failed: %s", channel, ts, exc.response.get("error"))
+        return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    return str(resp.get("permalink") or "")
+
+
+async def thread_history(
+    client: AsyncWebClient, *, channel: str, thread_ts: str, before_ts: str, bot_user_id: str | None
+) -> list[Turn]:
+    """Earlier messages of the thread as context for a follow-up question."""
+    try:
+        resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=50)
+    except SlackApiError as exc:
+        log.warning("conversations.replies %s/%s failed: %s", channel, thread_ts,
+                    exc.response.get("error"))
+        return []
+    return convert.history_turns(
+        resp.get("messages") or [], before_ts=before_ts, bot_user_id=bot_user_id
+    )

@@ -1,0 +1,85 @@
+"""Every user-visible string of the Slack app, in one place (Slack mrkdwn)."""
+
+from __future__ import annotations
+
+APOLOGY = "Sorry, something went wrong on my side. The error was logged; please try again later."
+RATE_LIMITED = ":hourglass: {error}"
+ERROR = ":warning: {error}"
+
+EMPTY_QUESTION = (
+    "Ask me something after the mention, e.g. `@PixRAG which slide shows the Q3 revenue?`, "
+    "or share an image with the mention to find similar ones."
+)
+DEFAULT_IMAGE_QUESTION = "What does this image show? Which indexed images are similar to it?"
+ASK_USAGE = "Usage: `/ask <question>`"
+ASK_ACK = ":mag: Looking for an answer to: {question}"
+ASKED = "<@{user}> asked: {question}"
+PIXRAG_USAGE = (
+    "*PixRAG commands*\n"
+    "• `/ask <question>`: answer from the indexed images, slides and PDFs\n"
+    "• `/pixrag index`: add files to this workspace's index\n"
+    "• `/pixrag forget <item id | message link>`: remove what was indexed\n"
+    "• `/pixrag autoindex on|off`: index every file shared in this channel (admins)\n"
+    "• `/pixrag stats`: what is indexed in this workspace"
+)
+NOT_ADMIN = "Only workspace admins (or users listed in `[slack] admins`) may do that."
+NOT_AUTHOR = "Only the person who shared it (or an admin) may remove it."
+AUTOINDEX_ON = (
+    ":white_check_mark: Auto-indexing is *on* for <#{channel}>: images and PDFs shared here "
+    "from now on are indexed.{private}"
+)
+AUTOINDEX_PRIVATE = " This channel is private: its files are only retrievable here."
+AUTOINDEX_OFF = "Auto-indexing is *off* for <#{channel}>. Already indexed files stay indexed."
+FORGET_DONE = ":wastebasket: Removed {n} item(s) from the index."
+FORGET_NOT_FOUND = "`{ref}` is not in this workspace's index."
+FORGET_USAGE = "Usage: `/pixrag forget <item id | message link>`"
+STATS = "*{items}* item(s) indexed in this workspace ({kinds}). Model: `{model}`."
+
+NO_FILES = "That message has no images or PDFs I can use."
+NO_RESULTS = "Nothing similar is indexed in this workspace yet."
+SIMILAR_HEADER = "*Similar images* to {name}:"
+SEARCH_HEADER = "*Results* for {question}:"
+SOURCES_HEADER = "*Sources*"
+ALSO_RETRIEVED = "Also retrieved"
+NO_SOURCES = "_The index has nothing that matches this question._"
+UNAVAILABLE = "_The answer model is unavailable right now; here are the sources I found._"
+TRUNCATED = "… (truncated)"
+THUMBNAILS_COMMENT = "Source thumbnails"
+FEEDBACK_PROMPT = "Was this helpful?"
+FEEDBACK_UP = "Helpful"
+FEEDBACK_DOWN = "Not helpful"
+FEEDBACK_THANKS = "Thanks for the feedback! It helps tune the search for everyone here."
+
+INDEX_MODAL_TITLE = "Add to PixRAG"
+INDEX_MODAL_SUBMIT = "Index"
+INDEX_MODAL_LABEL = "Images, PDFs or documents"
+INDEX_MODAL_HELP_PUBLIC = "Files added here can be found by everyone in this workspace."
+INDEX_MODAL_HELP_PRIVATE = "Files added here are only retrievable in <#{channel}>."
+INDEX_REPORT = ":card_index: Indexed {indexed} item(s){skipped}{failed}."
+INDEX_SKIPPED = ", skipped {n} ({reasons})"
+INDEX_FAILED = ", {n} failed ({reasons})"
+
+FILE_TOO_LARGE = "larger than the {limit:g} MB limit"
+FILE_NOT_IMAGE = (
+    "Slack sent a web page instead of the file (is the app allowed to read files here?)"
+)
+FILE_DOWNLOAD_FAILED = "could not be downloaded from Slack (HTTP {status})"
+FILE_UNREACHABLE = "could not be downloaded from Slack"
+FILE_EXTERNAL = "is an external file (Google Drive, Dropbox, ...): share the file itself"
+
+HOME_TITLE = "PixRAG"
+HOME_INTRO = (
+    "I answer questions about the images, slides and PDFs shared in this workspace, "
+    "and find similar images."
+)
+HOME_STATS = "*Indexed here:* {items} item(s){kinds}\n*Image model:* `{model}`{text_model}"
+HOME_HOWTO = (
+    "*How to use me*\n"
+    "• Mention me with a question: `@PixRAG where is the architecture diagram?` "
+    "(follow-up questions in the thread keep the context)\n"
+    "• Share an image or PDF with a mention (or in a DM) to find similar ones\n"
+    "• `/ask <question>` anywhere; message shortcut *Find similar images*\n"
+    "• Add files with `/pixrag index` or the *Add files to PixRAG* shortcut; admins can "
+    "turn on `/pixrag autoindex on` in a channel\n"
+    "• Files from private channels and DMs are only found there; nothing leaves this workspace."
+)

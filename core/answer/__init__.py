@@ -1,0 +1,151 @@
+"""Answers: Claude, GPT-4o, any OpenAI-compatible server, or no model at all.
+
+``build_answerer`` picks the implementation from ``[answer] provider`` through the
+:data:`PROVIDERS` registry; nothing else in PixRAG branches on the provider name.
+``auto`` takes the first of anthropic, openai, openai-compatible whose key (or base_url) is
+configured, else ``none``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from core.answer.base import Backend, ModelAnswerer
+from core.answer.caption import ModelCaptioner
+from core.answer.claude import AnthropicBackend
+from core.answer.nomodel import NoModelAnswerer
+from core.answer.openai_chat import OpenAIBackend
+from core.config import AnswerSettings, IndexSettings, Secrets
+from core.errors import ConfigError
+from core.types import Answer, Hit, Turn
+
+__all__ = [
+    "PROVIDERS",
+    "Answerer",
+    "ModelAnswerer",
+    "ModelCaptioner",
+    "NoModelAnswerer",
+    "build_answerer",
+    "build_captioner",
+    "resolve_provider",
+]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Streams an answer: ``str`` deltas as the model writes them, then one final Answer."""
+
+    provider: str  # "anthropic" | "openai" | "openai-compatible" | "none"
+    model: str
+
+    def stream(
+        self,
+        question: str,
+        sources: Sequence[Hit],
+        *,
+        query_image: bytes | None = None,
+        history: Sequence[Turn] = (),
+    ) -> AsyncIterator[str | Answer]: ...
+
+    async def aclose(self) -> None: ...
+
+
+# (settings, api key or None, model or "" for the default) -> backend
+BackendFactory = Callable[[AnswerSettings, "str | None", str], Backend]
+
+
+@dataclass(frozen=True)
+class Provider:
+    key_env: str = ""  # environment variable with the API key
+    key_required: bool = False
+    base_url_required: bool = False
+    model_required: bool = False
+    make: BackendFactory | None = None  # None: no model (retrieval only)
+
+
+def _anthropic(s: AnswerSettings, key: str | None, model: str) -> Backend:
+    assert key is not None  # key_required
+    return AnthropicBackend(s, key, model)
+
+
+def _openai(s: AnswerSettings, key: str | None, model: str) -> Backend:
+    return OpenAIBackend(s, key, model)
+
+
+def _compatible(s: AnswerSettings, key: str | None, model: str) -> Backend:
+    return OpenAIBackend(s, key, model, provider="openai-compatible", use_max_tokens=True)
+
+
+PROVIDERS: dict[str, Provider] = {
+    "anthropic": Provider("ANTHROPIC_API_KEY", key_required=True, make=_anthropic),
+    "openai": Provider("OPENAI_API_KEY", key_required=True, make=_openai),
+    # A local server (Ollama, vLLM...) usually needs no key; OPENAI_API_KEY is sent if set.
+    "openai-compatible": Provider(
+        "OPENAI_API_KEY", base_url_required=True, model_required=True, make=_compatible
+    ),
+    "none": Provider(),
+}
+AUTO_ORDER = ("anthropic", "openai", "openai-compatible", "none")
+
+
+def _usable(p: Provider, settings: AnswerSettings, secrets: Secrets) -> bool:
+    if p.key_required and not secrets.get(p.key_env):
+        return False
+    return not (p.base_url_required and not settings.base_url)
+
+
+def resolve_provider(settings: AnswerSettings, secrets: Secrets) -> str:
+    """The provider ``settings.provider`` means here (``auto`` resolved)."""
+    if settings.provider != "auto":
+        return settings.provider
+    return next(n for n in AUTO_ORDER if _usable(PROVIDERS[n], settings, secrets))
+
+
+def _backend(settings: AnswerSettings, secrets: Secrets, model: str) -> Backend | None:
+    name = resolve_provider(settings, secrets)
+    p = PROVIDERS[name]
+    if p.make is None:
+        return None
+    key = secrets.get(p.key_env) if p.key_env else None
+    if p.key_required and not key:
+        raise ConfigError(p.key_env, f'not set: [answer] provider = "{name}" needs this API key '
+                                     "in the environment")
+    if p.base_url_required and not settings.base_url:
+        raise ConfigError("answer.base_url (or PIXRAG_ANSWER__BASE_URL)",
+                          f'required for provider "{name}": the server URL, e.g. '
+                          "http://localhost:11434/v1")
+    if p.model_required and not (model or settings.model):
+        raise ConfigError("answer.model (or PIXRAG_ANSWER__MODEL)",
+                          f'required for provider "{name}": the model name the server serves')
+    backend = p.make(settings, key, model)
+    log.info("answer model: %s %s%s (configured provider %s)", backend.provider, backend.model,
+             f" at {settings.base_url}" if settings.base_url else "", settings.provider)
+    return backend
+
+
+def build_answerer(settings: AnswerSettings, secrets: Secrets) -> Answerer:
+    """The configured Answerer; ConfigError (naming the env var/key) when it cannot work."""
+    backend = _backend(settings, secrets, "")
+    if backend is None:
+        log.info("no answer model configured: replies list the sources found")
+        return NoModelAnswerer()
+    return ModelAnswerer(backend, settings)
+
+
+def build_captioner(
+    index: IndexSettings, answer: AnswerSettings, secrets: Secrets
+) -> ModelCaptioner | None:
+    """A Captioner using ``index.caption_model`` (default: the answer model), or None when
+    captions are off or no answer provider is configured."""
+    if not index.captions:
+        return None
+    backend = _backend(answer, secrets, index.caption_model)
+    if backend is None:
+        log.info("captions are enabled but no answer model is configured: no captions")
+        return None
+    return ModelCaptioner(backend, answer)

@@ -1,0 +1,89 @@
+"""Original bytes and JPEG thumbnails on disk, content-addressed.
+
+Layout under ``root``::
+
+    ab/cd/abcd...(64 hex)      original bytes, named by their sha256
+    thumbs/<key>.jpg           one thumbnail per item id
+
+Writes go to a temporary file in the destination folder and are renamed into place with
+``os.replace`` (atomic on POSIX and Windows), so a reader or a crash never sees half a file,
+and two processes writing the same blob at once both succeed. Blobs are shared by items with
+the same bytes: reference counting is the caller's job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SHA = re.compile(r"[0-9a-f]{64}")
+# Item ids become file names: a strict alphabet keeps "../" and odd names out of the path.
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class BlobStore:
+    """Content-addressed original bytes + JPEG thumbnails under a root folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._thumbs = self.root / "thumbs"
+
+    def path(self, sha: str) -> Path:
+        if not _SHA.fullmatch(sha):
+            raise ValueError(f"not a sha256 hex digest: {sha!r}")
+        return self.root / sha[:2] / sha[2:4] / sha
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (once) and return its sha256 hex digest."""
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.path(sha)
+        if not path.exists():
+            _atomic_write(path, data)
+            log.debug("stored blob %s (%d bytes)", sha, len(data))
+        return sha
+
+    def has(self, sha: str) -> bool:
+        return self.path(sha).is_file()
+
+    def delete(self, sha: str) -> None:
+        """Remove a blob; a missing one is fine (another process may have won the race)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path(sha).unlink()
+
+    def thumbnail_path(self, key: str) -> Path:
+        if not _KEY.fullmatch(key) or ".." in key:
+            raise ValueError(f"not a valid thumbnail key: {key!r}")
+        # ":" is not allowed in Windows file names; "~" is not a key character, so the
+        # mapping stays one-to-one.
+        return self._thumbs / (key.replace(":", "~") + ".jpg")
+
+    def put_thumbnail(self, key: str, jpeg: bytes) -> Path:
+        path = self.thumbnail_path(key)
+        _atomic_write(path, jpeg)
+        return path
+
+    def delete_thumbnail(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.thumbnail_path(key).unlink()

@@ -1,0 +1,356 @@
+"""Ingestion: files and uploads -> items (blobs, vectors, keyword docs, catalog rows).
+
+Per item the order is blobs -> vectors -> keyword docs -> catalog row (the commit marker), so a
+kill at any moment leaves nothing that search shows half-written, and the re-run redoes only
+what has no catalog row (ids are derived from space + content, so redoing is an overwrite).
+Decoding, OCR, model calls and storage each run in their own executor; at most ``queue_size``
+files are in flight, so a folder of 100k photos or a flood of uploads waits instead of filling
+memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core import neardup
+from core.catalog import ItemRow
+from core.chunking import split_document, split_passages
+from core.components import Components
+from core.errors import PixragError, UnsupportedInput
+from core.imageio import Limits, decode_text, load_image, sniff, to_jpeg
+from core.keyword import KeywordDoc
+from core.pdf import page_count, render_pages
+from core.types import Failed, IndexedItem, IndexReport, Kind, Origin, Skipped, Upload
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif",
+              ".heic", ".heif", ".avif", ".ico"}
+DOC_EXTS = {".pdf", ".txt", ".md", ".markdown", ".rst", ".text"}
+WORK_SIDE = 2048  # decode big photos at most this large: enough for OCR, CLIP and thumbnails
+PDF_BATCH = 4  # pages rendered at once: bounds memory for 1000-page PDFs
+
+Progress = Callable[[int, int], None]
+
+
+def item_id(space: str, file_sha: str, part: int | None = None) -> str:
+    """Stable id from space + content (+ page/chunk): same bytes twice = same item."""
+    key = f"{space}\0{file_sha}\0{'' if part is None else part}"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+@dataclass
+class FileJob:
+    name: str  # base name
+    source: str  # shown in results: path, URL or message link
+    origin: Origin
+    path: Path | None = None
+    data: bytes | None = None
+
+
+@dataclass
+class Prepared:
+    """One item ready to embed and commit."""
+
+    row: ItemRow
+    passages: list[str] = field(default_factory=list)
+    pixels: np.ndarray | None = None  # CLIP input, 3 x S x S
+    blobs: list[bytes] = field(default_factory=list)  # content-addressed payloads to store
+    thumbnail: bytes | None = None
+
+
+def discover(paths: Sequence[Path]) -> tuple[list[FileJob], list[Skipped], list[Failed]]:
+    """Expand folders (recursively, sorted, hidden entries ignored) into file jobs."""
+    jobs: list[FileJob] = []
+    skipped: list[Skipped] = []
+    failed: list[Failed] = []
+    for p in paths:
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for f in sorted(files):
+                    fp = Path(root) / f
+                    if f.startswith("."):
+                        continue
+                    if fp.suffix.lower() not in IMAGE_EXTS | DOC_EXTS:
+                        skipped.append(Skipped(str(fp), f"unsupported file type ({fp.suffix or 'no extension'})"))
+                        continue
+                    jobs.append(_path_job(fp))
+        elif p.is_file():
+            jobs.append(_path_job(p))
+        elif p.exists():
+            failed.append(Failed(str(p), "not a regular file"))
+        else:
+            failed.append(Failed(str(p), "no such file or folder"))
+    return jobs, skipped, failed
+
+
+def _path_job(p: Path) -> FileJob:
+    return FileJob(name=p.name, source=str(p.resolve()), origin=Origin(), path=p)
+
+
+def upload_job(u: Upload) -> FileJob:
+    return FileJob(name=u.name, source=u.source, origin=u.origin, data=u.data)
+
+
+class Ingestor:
+    def __init__(self, c: Components) -> None:
+        self.c = c
+        self.s = c.settings
+        self.limits = Limits.from_settings(self.s.index)
+
+    async def run(self, jobs: Sequence[FileJob], space: str, *,
+                  progress: Progress | None = None) -> IndexReport:
+        report = IndexReport()
+        results: list[IndexReport | None] = [None] * len(jobs)
+        window = asyncio.Semaphore(self.s.embedding.queue_size)
+        done = 0
+
+        async def one(i: int, job: FileJob) -> None:
+            nonlocal done
+            try:
+                results[i] = await self._file(job, space)
+            finally:
+                window.release()
+            done += 1
+            if progress is not None:
+                progress(done, len(jobs))
+
+        # A task is created only when a window slot is free, so memory stays bounded.
+        async with asyncio.TaskGroup() as tg:
+            for i, job in enumerate(jobs):
+                await window.acquire()
+                tg.create_task(one(i, job))
+        for r in results:
+            if r is not None:
+                report.extend(r)
+        return report
+
+    async def _file(self, job: FileJob, space: str) -> IndexReport:
+        report = IndexReport()
+        try:
+            data = await self._read(job)
+            file_sha = hashlib.sha256(data).hexdigest()
+            already = await self.c.run(self.c.pools.store, self.c.catalog.file_done, space, file_sha)
+            if already is not None:
+                same = already == job.source
+                report.skipped.append(Skipped(job.source, "already indexed" if same
+                                              else f"already indexed (same content as {already})"))
+                return report
+            kind = await self.c.run(self.c.pools.decode, sniff, data, job.name)
+            if kind == "image":
+                items = await self._image(job, data, file_sha, space)
+            elif kind == "pdf":
+                items = await self._pdf(job, data, file_sha, space)
+            else:
+                items = await self._text(job, data, file_sha, space)
+            await self.c.run(self.c.pools.store, self.c.catalog.mark_file, space, file_sha,
+                             job.source, len(items))
+            report.indexed.extend(items)
+            if not items:
+                report.skipped.append(Skipped(job.source, "no content to index"))
+        except PixragError as exc:
+            report.failed.append(Failed(job.source, _reason(exc, job.name)))
+        except Exception as exc:  # one bad file must not stop the batch: record and go on
+            log.exception("unexpected error indexing %s", job.source)
+            report.failed.append(Failed(job.source, f"internal error ({type(exc).__name__})"))
+        return report
+
+    async def _read(self, job: FileJob) -> bytes:
+        if job.data is not None:
+            if len(job.data) > self.limits.max_bytes:
+                raise UnsupportedInput(job.name, _too_big(len(job.data), self.limits.max_bytes))
+            return job.data
+        assert job.path is not None
+        path = job.path
+
+        def read() -> bytes:
+            size = path.stat().st_size
+            if size > self.limits.max_bytes:  # checked before reading a single byte
+                raise UnsupportedInput(job.name, _too_big(size, self.limits.max_bytes))
+            return path.read_bytes()
+
+        try:
+            return await self.c.run(self.c.pools.decode, read)
+        except OSError as exc:
+            raise UnsupportedInput(job.name, f"cannot read file ({exc.strerror or exc})") from exc
+
+    # images ---------------------------------------------------------------------------------
+    async def _image(self, job: FileJob, data: bytes, file_sha: str, space: str) -> list[IndexedItem]:
+        iid = item_id(space, file_sha)
+        if await self._exists(space, iid):
+            return [IndexedItem(iid, job.source, "image")]
+        decoded = await self.c.run(self.c.pools.decode, lambda: load_image(
+            data, job.name, self.limits, max_side=WORK_SIDE))
+        prep = await self._prepare_visual(
+            job, space, iid, "image", decoded.image, file_sha, None, text_layer=None,
+            image_blob=data)
+        await self._commit([prep], space)
+        return [IndexedItem(iid, job.source, "image")]
+
+    async def _prepare_visual(self, job: FileJob, space: str, iid: str, kind: Kind,
+                              image: Image.Image, file_sha: str, page: int | None, *,
+                              text_layer: str | None, image_blob: bytes | None) -> Prepared:
+        """Thumbnail, perceptual hash, CLIP pixels, then text (text layer, OCR, caption)."""
+        c = self.c
+
+        def visual() -> tuple[bytes, str, np.ndarray, bytes | None]:
+            thumb = to_jpeg(image, self.s.index.thumbnail_px)
+            ph = neardup.to_text(neardup.hash_image(image))
+            pixels = c.clip.preprocess([image])[0]
+            rendered = to_jpeg(image, WORK_SIDE, quality=90) if image_blob is None else None
+            return thumb, ph, pixels, rendered
+
+        thumb, ph, pixels, rendered = await c.run(c.pools.decode, visual)
+        blob = image_blob if image_blob is not None else rendered
+        assert blob is not None
+        image_sha = hashlib.sha256(blob).hexdigest()
+        texts: list[str] = []
+        if text_layer and text_layer.strip():
+            texts.append(text_layer.strip())
+        elif self.s.index.ocr and c.reader is not None:
+            ocr = await c.run(c.pools.ocr, c.reader.read, image)
+            if ocr.strip():
+                texts.append(ocr.strip())
+        caption = await self._caption(image_sha, image)
+        if caption:
+            texts.append(caption)
+        full_text = "\n".join(texts)
+        passages = [p.text for t in texts
+                    for p in split_passages(t, max_chars=self.s.text.passage_chars)]
+        row = ItemRow(
+            id=iid, space=space, kind=kind, source=job.source, name=job.name, page=page,
+            file_sha=file_sha, image_sha=image_sha, text=full_text, phash=ph,
+            **_origin_cols(job.origin), created=time.time())
+        blobs = [blob] if image_blob is None else [image_blob]
+        return Prepared(row=row, passages=passages, pixels=pixels, blobs=blobs, thumbnail=thumb)
+
+    async def _caption(self, image_sha: str, image: Image.Image) -> str:
+        c = self.c
+        if not (self.s.index.captions and c.captioner is not None):
+            return ""
+        model = c.captioner.model_id
+        cached = await c.run(c.pools.store, c.catalog.caption, image_sha, model)
+        if cached is not None:
+            return cached
+        jpeg = await c.run(c.pools.decode, to_jpeg, image, 1024)
+        try:
+            text, _usage = await c.captioner.caption(jpeg)
+        except PixragError as exc:  # captions are optional: index without one, retry next run
+            log.warning("caption failed for %s: %s", image_sha[:12], exc)
+            return ""
+        await c.run(c.pools.store, c.catalog.put_caption, image_sha, model, text)
+        return text
+
+    # PDFs -----------------------------------------------------------------------------------
+    async def _pdf(self, job: FileJob, data: bytes, file_sha: str, space: str) -> list[IndexedItem]:
+        c = self.c
+        n = await c.run(c.pools.decode, page_count, data, job.name)
+        if n > self.s.index.max_pdf_pages:
+            raise UnsupportedInput(job.name, f"PDF has {n} pages, limit is "
+                                   f"{self.s.index.max_pdf_pages} ([index] max_pdf_pages)")
+        items: list[IndexedItem] = []
+        stored_pdf = False
+        for start in range(1, n + 1, PDF_BATCH):
+            numbers = list(range(start, min(n, start + PDF_BATCH - 1) + 1))
+            ids = {p: item_id(space, file_sha, p) for p in numbers}
+            have = await c.run(c.pools.store, c.catalog.existing, space, list(ids.values()))
+            todo = [p for p in numbers if ids[p] not in have]
+            items += [IndexedItem(ids[p], job.source, "page") for p in numbers if ids[p] in have]
+            if not todo:
+                continue
+            pages = await c.run(c.pools.decode, lambda t=todo: render_pages(
+                data, job.name, t, dpi=self.s.index.pdf_dpi, max_side=WORK_SIDE))
+            preps = [await self._prepare_visual(job, space, ids[pg.number], "page", pg.image,
+                                                file_sha, pg.number, text_layer=pg.text,
+                                                image_blob=None) for pg in pages]
+            if not stored_pdf:  # the original PDF, once: "forget" and re-index use it
+                preps[0].blobs.append(data)
+                stored_pdf = True
+            await self._commit(preps, space)
+            items += [IndexedItem(p.row.id, job.source, "page") for p in preps]
+        return sorted(items, key=lambda i: i.id)
+
+    # text documents -----------------------------------------------------------------------
+    async def _text(self, job: FileJob, data: bytes, file_sha: str, space: str) -> list[IndexedItem]:
+        c = self.c
+        text = await c.run(c.pools.decode, decode_text, data, job.name)
+        chunks = split_document(text, chunk_chars=self.s.index.chunk_chars)
+        preps: list[Prepared] = []
+        for n, chunk in enumerate(chunks):
+            iid = item_id(space, file_sha, n)
+            passages = [p.text for p in split_passages(chunk.text,
+                                                       max_chars=self.s.text.passage_chars)]
+            row = ItemRow(id=iid, space=space, kind="chunk", source=job.source, name=job.name,
+                          page=n + 1, file_sha=file_sha, image_sha=None, text=chunk.text,
+                          **_origin_cols(job.origin), created=time.time())
+            preps.append(Prepared(row=row, passages=passages or [chunk.text]))
+        have = await c.run(c.pools.store, c.catalog.existing, space, [p.row.id for p in preps])
+        todo = [p for p in preps if p.row.id not in have]
+        if todo:
+            todo[0].blobs.append(data)
+        for start in range(0, len(todo), 64):
+            await self._commit(todo[start:start + 64], space)
+        return [IndexedItem(p.row.id, job.source, "chunk") for p in preps]
+
+    # commit ---------------------------------------------------------------------------------
+    async def _exists(self, space: str, iid: str) -> bool:
+        return bool(await self.c.run(self.c.pools.store, self.c.catalog.existing, space, [iid]))
+
+    async def _commit(self, preps: Sequence[Prepared], space: str) -> None:
+        c = self.c
+        visual = [p for p in preps if p.pixels is not None]
+        clip_vecs = await c.clip_images.submit_many([p.pixels for p in visual])  # type: ignore[misc]
+        passages = [(p, i, t) for p in preps for i, t in enumerate(p.passages)]
+        text_vecs = await c.text_vectors.submit_many([t for _, _, t in passages])
+
+        def write() -> None:
+            for p in preps:
+                for blob in p.blobs:
+                    c.blobs.put(blob)
+                if p.thumbnail is not None:
+                    c.blobs.put_thumbnail(p.row.id, p.thumbnail)
+            if visual:
+                c.store.upsert("clip", [p.row.id for p in visual], np.stack(clip_vecs),
+                               [_vec_meta(p.row) for p in visual])
+            if passages:
+                ids = [f"{p.row.id}#{i}" for p, i, _ in passages]
+                c.store.upsert("text", ids, np.stack(text_vecs),
+                               [_vec_meta(p.row) for p, _, _ in passages],
+                               documents=[t for _, _, t in passages])
+                c.keyword.add([KeywordDoc(f"{p.row.id}#{i}", p.row.id, space, p.row.audience, t)
+                               for p, i, t in passages])
+            c.catalog.add([p.row for p in preps])  # last: the commit marker
+
+        await c.run(c.pools.store, write)
+
+
+def _vec_meta(row: ItemRow) -> dict[str, str | int | float | bool]:
+    return {"space": row.space, "item": row.id, "kind": row.kind, "audience": row.audience,
+            "page": row.page or 0}
+
+
+def _origin_cols(o: Origin) -> dict[str, str | bool]:
+    return {"audience": o.audience, "platform": o.platform, "channel": o.channel,
+            "message": o.message, "attachment": o.attachment, "author": o.author,
+            "link": o.link, "private": o.private}
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"file is {size / 1e6:.1f} MB, limit is {limit / 1e6:.1f} MB ([index] max_bytes)"
+
+
+def _reason(exc: PixragError, name: str) -> str:
+    if isinstance(exc, UnsupportedInput):
+        return exc.reason
+    return str(exc)

@@ -1,0 +1,168 @@
+"""OCR with RapidOCR 3.x (PP-OCR det/rec ONNX models shipped inside the wheel).
+
+The engine is pinned to the bundled model files with explicit ``model_path`` values: with a
+``model_path`` RapidOCR opens the file directly and never reaches its download code (without
+one it would re-download when the file's checksum does not match). The angle classifier is
+off: screenshots and slides are upright, and it costs time on every text line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from PIL import Image
+
+from core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+#: Lines RapidOCR is less sure about than this are mostly junk (textures, icons, noise).
+MIN_SCORE = 0.5
+#: Below this size there is no legible text to find.
+MIN_SIDE = 16
+#: Larger images are downscaled first: detection time grows with pixels, and text that is
+#: still legible at this size covers screenshots, slides and scanned pages.
+MAX_SIDE = 2000
+#: An image whose grey levels span less than this is blank (one colour): skip the detector.
+_FLAT_RANGE = 8
+#: Pixels of background added around every image (see _pad).
+_MARGIN = 16
+
+_DET = "PP-OCRv6_det_small.onnx"
+_REC = "PP-OCRv6_rec_small.onnx"
+
+
+def _bundled_models() -> Path:
+    spec = find_spec("rapidocr")
+    if spec is None or spec.origin is None:
+        raise ModelError("OCR is unavailable: the rapidocr package is not installed")
+    return Path(spec.origin).parent / "models"
+
+
+class RapidReader:
+    """``TextReader`` over RapidOCR. Thread-safe: one lock around the engine.
+
+    RapidOCR's ``__call__`` mutates engine state (``update_params``) and its sessions are
+    shared, so concurrent calls are serialised; run several readers for parallel OCR.
+    """
+
+    def __init__(self, *, min_score: float = MIN_SCORE, max_side: int = MAX_SIDE) -> None:
+        self.min_score = min_score
+        self.max_side = max_side
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        # Caller holds self._lock.
+        if self._engine is None:
+            models = _bundled_models()
+            for name in (_DET, _REC):
+                if not (models / name).is_file():
+                    raise ModelError(f"OCR model {models / name} is missing: reinstall rapidocr")
+            try:
+                from rapidocr import RapidOCR
+
+                self._engine = RapidOCR(
+                    params={
+                        # RapidOCR logs through its own handler (propagate=False) and warns on
+                        # every image without text: keep it to errors.
+                        "Global.log_level": "error",
+                        "Global.use_cls": False,
+                        "Global.text_score": self.min_score,
+                        "Global.max_side_len": self.max_side,
+                        "Det.model_path": str(models / _DET),
+                        "Rec.model_path": str(models / _REC),
+                    }
+                )
+            except Exception as exc:  # a broken install surfaces as many different types
+                raise ModelError(f"OCR engine could not start: {exc}") from exc
+            log.info("OCR engine ready (RapidOCR, %s)", models)
+        return self._engine
+
+    def read(self, image: Image.Image) -> str:
+        """Text in ``image``: lines top-to-bottom, words left-to-right; "" when there is none."""
+        if min(image.size) < MIN_SIDE:
+            return ""
+        rgb = _to_rgb(image)
+        if max(rgb.size) > self.max_side:
+            rgb = rgb.copy()
+            rgb.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+        if _is_flat(rgb):
+            return ""
+        pixels = _pad(np.asarray(rgb))
+        # RapidOCR wants BGR like OpenCV.
+        bgr = np.ascontiguousarray(pixels[:, :, ::-1])
+        with self._lock:
+            engine = self._load()
+            try:
+                result = engine(bgr)
+            except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
+                raise ModelError(f"OCR failed on a {rgb.width}x{rgb.height} image: {exc}") from exc
+        boxes = getattr(result, "boxes", None)
+        txts = getattr(result, "txts", None)
+        scores = getattr(result, "scores", None)
+        if boxes is None or txts is None or scores is None or len(txts) == 0:
+            return ""
+        kept = [
+            (np.asarray(box, dtype=np.float32), txt.strip())
+            for box, txt, score in zip(boxes, txts, scores, strict=False)
+            if score >= self.min_score and txt.strip()
+        ]
+        return _reading_order(kept)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB on white: transparent screenshots/logos would otherwise turn black-on-black."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _pad(pixels: np.ndarray) -> np.ndarray:
+    """Add a margin in the background colour: the detector splits or garbles words that touch
+    the image edge (tightly cropped screenshots), e.g. "Transparent I t logo text"."""
+    edges = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    fill = np.median(edges, axis=0).astype(np.uint8)
+    h, w, c = pixels.shape
+    out = np.empty((h + 2 * _MARGIN, w + 2 * _MARGIN, c), dtype=np.uint8)
+    out[:] = fill
+    out[_MARGIN : _MARGIN + h, _MARGIN : _MARGIN + w] = pixels
+    return out
+
+
+def _is_flat(image: Image.Image) -> bool:
+    small = image.convert("L")
+    small.thumbnail((64, 64))
+    lo, hi = cast(tuple[int, int], small.getextrema())  # one band ("L"): (min, max)
+    return hi - lo < _FLAT_RANGE
+
+
+def _reading_order(items: list[tuple[np.ndarray, str]]) -> str:
+    """Group boxes into lines by vertical overlap, order lines top-down and boxes left-right."""
+    if not items:
+        return ""
+    entries = []
+    for box, txt in items:
+        ys, xs = box[:, 1], box[:, 0]
+        top, bottom = float(ys.min()), float(ys.max())
+        entries.append(((top + bottom) / 2, max(bottom - top, 1.0), float(xs.min()), txt))
+    entries.sort(key=lambda e: (e[0], e[2]))
+    lines: list[list[tuple[float, float, float, str]]] = []
+    for entry in entries:
+        if lines:
+            line = lines[-1]
+            centre = sum(e[0] for e in line) / len(line)
+            height = sum(e[1] for e in line) / len(line)
+            # Same line when the centres are within half a line height (tolerates slight skew).
+            if abs(entry[0] - centre) <= 0.5 * min(height, entry[1]):
+                line.append(entry)
+                continue
+        lines.append([entry])
+    return "\n".join(" ".join(e[3] for e in sorted(line, key=lambda e: e[2])) for line in lines)

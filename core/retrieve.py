@@ -1,0 +1,246 @@
+"""Hybrid retrieval: several signals per query, fused, collapsed, cut off.
+
+Text query:  CLIP text->image ("clip"), sentence embeddings over OCR/page/chunk text ("text"),
+             BM25 over the same text ("keyword").
+Image query: CLIP image->image ("clip"), perceptual-hash near-duplicates ("near_duplicate"),
+             and the query image's own OCR text searched like a text query ("text", "keyword").
+
+Fusion is weighted reciprocal-rank fusion (``sum_s w_s / (rrf_k + rank_s)``): ranks from
+different models are comparable where raw scores are not. The cut-off is per signal (a result
+needs one signal above its floor) because an RRF score says nothing about absolute relevance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core import neardup
+from core.catalog import ItemRow
+from core.components import Components
+from core.config import RetrievalSettings
+from core.imageio import Limits, load_image
+from core.types import Hit, Origin, Scope
+
+_WORD = re.compile(r"[\w][\w\-\.]*[\w]|\w", re.UNICODE)
+_STOP = frozenset("""a an and are as at be by can do does for from has have how i in is it its
+of on or that the this to was what when where which who why will with you your my me we our
+about show find any there their they them which slide image picture photo screenshot""".split())
+
+
+def terms(text: str) -> list[str]:
+    """Content words of a query, lower-cased (stopwords dropped: they match everything)."""
+    return [w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in _STOP]
+
+
+def term_coverage(query_terms: Sequence[str], text: str) -> float:
+    if not query_terms:
+        return 0.0
+    words = set(w.lower() for w in _WORD.findall(text))
+    stems = {w[:5] for w in words if len(w) >= 5}
+    hit = sum(1 for t in query_terms if t in words or (len(t) >= 5 and t[:5] in stems))
+    return hit / len(query_terms)
+
+
+@dataclass
+class Fused:
+    item: str
+    score: float
+    signals: dict[str, float] = field(default_factory=dict)  # raw score per signal
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+def fuse(lists: Mapping[str, Sequence[tuple[str, float]]], weights: Mapping[str, float],
+         rrf_k: float) -> list[Fused]:
+    """Weighted reciprocal-rank fusion of per-signal ``[(item, score)]`` lists (best first)."""
+    out: dict[str, Fused] = {}
+    for signal, ranked in lists.items():
+        w = weights.get(signal, 0.0)
+        seen: set[str] = set()
+        rank = 0
+        for item, score in ranked:
+            if item in seen:  # several vectors of one item (tiles, passages): best one counts
+                continue
+            seen.add(item)
+            rank += 1
+            f = out.setdefault(item, Fused(item, 0.0))
+            f.score += w / (rrf_k + rank)
+            f.signals[signal] = float(score)
+            f.ranks[signal] = rank
+    return sorted(out.values(), key=lambda f: (-f.score, f.item))
+
+
+def best_per_item(pairs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    best: dict[str, float] = {}
+    for item, score in pairs:
+        if item not in best or score > best[item]:
+            best[item] = score
+    return sorted(best.items(), key=lambda kv: -kv[1])
+
+
+class Retriever:
+    def __init__(self, c: Components) -> None:
+        self.c = c
+        self.r: RetrievalSettings = c.settings.retrieval
+        self.limits = Limits.from_settings(c.settings.index)
+        bits = self.r.near_duplicate_bits
+        self.near_bits = neardup.DEFAULT_MAX_DISTANCE if bits < 0 else bits
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"clip": self.r.weight_clip, "text": self.r.weight_text,
+                "keyword": self.r.weight_keyword, "near_duplicate": self.r.weight_near_duplicate}
+
+    # text queries ---------------------------------------------------------------------------
+    async def search_text(self, text: str, scope: Scope, k: int) -> list[Hit]:
+        lists, snippets = await self._text_signals(text, scope, with_clip=True)
+        return await self._finish(lists, snippets, scope, k, terms(text))
+
+    async def _text_signals(self, text: str, scope: Scope, *, with_clip: bool
+                            ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, str]]:
+        c, n = self.c, self.r.candidates
+        aud = scope.audiences()
+
+        async def clip() -> list[tuple[str, float]]:
+            vec = await c.clip_texts.submit(text)
+            hits = await c.run(c.pools.store, lambda: c.store.query(
+                "clip", vec, space=scope.space, audiences=aud, n=n))
+            return best_per_item([(h.item, h.similarity) for h in hits])
+
+        async def dense() -> list[tuple[str, float, str]]:
+            vec = await c.text_vectors.submit(text)
+            hits = await c.run(c.pools.store, lambda: c.store.query(
+                "text", vec, space=scope.space, audiences=aud, n=n * 3))
+            return [(h.item, h.similarity, h.document or "") for h in hits]
+
+        async def keyword() -> list[tuple[str, float]]:
+            return await c.run(c.pools.store, lambda: c.keyword.search(
+                scope.space, text, n, aud))
+
+        jobs = [dense(), keyword()] + ([clip()] if with_clip else [])
+        results = await asyncio.gather(*jobs)
+        dense_hits: list[tuple[str, float, str]] = results[0]  # type: ignore[assignment]
+        snippets: dict[str, str] = {}
+        for item, _sim, doc in sorted(dense_hits, key=lambda h: -h[1]):
+            snippets.setdefault(item, doc)
+        lists: dict[str, list[tuple[str, float]]] = {
+            "text": best_per_item([(i, s) for i, s, _ in dense_hits]),
+            "keyword": list(results[1]),  # type: ignore[arg-type]
+        }
+        if with_clip:
+            lists["clip"] = list(results[2])  # type: ignore[arg-type]
+        return lists, snippets
+
+    # image queries --------------------------------------------------------------------------
+    async def search_image(self, data: bytes, name: str, scope: Scope, k: int
+                           ) -> tuple[list[Hit], str]:
+        """Reverse image search; also returns the query image's OCR text."""
+        c, n = self.c, self.r.candidates
+        decoded = await c.run(c.pools.decode, lambda: load_image(
+            data, name, self.limits, max_side=2048))
+        image = decoded.image
+
+        def prep() -> tuple[np.ndarray, np.ndarray]:
+            return c.clip.preprocess([image])[0], neardup.hash_image(image)
+
+        pixels, qhash = await c.run(c.pools.decode, prep)
+        aud = scope.audiences()
+
+        async def clip() -> list[tuple[str, float]]:
+            vec = await c.clip_images.submit(pixels)
+            hits = await c.run(c.pools.store, lambda: c.store.query(
+                "clip", vec, space=scope.space, audiences=aud, n=n))
+            return best_per_item([(h.item, h.similarity) for h in hits])
+
+        async def near() -> list[tuple[str, float]]:
+            rows = await c.run(c.pools.store, c.catalog.phashes, scope.space, aud)
+            if not rows:
+                return []
+            table = np.stack([neardup.from_text(h) for _, h in rows])
+            dists = neardup.distances(qhash, table)
+            order = np.argsort(dists, kind="stable")
+            return [(rows[i][0], 1.0 - float(dists[i]) / 64.0) for i in order[:n]
+                    if dists[i] <= self.near_bits]
+
+        async def ocr() -> str:
+            if not (c.settings.index.ocr and c.reader is not None):
+                return ""
+            return (await c.run(c.pools.ocr, c.reader.read, image)).strip()
+
+        clip_list, near_list, query_text = await asyncio.gather(clip(), near(), ocr())
+        lists: dict[str, list[tuple[str, float]]] = {"clip": clip_list,
+                                                     "near_duplicate": near_list}
+        snippets: dict[str, str] = {}
+        qterms: list[str] = []
+        if len(query_text) >= 8:  # a few stray glyphs are noise, not a query
+            text_lists, snippets = await self._text_signals(query_text, scope, with_clip=False)
+            lists.update(text_lists)
+            qterms = terms(query_text)
+        hits = await self._finish(lists, snippets, scope, k, qterms, image_query=True)
+        return hits, query_text
+
+    # fusion, cut-off, collapse -------------------------------------------------------------
+    def _passes(self, f: Fused, row: ItemRow, qterms: Sequence[str], image_query: bool) -> bool:
+        s = f.signals
+        if "near_duplicate" in s:
+            return True
+        if s.get("text", -1.0) >= self.r.min_text:
+            return True
+        clip_floor = self.r.min_clip_image if image_query else self.r.min_clip
+        if s.get("clip", -1.0) >= clip_floor:
+            return True
+        if "keyword" in s and qterms:
+            cov = term_coverage(qterms, row.text)
+            f.signals["keyword_coverage"] = cov
+            if cov >= self.r.min_keyword:
+                return True
+        return False
+
+    async def _finish(self, lists: dict[str, list[tuple[str, float]]], snippets: dict[str, str],
+                      scope: Scope, k: int, qterms: Sequence[str], *,
+                      image_query: bool = False) -> list[Hit]:
+        c = self.c
+        fused = fuse(lists, self.weights, self.r.rrf_k)
+        rows = await c.run(c.pools.store, c.catalog.get, scope.space, [f.item for f in fused])
+        aud = scope.audiences()
+        kept: list[tuple[Fused, ItemRow]] = []
+        hashes: list[np.ndarray] = []
+        for f in fused:
+            row = rows.get(f.item)
+            if row is None:  # vectors without a catalog row: a crashed write, never shown
+                continue
+            if aud is not None and row.audience not in aud:
+                continue
+            if not self._passes(f, row, qterms, image_query):
+                continue
+            if row.phash:  # near-duplicate results collapse into the best-ranked one
+                h = neardup.from_text(row.phash)
+                if hashes and int(neardup.distances(h, np.stack(hashes)).min()) <= self.near_bits:
+                    continue
+                hashes.append(h)
+            kept.append((f, row))
+            if len(kept) >= k:
+                break
+        return [self._hit(f, row, snippets.get(row.id, "")) for f, row in kept]
+
+    def _hit(self, f: Fused, row: ItemRow, snippet: str) -> Hit:
+        blobs = self.c.blobs
+        thumb = blobs.thumbnail_path(row.id) if row.kind != "chunk" else None
+        return Hit(
+            id=row.id, source=row.source, kind=row.kind,  # type: ignore[arg-type]
+            score=f.score, page=row.page if row.kind == "page" else None,
+            thumbnail=str(thumb) if thumb is not None else None,
+            signals=dict(f.signals), text=snippet or row.text[:1500], name=row.name,
+            origin=row_origin(row),
+            blob=str(blobs.path(row.image_sha)) if row.image_sha else None,
+        )
+
+
+def row_origin(row: ItemRow) -> Origin:
+    return Origin(platform=row.platform, channel=row.channel, message=row.message,
+                  attachment=row.attachment, author=row.author, private=row.private,
+                  link=row.link)

@@ -1,0 +1,315 @@
+"""End to end: real discord.py against the fake Discord, real core with a tiny CLIP."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.discord import messages
+from tests.discord import payloads as P
+from tests.discord.conftest import eventually
+from tests.discord.fakediscord import APP_ID, BOT_ID
+
+EPHEMERAL = 64
+
+
+def reply_json(rec) -> dict:
+    """The message body of an immediate reply (callback type 4) or a followup/edit."""
+    body = rec.json or {}
+    return body.get("data", body)
+
+
+async def post_image(h, gid: int, ch: dict, *, color=(200, 30, 30), name="red.png",
+                     author: int = 7) -> dict:
+    """A user posts an image: MESSAGE_CREATE, then wait until the bot reacted (indexed)."""
+    data = P.png(color)
+    url = h.fake.add_cdn(name, data)
+    msg = P.message(P.next_id(), int(ch["id"]), gid, author, [P.attachment(url, name, len(data))])
+    start = len(h.fake.requests)
+    await h.fake.dispatch("MESSAGE_CREATE", msg)
+    await h.fake.wait_for(
+        lambda r: r.method == "PUT" and f"/messages/{msg['id']}/reactions/" in r.path, start=start
+    )
+    return msg
+
+
+async def search(h, gid: int, ch: dict, query: str = "red square", uid: int = 5):
+    payload = P.command("search", [P.string_opt("query", query)], guild_id=gid,
+                        channel_data=ch, uid=uid)
+    return await h.followup(payload)
+
+
+async def autoindex(h, gid: int, ch: dict, state: str = "on", perms: int = P.MANAGE_GUILD):
+    payload = P.command("pixrag", [P.subcommand("autoindex", [P.string_opt("state", state)])],
+                        guild_id=gid, channel_data=ch, uid=1, perms=perms)
+    return await h.callback(payload)
+
+
+async def test_autoindex_search_isolation_and_delete(h) -> None:
+    g1, g2 = P.next_id(), P.next_id()
+    c1, c2 = P.channel(P.next_id(), g1), P.channel(P.next_id(), g2)
+    await h.add_guild(g1, [c1])
+    await h.add_guild(g2, [c2])
+
+    denied = await autoindex(h, g1, c1, perms=P.MEMBER_PERMS)
+    assert denied.json["type"] == 4 and denied.json["data"]["flags"] & EPHEMERAL
+    assert denied.json["data"]["content"] == messages.NOT_ADMIN
+
+    ok = await autoindex(h, g1, c1)
+    assert "**on**" in ok.json["data"]["content"] and ok.json["data"]["flags"] & EPHEMERAL
+    assert c1["id"] in await h.service.autoindex_channels(f"discord:{g1}")
+
+    msg = await post_image(h, g1, c1)
+    jump = f"https://discord.com/channels/{g1}/{c1['id']}/{msg['id']}"
+
+    rec = await search(h, g1, c1)
+    body = reply_json(rec)
+    assert body["embeds"], body
+    embed = body["embeds"][0]
+    assert embed["url"] == jump and "red.png" in embed["title"]
+    assert embed["image"]["url"] == "attachment://thumb-1.jpg"
+    assert rec.files["files[0]"][0] == "thumb-1.jpg"
+    assert rec.files["files[0]"][1][:2] == b"\xff\xd8"  # a JPEG thumbnail
+    assert [a["filename"] for a in body["attachments"]] == ["thumb-1.jpg"]
+    custom_ids = [c["custom_id"] for row in body["components"] for c in row["components"]]
+    assert any(c.startswith("pxr:fb:up:") for c in custom_ids)
+    assert any(c.startswith("pxr:more:") for c in custom_ids)
+
+    # Another guild never sees it.
+    other = reply_json(await search(h, g2, c2))
+    assert other["content"] == messages.NO_RESULTS and not other.get("embeds")
+
+    # Deleting the message (uncached path: raw event) removes what was indexed from it.
+    h.bot._connection._messages.clear()
+    await h.fake.dispatch("MESSAGE_DELETE", {"id": msg["id"], "channel_id": c1["id"],
+                                             "guild_id": str(g1)})
+    await eventually(lambda: _count(h, f"discord:{g1}", 0))
+    gone = reply_json(await search(h, g1, c1))
+    assert gone["content"] == messages.NO_RESULTS
+
+
+async def _count(h, space: str, n: int) -> bool:
+    return (await h.service.stats(space)).items == n
+
+
+async def test_private_channel_items_stay_in_their_channel(h) -> None:
+    gid = P.next_id()
+    public = P.channel(P.next_id(), gid, name="general")
+    secret = P.channel(P.next_id(), gid, private=True, name="staff")
+    thread = P.channel(P.next_id(), gid, ctype=11, parent=int(secret["id"]), name="t")
+    await h.add_guild(gid, [public, secret])
+    await autoindex(h, gid, secret)
+    msg = await post_image(h, gid, secret, color=(20, 200, 40), name="green.png")
+
+    hit = (await h.service.search("green", _scope(gid, secret["id"])))[0]
+    assert hit.origin.private and hit.origin.channel == secret["id"]
+    assert hit.origin.message == msg["id"] and hit.origin.author == "7"
+
+    assert reply_json(await search(h, gid, secret))["embeds"]
+    assert reply_json(await search(h, gid, thread))["embeds"]  # threads inherit the parent
+    assert reply_json(await search(h, gid, public))["content"] == messages.NO_RESULTS
+
+
+def _scope(gid: int, channel: str):
+    from core.types import Scope
+
+    return Scope(space=f"discord:{gid}", channel=channel)
+
+
+async def test_edit_removing_an_attachment_forgets_it(h) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    await autoindex(h, gid, ch)
+    a, b = P.png((250, 250, 0)), P.png((0, 0, 250))
+    att_a = P.attachment(h.fake.add_cdn("a.png", a), "a.png", len(a))
+    att_b = P.attachment(h.fake.add_cdn("b.png", b), "b.png", len(b))
+    msg = P.message(P.next_id(), int(ch["id"]), gid, 7, [att_a, att_b])
+    start = len(h.fake.requests)
+    await h.fake.dispatch("MESSAGE_CREATE", msg)
+    await h.fake.wait_for(lambda r: "/reactions/" in r.path, start=start)
+    space = f"discord:{gid}"
+    assert (await h.service.stats(space)).items == 2
+    await h.fake.dispatch("MESSAGE_UPDATE", dict(msg, attachments=[att_b],
+                                                 edited_timestamp="2026-01-01T00:01:00+00:00"))
+    await eventually(lambda: _count(h, space, 1))
+    left = await h.service.search("anything", _scope(gid, ch["id"]))
+    assert [x.origin.attachment for x in left] == [att_b["id"]]
+
+
+async def test_ask_replies_with_sources_files_and_feedback(h) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    await autoindex(h, gid, ch)
+    await post_image(h, gid, ch)
+
+    payload = P.command("ask", [P.string_opt("question", "what colour is it?")], guild_id=gid,
+                        channel_data=ch, uid=5)
+    edit = await h.final_edit(payload)
+    callback = h.fake.matching("POST", f"/interactions/{payload['id']}/")[0]
+    assert callback.json["type"] == 5  # deferred at once
+    body = edit.json
+    assert body["content"].startswith("> what colour is it?")
+    assert body["embeds"][0]["footer"]["text"].startswith("id ")
+    assert edit.files["files[0]"][0] == "thumb-1.jpg"
+
+    up = next(c for row in body["components"] for c in row["components"]
+              if c["custom_id"].startswith("pxr:fb:up:"))
+    shown_msg = P.message(P.next_id(), int(ch["id"]), gid, BOT_ID, [])
+    shown_msg.update(content=body["content"], embeds=body["embeds"],
+                     components=body["components"])
+    press = P.button(up["custom_id"], shown_msg, guild_id=gid, channel_data=ch, uid=6)
+    thanks = await h.callback(press)
+    assert thanks.json["data"]["content"] == messages.FEEDBACK_THANKS
+    assert thanks.json["data"]["flags"] & EPHEMERAL
+    item_id = body["embeds"][0]["footer"]["text"][3:]
+
+    async def stored() -> list:
+        return await h.service.export_feedback(f"discord:{gid}")
+
+    rows = await eventually(stored)
+    assert rows[0]["query"] == "what colour is it?" and rows[0]["verdict"] == "up"
+
+    # After a restart the token is unknown: the reply itself still says what was shown.
+    press2 = P.button("pxr:fb:down:0123abcd", shown_msg, guild_id=gid, channel_data=ch, uid=6)
+    await h.callback(press2)
+    rows = await eventually(lambda: _feedback_n(h, gid, 2))
+    assert any(r["verdict"] == "down" for r in rows)
+    assert item_id
+
+
+async def _feedback_n(h, gid: int, n: int):
+    rows = await h.service.export_feedback(f"discord:{gid}")
+    return rows if len(rows) >= n else None
+
+
+async def test_more_like_this_button_and_context_menus(h) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    data = P.png((10, 120, 200))
+    url = h.fake.add_cdn("blue.png", data)
+    target = P.message(P.next_id(), int(ch["id"]), gid, 7, [P.attachment(url, "blue.png",
+                                                                           len(data))])
+    # "Add to PixRAG" needs Manage Messages.
+    denied = await h.callback(P.message_menu(messages.CTX_ADD, target, guild_id=gid,
+                                             channel_data=ch, uid=5))
+    assert denied.json["data"]["content"] == messages.NOT_MANAGER_PERMISSION
+    add = P.message_menu(messages.CTX_ADD, target, guild_id=gid, channel_data=ch, uid=5,
+                         perms=P.MEMBER_PERMS | P.MANAGE_MESSAGES)
+    done = await h.followup(add)
+    assert done.json["content"] == messages.INDEXED.format(indexed=1)
+
+    find = P.message_menu(messages.CTX_FIND_SIMILAR, target, guild_id=gid, channel_data=ch,
+                          uid=5)
+    res = reply_json(await h.followup(find))
+    assert res["embeds"][0]["url"] == f"https://discord.com/channels/{gid}/{ch['id']}/{target['id']}"
+    more_id = next(c["custom_id"] for row in res["components"] for c in row["components"]
+                   if c["custom_id"].startswith("pxr:more:"))
+    shown = P.message(P.next_id(), int(ch["id"]), gid, BOT_ID, [])
+    shown["components"] = res["components"]
+    press = P.button(more_id, shown, guild_id=gid, channel_data=ch, uid=5)
+    more = reply_json(await h.followup(press))
+    # The seed itself is left out; with one item indexed nothing else is left.
+    assert more["content"] == messages.NO_RESULTS
+
+
+async def test_index_and_forget_permissions(h) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    data = P.png((90, 90, 90))
+    att = P.attachment(h.fake.add_cdn("grey.png", data), "grey.png", len(data))
+    idx = P.command("index", [P.attachment_opt("file1", att)], guild_id=gid, channel_data=ch,
+                    uid=5, attachments={att["id"]: att})
+    denied = await h.callback(idx)
+    assert denied.json["data"]["content"] == messages.NOT_MANAGER_PERMISSION
+    assert not h.fake.cdn_hits
+
+    idx = P.command("index", [P.attachment_opt("file1", att)], guild_id=gid, channel_data=ch,
+                    uid=5, perms=P.MEMBER_PERMS | P.MANAGE_MESSAGES,
+                    attachments={att["id"]: att})
+    rep = await h.followup(idx)
+    assert rep.json["content"] == messages.INDEXED.format(indexed=1)
+    item = (await h.service.search("grey", _scope(gid, ch["id"])))[0]
+    assert item.origin.author == "5"
+
+    # Someone else (no Manage Messages) may not forget it; the author may.
+    other = await h.followup(P.command("forget", [P.string_opt("ref", item.id)], guild_id=gid,
+                                       channel_data=ch, uid=6))
+    assert other.json["content"] == messages.NOT_ALLOWED_FORGET
+    mine = await h.followup(P.command("forget", [P.string_opt("ref", item.id)], guild_id=gid,
+                                      channel_data=ch, uid=5))
+    assert mine.json["content"] == messages.FORGOT.format(count=1)
+    assert (await h.service.stats(f"discord:{gid}")).items == 0
+
+
+async def test_limits_checked_before_download(h) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    big = P.attachment(h.fake.add_cdn("big.png", b"x"), "big.png", 26 * 1024 * 1024)
+    rec = await h.callback(P.command("similar", [P.attachment_opt("image", big)], guild_id=gid,
+                                     channel_data=ch, uid=5, attachments={big["id"]: big}))
+    assert rec.json["type"] == 4 and rec.json["data"]["flags"] & EPHEMERAL
+    assert "limit here is 25 MB" in rec.json["data"]["content"]
+    evil = P.attachment("https://evil.example/cat.png", "cat.png", 10)
+    rec = await h.callback(P.command("similar", [P.attachment_opt("image", evil)], guild_id=gid,
+                                     channel_data=ch, uid=5, attachments={evil["id"]: evil}))
+    assert "hosted elsewhere" in rec.json["data"]["content"]
+    assert h.fake.cdn_hits == []
+
+
+async def test_rate_limit_is_friendly(start_bot) -> None:
+    h = await start_bot(rate_per_minute=2)
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    for _ in range(2):
+        await search(h, gid, ch)
+    payload = P.command("search", [P.string_opt("query", "x")], guild_id=gid, channel_data=ch,
+                        uid=5)
+    rec = await h.callback(payload)
+    assert rec.json["type"] == 4 and rec.json["data"]["flags"] & EPHEMERAL
+    assert rec.json["data"]["content"].startswith("Easy there! You can send 2 requests a minute")
+    # Another user is not affected.
+    assert reply_json(await search(h, gid, ch, uid=99))["content"] == messages.NO_RESULTS
+
+
+@pytest.mark.allow_error_logs
+async def test_unexpected_error_is_logged_and_user_gets_apology(h, caplog, monkeypatch) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("secret internals /srv/x")
+
+    monkeypatch.setattr(h.service, "search", broken)
+    payload = P.command("search", [P.string_opt("query", "x")], guild_id=gid, channel_data=ch,
+                        uid=5)
+    start = await h.send(payload)
+    rec = await h.wait_followup(payload, start)
+    assert rec.json["content"] == messages.APOLOGY and rec.json["flags"] & EPHEMERAL
+    # The public "thinking…" message was removed before the private apology.
+    assert h.fake.matching("DELETE", f"/webhooks/{APP_ID}/{payload['token']}/messages/@original")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "command=search" in errors[0].getMessage()
+    assert f"guild={gid}" in errors[0].getMessage() and errors[0].exc_info
+
+
+async def test_sync_is_explicit(start_bot, fake) -> None:
+    await start_bot()
+    assert not fake.matching("PUT", "/commands$")
+    await start_bot(sync=True)
+    (put,) = fake.matching("PUT", f"^/applications/{APP_ID}/commands$")
+    names = {(c["name"], c["type"]) for c in put.json}
+    assert names == {("ask", 1), ("search", 1), ("similar", 1), ("index", 1), ("forget", 1),
+                     ("pixrag", 1), (messages.CTX_FIND_SIMILAR, 3), (messages.CTX_ADD, 3)}
+    pixrag = next(c for c in put.json if c["name"] == "pixrag")
+    assert {o["name"] for o in pixrag["options"]} == {"autoindex", "stats"}
+    assert put.headers["Authorization"] == "Bot fake-token"
+    await start_bot(sync=True, sync_guild="123")
+    assert fake.matching("PUT", f"^/applications/{APP_ID}/guilds/123/commands$")
