@@ -1,13 +1,20 @@
 """Near-duplicate (edited copy) detection with perceptual hashes, independent of CLIP.
 
-An image is reduced to greyscale, its uniform borders (letterboxing, padding, slide margins)
-are trimmed, and then hashed at several centre-crop scales so that a copy cropped by up to
-~15% still has a view that lines up with a view of the original. Each view gets a DCT hash
-(pHash: low frequencies vs their median, robust to resize, recompression and global
-brightness/contrast) and a gradient hash (dHash 8x8 horizontal + vertical): the sum over
-the three is the distance of one view pair, and the distance of two images is the minimum over
-view pairs. Summing several hashes per view keeps unrelated images that happen to share one
-hash apart; taking the minimum over views buys crop robustness.
+An image is reduced to a small greyscale copy and its flat borders (padding, letterboxing,
+slide margins) are trimmed. Ten views of the trimmed image are hashed (the whole, a centre
+crop and crops anchored at each corner and side, so a copy cropped by ~10-15% on any side
+lines up with one of them), plus the untrimmed whole. Each view gets a pHash (low DCT
+frequencies vs their median: robust to resizing, recompression, brightness and contrast) and
+two dHashes (horizontal and vertical gradients). One view pair's distance is the sum of the
+three Hamming distances; two images' distance is the minimum over the view pairs in
+``_PAIRS``. Summing hashes per view keeps unrelated images apart; the minimum over views buys
+crop robustness.
+
+Calibrated on 40 synthetic images (shapes, gradients, noise, photo-like, look-alike text
+slides) and 11 edits each (tests/core/test_neardup.py, checked on three seeds): >= 99% of the
+edited copies find their original as top-1 and ~98% are within ``DEFAULT_MAX_DISTANCE``,
+while < 0.5% of unrelated pairs are (mostly text slides with the same layout). Hashing costs
+~15 ms per image; ``distances`` is a vectorised popcount over the table.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ HASHES: int = (len(VIEWS) + 1) * KINDS
 # is a crop of it) and every view of the query against the whole indexed image (the reverse).
 _PAIRS = np.array([(0, j) for j in range(len(VIEWS))] + [(i, 0) for i in range(1, len(VIEWS))]
                   + [(len(VIEWS), len(VIEWS))])
-#: Combined distance (bits, out of 64 * KINDS per view pair) below which two images are
+#: Combined distance (bits, of 64 * KINDS per view pair) at or below which two images are
 #: copies. Calibrated in tests/core/test_neardup.py.
 DEFAULT_MAX_DISTANCE: int = 32
 
@@ -45,17 +52,17 @@ _WORK_SIDE = 256  # everything is computed on a small copy: hashes only see low 
 # blobs), but untrimmed slides (text on lots of white) all look alike: it only wins when it
 # is clearly better than the trimmed views.
 _RAW_PENALTY = 12
+_CHUNK = 16_384
 _BITS = np.uint64(1) << np.arange(64, dtype=np.uint64)
 
 
 def _prepare(image: Image.Image) -> np.ndarray:
     """Small greyscale float copy (16-bit and alpha images handled like the decoder does)."""
     img = image if image.mode in ("L", "RGB") else to_rgb(image)
-    grey = img.convert("L")
-    if max(grey.size) > _WORK_SIDE:
-        grey = grey.copy()
-        grey.thumbnail((_WORK_SIDE, _WORK_SIDE), Image.Resampling.BOX)
-    return np.asarray(grey, dtype=np.float32)
+    if max(img.size) > _WORK_SIDE:
+        img = img.copy()  # shrink first: converting a 4k image to grey costs more
+        img.thumbnail((_WORK_SIDE, _WORK_SIDE), Image.Resampling.BOX)
+    return np.asarray(img.convert("L"), dtype=np.float32)
 
 
 def _flat_run(lines: np.ndarray, tolerance: float) -> tuple[int, float]:
@@ -151,11 +158,16 @@ def distances(query: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Distance of ``query`` to each row of ``table`` (``(n, HASHES)``): lower is closer."""
     table = np.asarray(table, dtype=np.uint64).reshape(-1, len(VIEWS) + 1, KINDS)
     q = np.asarray(query, dtype=np.uint64).reshape(len(VIEWS) + 1, KINDS)
-    # (n, pairs, kinds) -> bits differing summed over kinds -> best view pair per row.
-    x = q[_PAIRS[:, 0]][None, :, :] ^ table[:, _PAIRS[:, 1], :]
-    per_pair = _popcount(x).sum(axis=-1)
-    per_pair[:, -1] += _RAW_PENALTY
-    return per_pair.min(axis=1)
+    qp = q[_PAIRS[:, 0]][None, :, :]
+    out = np.empty(len(table), dtype=np.int64)
+    # In chunks so a 1M-row table does not need gigabytes of temporaries.
+    for start in range(0, len(table), _CHUNK):
+        rows = table[start : start + _CHUNK]
+        # (rows, pairs, kinds) -> bits differing summed over kinds -> best view pair per row.
+        per_pair = _popcount(qp ^ rows[:, _PAIRS[:, 1], :]).sum(axis=-1)
+        per_pair[:, -1] += _RAW_PENALTY
+        out[start : start + len(rows)] = per_pair.min(axis=1)
+    return out
 
 
 def to_text(h: np.ndarray) -> str:

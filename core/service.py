@@ -139,9 +139,11 @@ class PixRAG:
         return await self._remove(space, [r.id for r in rows])
 
     async def forget_origin(
-        self, space: str, *, message: str, attachment: str | None = None
+        self, space: str, *, message: str | None = None, attachment: str | None = None
     ) -> list[str]:
-        """Remove what was indexed from a chat message (or one attachment of it)."""
+        """Remove what was indexed from a chat message, one attachment/file of it, or both."""
+        if message is None and attachment is None:
+            raise PixragError("forget_origin needs a message or an attachment")
         c = self.c
         rows = await c.run(c.pools.store, lambda: c.catalog.find(
             space, message=message, attachment=attachment))

@@ -58,19 +58,26 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def bomb_png_bytes(side: int = 60_000) -> bytes:
-    """A valid 1-bit ``side`` x ``side`` PNG of zeros: ~0.5 MB on disk, 3.6 GB as RGB pixels."""
-    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
-    comp = zlib.compressobj(9)
-    rows_per_chunk = 2048
-    block = row * rows_per_chunk
-    parts = []
-    for start in range(0, side, rows_per_chunk):
-        n = min(rows_per_chunk, side - start)
-        parts.append(comp.compress(block if n == rows_per_chunk else row * n))
-    parts.append(comp.flush())
+    """A valid 1-bit ``side`` x ``side`` PNG of zeros: ~0.5 MB on disk, 3.6 GB as RGB pixels.
+
+    Built in ~10 ms: a raw deflate of a block of zero rows, fully flushed, is the same bytes
+    every time, so the stream is that piece repeated; Adler-32 of n zero bytes is closed-form.
+    """
+    row_len = 1 + (side + 7) // 8  # filter byte + packed bits
+    rows_per_block = 1024
+    blocks, rest = divmod(side, rows_per_block)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    piece = comp.compress(bytes(row_len * rows_per_block)) + comp.flush(zlib.Z_FULL_FLUSH)
+    if blocks > 1:
+        again = comp.compress(bytes(row_len * rows_per_block)) + comp.flush(zlib.Z_FULL_FLUSH)
+        assert again == piece
+    tail = comp.compress(bytes(row_len * rest)) + comp.flush(zlib.Z_FINISH)
+    total = row_len * side
+    adler = ((total % 65521) << 16) | 1
+    idat = b"\x78\xda" + piece * blocks + tail + struct.pack(">I", adler)
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b""))
+            + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
 
 
 def huge_jpeg_bytes(width: int = 16_320, height: int = 12_240) -> bytes:
@@ -279,7 +286,7 @@ def corpus_bytes() -> dict[str, tuple[str, bytes]]:
 
 
 def write_corpus(folder: Path, *, bomb: bool = True) -> dict[str, Path]:
-    """Write every corpus file into ``folder``; ``bomb`` adds the 60000x60000 PNG (~0.5 s)."""
+    """Write every corpus file into ``folder``; ``bomb`` adds the 60000x60000 PNG (0.4 MB)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = corpus_bytes()
     if bomb:

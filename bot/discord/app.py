@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 from discord.ext import commands
@@ -77,6 +77,11 @@ class PixragBot(commands.Bot):
             getattr(self.user, "id", "?"),
             len(self.guilds),
         )
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        # Gateway listeners (auto-index, deletes, edits): no user to answer, so log the
+        # event with what it was about (message, channel and guild ids are in the reprs).
+        log.exception("unexpected error in %s (args=%r)", event_method, args)
 
     def check_rate(self, interaction: discord.Interaction) -> None:
         self.limiter.check(str(interaction.user.id))

@@ -278,6 +278,8 @@ class PixragCommands(commands.Cog):
     async def autoindex(
         self, interaction: discord.Interaction, state: Literal["on", "off"]
     ) -> None:
+        if interaction.guild_id is None:  # guild_only() is not enforced on subcommands
+            raise Refused(messages.DM_ONLY_GUILD)
         if not is_admin(interaction):
             raise PermissionDenied(messages.NOT_ADMIN)
         scope = convert.scope_for(interaction)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import discord
 
@@ -112,7 +113,9 @@ def sources(
         thumb = None
         if len(out.files) < max_thumbnails and _has_thumbnail(hit):
             thumb = f"thumb-{n}.jpg"
-            out.files.append(discord.File(str(hit.thumbnail), filename=thumb))
+            # Bytes, not a path: an open file would leak if the reply is never sent.
+            data = Path(str(hit.thumbnail)).read_bytes()  # a small JPEG
+            out.files.append(discord.File(io.BytesIO(data), filename=thumb))
         is_cited = cited is None or n in cited
         out.embeds.append(hit_embed(n, hit, thumb=thumb, big=big, cited=is_cited))
         out.ids.append(hit.id)

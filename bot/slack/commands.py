@@ -71,8 +71,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await deps.service.set_autoindex(space, channel, on)
             log.info("autoindex %s for %s in %s by %s", arg, channel, space, user)
             if on:
-                private = msg.AUTOINDEX_PRIVATE if await is_private(client, channel) else ""
-                text = msg.AUTOINDEX_ON.format(channel=channel, private=private)
+                note = msg.AUTOINDEX_PRIVATE if await is_private(client, channel) else ""
+                text = msg.AUTOINDEX_ON.format(channel=channel, private=note)
             else:
                 text = msg.AUTOINDEX_OFF.format(channel=channel)
             # In the channel: everyone there should know their files are being indexed.

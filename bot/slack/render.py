@@ -133,6 +133,9 @@ def _fit(blocks: list[Block], tail: list[Block]) -> list[Block]:
 
 def answer_message(answer: Answer, question: str) -> tuple[str, list[Block]]:
     """``(fallback text, blocks)`` for an answer with numbered sources and feedback buttons."""
+    if answer.status == "no_model" and answer.sources:
+        # Retrieval only: the sources with their snippets and scores are the whole reply.
+        return hits_message(answer.sources, msg.NO_MODEL_HEADER, question)
     blocks: list[Block] = []
     if answer.status == "no_sources" and not answer.sources:
         body = answer.text or msg.NO_SOURCES

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +17,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import convert, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps, thread_history
-from core.types import Hit, Turn
+from core import pdf
+from core.types import Answer, Hit, Turn
 
 log = logging.getLogger(__name__)
+
+STREAM_EDIT_INTERVAL_S = 1.5
+QUERY_PAGE_PX = 1024  # a PDF query's first page, rendered just large enough for CLIP and OCR
 
 
 async def react(client: AsyncWebClient, channel: str, ts: str, name: str = "eyes") -> None:
@@ -52,27 +60,74 @@ async def answer(
     image_name = "image"
     if queries:
         image_name = convert.file_name(queries[0])
-        image = await deps.fetch(queries[0])
+        image = await query_image(queries[0], await deps.fetch(queries[0]))
     history: list[Turn] = []
     if thread_ts and thread_ts != ts:
         history = await thread_history(
             client, channel=channel, thread_ts=thread_ts, before_ts=ts, bot_user_id=bot_user_id
         )
     # An image alone is a question too: core asks "what is in this image?" and searches by it.
-    result = await deps.service.ask(
+    stream = deps.service.ask_stream(
         question,
         convert.scope_for(team, channel),
         image=image,
         image_name=image_name,
         history=history,
     )
+    result, posted = await _stream_into_thread(client, channel, root, stream)
     fallback, blocks = render.answer_message(result, question or msg.DEFAULT_IMAGE_QUESTION)
-    await client.chat_postMessage(
-        channel=channel, thread_ts=root, text=fallback, blocks=blocks, unfurl_links=False
-    )
+    if posted:
+        await client.chat_update(channel=channel, ts=posted, text=fallback, blocks=blocks)
+    else:
+        await client.chat_postMessage(
+            channel=channel, thread_ts=root, text=fallback, blocks=blocks, unfurl_links=False
+        )
     shown = result.cited or result.sources
     numbers = {h.id: n for n, h in enumerate(result.sources, 1)}
     await upload_thumbnails(deps, client, channel, root, [(numbers[h.id], h) for h in shown])
+
+
+async def query_image(file: Mapping[str, Any], data: bytes) -> bytes:
+    """A PDF is searched by its first page: core's reverse search takes images."""
+    if not convert.is_pdf(file):
+        return data
+    return await asyncio.to_thread(_first_page_png, data, convert.file_name(file))
+
+
+def _first_page_png(data: bytes, name: str) -> bytes:
+    (page,) = pdf.render_pages(data, name, [1], max_side=QUERY_PAGE_PX)
+    out = io.BytesIO()
+    page.image.save(out, "PNG")
+    return out.getvalue()
+
+
+async def _stream_into_thread(
+    client: AsyncWebClient,
+    channel: str,
+    root: str,
+    stream: AsyncIterator[str | Answer],
+) -> tuple[Answer, str | None]:
+    """Show the answer as the model writes it: one message, edited at most every 1.5 s.
+
+    Returns the final Answer and the ts of the message already posted (None if none was).
+    """
+    text, posted, last = "", None, 0.0
+    async with contextlib.aclosing(stream) as parts:  # type: ignore[type-var]
+        async for part in parts:
+            if isinstance(part, Answer):
+                return part, posted
+            text += part
+            preview = render.clip(render.escape(text), render.MAX_SECTION - 2) + " …"
+            now = time.monotonic()
+            if posted is None:
+                resp = await client.chat_postMessage(
+                    channel=channel, thread_ts=root, text=preview, unfurl_links=False
+                )
+                posted, last = str(resp["ts"]), now
+            elif now - last >= STREAM_EDIT_INTERVAL_S:  # chat.update is rate limited (~1/s)
+                await client.chat_update(channel=channel, ts=posted, text=preview)
+                last = now
+    raise RuntimeError("answer stream ended without a final Answer")
 
 
 async def similar(
@@ -96,7 +151,7 @@ async def similar(
     root = str(message.get("thread_ts") or ts)
     await react(client, channel, ts)
     name = convert.file_name(queries[0])
-    data = await deps.fetch(queries[0])
+    data = await query_image(queries[0], await deps.fetch(queries[0]))
     hits = await deps.service.similar(data, convert.scope_for(team, channel), name=name)
     # The query image itself may be indexed (auto-index): it is not a useful result.
     hits = [h for h in hits if h.origin.message != ts]
@@ -118,7 +173,7 @@ async def upload_thumbnails(
     numbered: Sequence[tuple[int, Hit]],
 ) -> None:
     """Source thumbnails into the thread (files_upload_v2), numbered like the citations."""
-    uploads = []
+    uploads: list[dict[str, Any]] = []
     for n, hit in numbered:
         if len(uploads) >= deps.settings.slack.max_thumbnails:
             break

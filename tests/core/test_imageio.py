@@ -267,8 +267,9 @@ def test_to_jpeg_downscales() -> None:
 
 
 def test_write_corpus(tmp_path: Path) -> None:
-    files = corpus.write_corpus(tmp_path / "c", bomb=False)
+    files = corpus.write_corpus(tmp_path / "c")
     assert files["empty"].stat().st_size == 0
+    assert files["bomb_png"].stat().st_size < 1_000_000
     assert files["pdf_text"].read_bytes().startswith(b"%PDF-")
     assert {p.parent for p in files.values()} == {tmp_path / "c"}
 

@@ -203,3 +203,14 @@ def test_unrelated_images_are_far_apart(
 def test_distances_of_empty_table() -> None:
     h = neardup.hash_image(Image.new("RGB", (20, 20), "blue"))
     assert neardup.distances(h, np.zeros((0, neardup.HASHES), np.uint64)).shape == (0,)
+
+
+def test_large_table_is_scanned_in_chunks(dataset: tuple[list[Image.Image], np.ndarray]) -> None:
+    imgs, table = dataset
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 2**63, size=(40_000, neardup.HASHES), dtype=np.uint64)
+    big[33_333] = table[5]  # past the first chunk boundary
+    d = neardup.distances(neardup.hash_image(EDITS["jpeg_q30"](imgs[5])), big)
+    assert d.shape == (40_000,)
+    assert int(np.argmin(d)) == 33_333 and d[33_333] <= neardup.DEFAULT_MAX_DISTANCE
+    assert np.sort(d)[1] > neardup.DEFAULT_MAX_DISTANCE  # random rows are far away

@@ -9,7 +9,7 @@ import pytest
 from bot.discord import messages
 from tests.discord import payloads as P
 from tests.discord.conftest import eventually
-from tests.discord.fakediscord import APP_ID, BOT_ID
+from tests.discord.fakediscord import APP_ID, BOT_ID, user
 
 EPHEMERAL = 64
 
@@ -171,12 +171,17 @@ async def test_ask_replies_with_sources_files_and_feedback(h) -> None:
 
     rows = await eventually(stored)
     assert rows[0]["query"] == "what colour is it?" and rows[0]["verdict"] == "up"
+    assert rows[0]["target"] == ["red.png"]
 
     # After a restart the token is unknown: the reply itself still says what was shown.
-    press2 = P.button("pxr:fb:down:0123abcd", shown_msg, guild_id=gid, channel_data=ch, uid=6)
-    await h.callback(press2)
+    old_reply = dict(shown_msg, components=[{"type": 1, "components": [
+        {"type": 2, "style": 2, "label": "Not helpful", "custom_id": "pxr:fb:down:0123abcd"}]}])
+    press2 = P.button("pxr:fb:down:0123abcd", old_reply, guild_id=gid, channel_data=ch, uid=6)
+    assert (await h.callback(press2)).json["data"]["content"] == messages.FEEDBACK_THANKS
     rows = await eventually(lambda: _feedback_n(h, gid, 2))
-    assert any(r["verdict"] == "down" for r in rows)
+    down = next(r for r in rows if r["verdict"] == "down")
+    assert down["query"] == "what colour is it?"
+    assert down["rejected"] == ["red.png"]  # the ids read back from the reply's footers
     assert item_id
 
 
@@ -313,3 +318,90 @@ async def test_sync_is_explicit(start_bot, fake) -> None:
     assert put.headers["Authorization"] == "Bot fake-token"
     await start_bot(sync=True, sync_guild="123")
     assert fake.matching("PUT", f"^/applications/{APP_ID}/guilds/123/commands$")
+
+
+async def test_dm_is_a_private_space_per_user(h) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    dm = {"id": str(P.next_id()), "type": 1, "recipients": [user(5, "user5")],
+          "last_message_id": None}
+    data = P.png((120, 0, 120))
+    att = P.attachment(h.fake.add_cdn("purple.png", data), "purple.png", len(data))
+    idx = P.command("index", [P.attachment_opt("file1", att)], guild_id=None, channel_data=dm,
+                    uid=5, attachments={att["id"]: att})
+    assert (await h.followup(idx)).json["content"] == messages.INDEXED.format(indexed=1)
+    hit = (await h.service.search("x", _scope_dm(5, dm["id"])))[0]
+    assert hit.origin.private and hit.origin.channel == dm["id"]
+
+    found = await h.followup(P.command("search", [P.string_opt("query", "purple")],
+                                       guild_id=None, channel_data=dm, uid=5))
+    assert reply_json(found)["embeds"]
+    # The same user in a guild, and another user's DMs, see nothing of it.
+    assert reply_json(await search(h, gid, ch, uid=5))["content"] == messages.NO_RESULTS
+    dm6 = dict(dm, id=str(P.next_id()), recipients=[user(6, "user6")])
+    other = await h.followup(P.command("search", [P.string_opt("query", "purple")],
+                                       guild_id=None, channel_data=dm6, uid=6))
+    assert other.json["content"] == messages.NO_RESULTS
+
+    stats = await h.followup(P.command("pixrag", [P.subcommand("stats", [])], guild_id=None,
+                                       channel_data=dm, uid=5))
+    assert stats.json["content"].startswith("**1** item(s) indexed here (1 image)")
+    assert stats.json["flags"] & EPHEMERAL
+
+
+def _scope_dm(uid: int, channel: str):
+    from core.types import Scope
+
+    return Scope(space=f"discord:dm:{uid}", channel=channel)
+
+
+async def test_index_by_message_link_stays_in_the_guild(h) -> None:
+    g1, g2 = P.next_id(), P.next_id()
+    c1, c2 = P.channel(P.next_id(), g1), P.channel(P.next_id(), g2)
+    await h.add_guild(g1, [c1])
+    await h.add_guild(g2, [c2])
+    data = P.png((0, 160, 160))
+    att = P.attachment(h.fake.add_cdn("teal.png", data), "teal.png", len(data))
+    mine = P.message(P.next_id(), int(c1["id"]), g1, 7, [att])
+    theirs = P.message(P.next_id(), int(c2["id"]), g2, 8, [att])
+    for m in (mine, theirs):
+        h.fake.messages[(int(m["channel_id"]), int(m["id"]))] = m
+    manager = P.MEMBER_PERMS | P.MANAGE_MESSAGES
+
+    async def index_link(link: str):
+        return await h.followup(P.command("index", [P.string_opt("message_link", link)],
+                                          guild_id=g1, channel_data=c1, uid=5, perms=manager))
+
+    # A link into another guild, or one that lies about its guild, is refused.
+    for link in (f"https://discord.com/channels/{g2}/{c2['id']}/{theirs['id']}",
+                 f"https://discord.com/channels/{g1}/{c2['id']}/{theirs['id']}"):
+        assert (await index_link(link)).json["content"] == messages.BAD_LINK
+    assert h.fake.cdn_hits == []
+
+    link = f"https://discord.com/channels/{g1}/{c1['id']}/{mine['id']}"
+    assert (await index_link(link)).json["content"] == messages.INDEXED.format(indexed=1)
+    hit = (await h.service.search("x", _scope(g1, c1["id"])))[0]
+    assert hit.source == link and hit.origin.author == "7" and not hit.origin.private
+
+    forget = await h.followup(P.command("forget", [P.string_opt("ref", link)], guild_id=g1,
+                                        channel_data=c1, uid=5, perms=manager))
+    assert forget.json["content"] == messages.FORGOT.format(count=1)
+
+
+@pytest.mark.allow_error_logs
+async def test_listener_errors_are_logged_with_context(h, caplog, monkeypatch) -> None:
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(h.service, "forget_origin", broken)
+    mid = P.next_id()
+    await h.fake.dispatch("MESSAGE_DELETE", {"id": str(mid), "channel_id": ch["id"],
+                                             "guild_id": str(gid)})
+    errors = await eventually(lambda: [r for r in caplog.records if r.levelno >= logging.ERROR])
+    message = errors[0].getMessage()
+    assert "on_raw_message_delete" in message and str(mid) in message and errors[0].exc_info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -84,10 +85,8 @@ async def drain_listeners(request: pytest.FixtureRequest, caplog: pytest.LogCapt
 
 async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
-    except asyncio.CancelledError:
-        pass
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ class FakeSlack:
     uploads: dict[str, bytes] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    posted: list[str] = field(default_factory=list)  # ts of each chat.postMessage
 
     def __post_init__(self) -> None:
         self._cond = asyncio.Condition()
@@ -166,6 +167,7 @@ class FakeSlack:
 
     def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         ts = self.next_ts()
+        self.posted.append(ts)
         return {"channel": args.get("channel"), "ts": ts,
                 "message": {"text": args.get("text", ""), "ts": ts, "bot_id": "BBOT"}}
 
@@ -177,7 +179,8 @@ class FakeSlack:
 
     def api_chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
         ch, ts = args["channel"], str(args["message_ts"])
-        return {"channel": ch, "permalink": f"https://test.slack.com/archives/{ch}/p{ts.replace('.', '')}"}
+        link = f"https://test.slack.com/archives/{ch}/p{ts.replace('.', '')}"
+        return {"channel": ch, "permalink": link}
 
     def api_conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         ch = args["channel"]

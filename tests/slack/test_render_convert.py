@@ -116,3 +116,12 @@ def test_reports_and_home():
                                   spaces={}, model="clip", store="x", text_model="minilm"))
     text = json.dumps(view)
     assert view["type"] == "home" and "2 image, 1 page" in text and "minilm" in text
+
+
+def test_retrieval_only_answer_renders_the_sources_once():
+    sources = [hit(1), hit(2)]
+    answer = Answer(text="No model.\n[1] img1.png\n[2] img2.png", citations=[1, 2],
+                    sources=sources, provider="none", status="no_model")
+    _, blocks = render.answer_message(answer, "q")
+    text = json.dumps(blocks)
+    assert text.count("img1.png") == 1 and "No answer model" in text and "[2]" in text

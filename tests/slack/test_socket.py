@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from bot.slack import messages as msg
 from bot.slack import render
@@ -38,15 +40,19 @@ async def test_mention_answers_in_thread_with_sources_and_thumbnails(socket_app,
 
     ack = await fake.wait_ack(env)
     assert ack == {"envelope_id": env}
-    post = await fake.wait_for("chat.postMessage")
+    # Streamed: posted in the thread as the answer is written, then edited into its final form.
+    final = await _final(fake)
+    (post,) = fake.of("chat.postMessage")
     assert post.args["channel"] == "C1" and post.args["thread_ts"] == "1700.1"
-    assert "red.png" in _texts(post)
     assert post.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert final.args["channel"] == "C1" and final.args["ts"] == fake.posted[0]
+    assert "red.png" in _texts(final)
     # :eyes: first, at once; then the answer.
     react = fake.of("reactions.add")[0]
-    assert react.args == {"channel": "C1", "timestamp": "1700.1", "name": "eyes"}
+    assert (react.args["channel"], react.args["timestamp"], react.args["name"]) == (
+        "C1", "1700.1", "eyes")
     assert fake.calls.index(react) < fake.calls.index(post)
-    blocks = post.args["blocks"]
+    blocks = final.args["blocks"]
     buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert {b["action_id"] for b in buttons} == {render.FEEDBACK_UP, render.FEEDBACK_DOWN}
     assert json.loads(buttons[0]["value"])["q"] == "which image is red?"
@@ -66,12 +72,25 @@ async def test_image_alone_with_mention_is_a_reverse_search(socket_app, service)
     file = fake.add_file(png((20, 20, 210), mark=2), "query.png", "image/png")
     await fake.send_envelope("events_api", mention("", files=[file], ts="1700.2"))
 
-    post = await fake.wait_for("chat.postMessage")
+    final = await _final(fake)
     (download,) = fake.of("file")
     assert download.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
-    assert post.args["thread_ts"] == "1700.2"
-    assert "blue.png" in _texts(post)
+    assert fake.of("chat.postMessage")[0].args["thread_ts"] == "1700.2"
+    assert "blue.png" in _texts(final)
     await fake.wait_for("files.completeUploadExternal")
+
+
+async def test_pdf_with_mention_is_searched_by_its_first_page(socket_app, service):
+    await service.index_uploads([upload("poster.png", png((30, 160, 160), mark=3))], "slack:T1")
+    fake = await socket_app()
+    page = Image.open(io.BytesIO(png((30, 160, 160), mark=3))).convert("RGB")
+    buf = io.BytesIO()
+    page.save(buf, "PDF")
+    file = fake.add_file(buf.getvalue(), "poster.pdf", "application/pdf")
+    await fake.send_envelope("events_api", mention("what is this poster?", files=[file]))
+    final = await _final(fake)
+    assert "poster.png" in _texts(final)
+    assert not fake.of("chat.postEphemeral")
 
 
 async def test_text_question_cites_a_document(socket_app, service):
@@ -79,9 +98,9 @@ async def test_text_question_cites_a_document(socket_app, service):
     await service.index_uploads([upload("roadmap.md", notes)], "slack:T1")
     fake = await socket_app()
     await fake.send_envelope("events_api", mention("where is the quarterly revenue forecast?"))
-    post = await fake.wait_for("chat.postMessage")
-    assert "roadmap.md" in _texts(post)
-    assert any(b["type"] == "actions" for b in post.args["blocks"])
+    final = await _final(fake)
+    assert "roadmap.md" in _texts(final)
+    assert any(b["type"] == "actions" for b in final.args["blocks"])
 
 
 async def test_login_page_instead_of_image_is_an_error_for_the_user(socket_app, service):
@@ -119,7 +138,8 @@ async def test_dm_is_answered_and_thread_history_is_read(socket_app, service):
     body["event"]["thread_ts"] = "1700.10"
     await fake.send_envelope("events_api", body)
 
-    post = await fake.wait_for("chat.postMessage")
+    await _final(fake)
+    post = fake.of("chat.postMessage")[0]
     assert post.args["channel"] == "D1" and post.args["thread_ts"] == "1700.10"
     (replies,) = fake.of("conversations.replies")
     assert replies.args["channel"] == "D1" and replies.args["ts"] == "1700.10"
@@ -249,12 +269,43 @@ async def test_forget_command_author_only(socket_app, service):
     assert await service.item("slack:T1", item_id) is None
 
 
+async def test_forget_by_message_link_checks_the_author_in_slack(socket_app, service):
+    await service.index_uploads([upload("l.png", png(mark=1), channel="C1",
+                                        message="1690000000.000001", author="U7")], "slack:T1")
+    fake = await socket_app()
+    fake.threads[("C1", "1690000000.000001")] = [
+        {"type": "message", "user": "U7", "ts": "1690000000.000001", "text": ""}]
+    link = "<https://test.slack.com/archives/C1/p1690000000000001>"
+    await fake.send_envelope("slash_commands", command(
+        "/pixrag", f"forget {link}", user="U7", response_url=fake.response_url()))
+    done = await fake.wait_for("respond")
+    assert done.args["text"] == msg.FORGET_DONE.format(n=1)
+    assert await _count(service, "slack:T1") == 0
+    await fake.send_envelope("slash_commands", command(
+        "/pixrag", f"forget {link}", user="U7", response_url=fake.response_url()))
+    again = await fake.wait_for("respond", count=2)
+    assert "not in this workspace's index" in again.args["text"]
+
+
+async def test_pixrag_index_opens_modal_private_to_the_channel(socket_app, service):
+    fake = await socket_app()
+    await fake.send_envelope("slash_commands", command(
+        "/pixrag", "index", channel="G5", response_url=fake.response_url()))
+    opened = await fake.wait_for("views.open")
+    view = opened.args["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert json.loads(view["private_metadata"]) == {"channel": "G5", "private": True}
+    env = await fake.send_envelope("slash_commands", command(
+        "/pixrag", "", response_url=fake.response_url()))
+    assert "/pixrag autoindex" in (await fake.wait_ack(env))["payload"]["text"]
+
+
 async def test_workspaces_do_not_see_each_other(socket_app, service):
     await service.index_uploads([upload("t1-only.png", png(mark=1))], "slack:T1")
     fake = await socket_app()
     await fake.send_envelope("events_api", mention("anything?", team="T2"))
-    post = await fake.wait_for("chat.postMessage")
-    assert "t1-only.png" not in _texts(post)
+    final = await _final(fake)
+    assert "t1-only.png" not in _texts(final) and "anything" in _texts(final)
     assert not fake.of("files.getUploadURLExternal")
 
 
@@ -342,6 +393,11 @@ async def test_unexpected_error_is_logged_and_user_gets_apology(socket_app, serv
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+async def _final(fake):
+    """The finished answer: the last edit of the streamed message carries the blocks."""
+    return await fake.wait_for("chat.update", lambda c: bool(c.args.get("blocks")))
+
 
 def _scope(channel: str, team: str = "T1"):
     from core.types import Scope
