@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 APOLOGY = "Sorry, something went wrong on my side. It has been logged; please try again later."
-THINKING = "Thinking…"
 NO_RESULTS = (
     "Nothing in this server's index matches that. Try other words, or `/index` some images."
 )
 NO_SOURCES_ANSWER = "I found nothing indexed here that answers this."
-NEED_QUESTION = "Please write a question (or attach an image with `/ask`)."
-NEED_IMAGE = "Please attach an image (PNG, JPEG, WebP or GIF)."
 NOT_AN_IMAGE = "`{name}` is not an image. Attach a PNG, JPEG, WebP or GIF."
 NO_ATTACHMENTS = (
     "Attach at least one image or PDF to `/index`, or give a link to a message that has some."
@@ -48,7 +45,6 @@ FEEDBACK_EXPIRED = "Thanks! (This reply is too old to link your feedback to its 
 MORE_GONE = "That item is no longer in the index."
 ANSWER_TRUNCATED = "\n… (answer truncated)"
 ANSWER_UNAVAILABLE = "The answer model is unavailable right now; here are the sources I found."
-SOURCES_HEADER = "Sources"
 ALSO_RETRIEVED = "also retrieved"
 SCORE = "score {score:.3f}"
 HELPFUL = "Helpful"

@@ -72,7 +72,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         space = convert.space_for(context.team_id or "")
         # file_deleted names only the file; message=None matches it in any message.
         removed = await deps.service.forget_origin(
-            space, message=None, attachment=str(event["file_id"])  # type: ignore[arg-type]
+            space, attachment=str(event["file_id"])
         )
         if removed:
             log.info("file %s deleted in Slack: removed %d item(s)", event["file_id"], len(removed))
