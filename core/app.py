@@ -46,6 +46,7 @@ async def open_service(settings: Settings, secrets: Secrets, *,
         store = await loop.run_in_executor(pools.store, lambda: VectorStore(
             url=settings.store.url, path=Path(settings.store.path).expanduser()
             if settings.store.path else data / "chroma", prefix=settings.store.prefix))
+        stack.callback(store.close)
         if check_models:
             await loop.run_in_executor(pools.store, lambda: open_collections(
                 store, clip.model_id, clip.dim, text.model_id, text.dim))

@@ -33,7 +33,6 @@ class EmbeddingSettings(_Section):
     max_wait_ms: float = Field(10.0, ge=0, le=5000)  # micro-batch collection window
     preprocess_workers: int = Field(2, ge=1, le=64)  # decode/resize threads
     queue_size: int = Field(64, ge=1, le=100_000)  # bounded look-ahead of decoded images
-    tiles: bool = True  # large images are also embedded as tiles
 
 
 class TextSettings(_Section):
@@ -62,7 +61,6 @@ class IndexSettings(_Section):
     captions: bool = False
     caption_model: str = ""  # "" = the [answer] model
     chunk_chars: int = Field(1200, ge=200, le=50_000)
-    workers: int = Field(2, ge=1, le=64)  # files decoded/ocr'd at once
 
 
 class RetrievalSettings(_Section):

@@ -144,18 +144,76 @@ def _is_flat(image: Image.Image) -> bool:
     return hi - lo < _FLAT_RANGE
 
 
+Entry = tuple[float, float, float, float, str]  # x0, y0, x1, y1, text
+
+
 def _reading_order(items: list[tuple[np.ndarray, str]]) -> str:
-    """Group boxes into lines by vertical overlap, order lines top-down and boxes left-right."""
+    """Blocks first (recursive XY-cut), then lines top-down and boxes left-right.
+
+    Slides put a title beside or above columns of bullets; reading plain y-order interleaves
+    them ("Retention / Customers using 3+ ... / Deep Dive:"), which blurs the passage embedding
+    and loses the title. Cutting at wide column gutters and full-width row gaps keeps blocks
+    whole.
+    """
     if not items:
         return ""
-    entries = []
+    entries: list[Entry] = []
     for box, txt in items:
-        ys, xs = box[:, 1], box[:, 0]
-        top, bottom = float(ys.min()), float(ys.max())
-        entries.append(((top + bottom) / 2, max(bottom - top, 1.0), float(xs.min()), txt))
-    entries.sort(key=lambda e: (e[0], e[2]))
+        xs, ys = box[:, 0], box[:, 1]
+        entries.append((float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()), txt))
+    heights = sorted(max(e[3] - e[1], 1.0) for e in entries)
+    line_h = heights[len(heights) // 2]
+    blocks: list[list[Entry]] = []
+    _xy_cut(entries, line_h, blocks, depth=0)
+    return "\n".join(_lines(b) for b in blocks if b)
+
+
+def _gaps(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Empty intervals between the union of ``spans`` (sorted, merged)."""
+    spans = sorted(spans)
+    out = []
+    end = spans[0][1]
+    for a, b in spans[1:]:
+        if a > end:
+            out.append((end, a))
+        end = max(end, b)
+    return out
+
+
+def _xy_cut(entries: list[Entry], line_h: float, out: list[list[Entry]], depth: int) -> None:
+    if len(entries) <= 1 or depth > 12:
+        out.append(entries)
+        return
+    # Columns: a vertical gutter at least two line heights wide that no box crosses.
+    col_gaps = [g for g in _gaps([(e[0], e[2]) for e in entries]) if g[1] - g[0] >= 2 * line_h]
+    if col_gaps:
+        gap = max(col_gaps, key=lambda g: g[1] - g[0])
+        cut = (gap[0] + gap[1]) / 2
+        _xy_cut([e for e in entries if e[2] <= cut], line_h, out, depth + 1)
+        _xy_cut([e for e in entries if e[0] > cut], line_h, out, depth + 1)
+        return
+    # Rows: split at every full-width horizontal gap, then look for columns inside each row.
+    row_gaps = _gaps([(e[1], e[3]) for e in entries])
+    if not row_gaps:
+        out.append(entries)
+        return
+    cuts = [(a + b) / 2 for a, b in row_gaps] + [float("inf")]
+    rows: list[list[Entry]] = [[] for _ in cuts]
+    for e in entries:
+        centre = (e[1] + e[3]) / 2
+        rows[next(i for i, c in enumerate(cuts) if centre < c)].append(e)
+    for row in rows:
+        if len(row) == len(entries):  # no progress: a leaf
+            out.append(row)
+        elif row:
+            _xy_cut(row, line_h, out, depth + 1)
+
+
+def _lines(entries: list[Entry]) -> str:
+    """Group boxes into lines by vertical overlap, order lines top-down and boxes left-right."""
+    rows = sorted(((e[1] + e[3]) / 2, max(e[3] - e[1], 1.0), e[0], e[4]) for e in entries)
     lines: list[list[tuple[float, float, float, str]]] = []
-    for entry in entries:
+    for entry in rows:
         if lines:
             line = lines[-1]
             centre = sum(e[0] for e in line) / len(line)

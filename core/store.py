@@ -167,6 +167,22 @@ class VectorStore:
                 except Exception as exc:
                     raise StoreError(f"deleting from the {channel} index failed: {exc}") from exc
 
+    def close(self) -> None:
+        """Release the client. chromadb shares one system per path/URL in a process
+        (refcounted) and never closes an HttpClient's HTTP session itself: close it once the
+        last user is gone, or its sockets leak (ResourceWarning)."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        client, self._cols = self._client, {}
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        try:
+            client.close()
+            if session is not None and \
+                    client._identifier not in SharedSystemClient._identifier_to_system:
+                session.close()
+        except Exception as exc:  # closing must never mask the error that ended the run
+            log.debug("closing the Chroma client failed: %s", exc)
+
     def count(self, channel: str) -> int:
         return int(self._col(channel).count())
 

@@ -1,0 +1,130 @@
+"""Indexing odd, broken and hostile files through the real service; re-index idempotence."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+from core.app import open_service
+from core.config import Secrets
+from core.types import Scope
+from tests.cli.helpers import make_settings, noise_bytes
+from tests.corpus import huge_jpeg_bytes, random_bytes, write_corpus
+
+GOOD = {  # corpus key -> kind of the items it must give
+    "cmyk_jpeg": "image", "png16": "image", "exif_rotated": "image", "animated_gif": "image",
+    "palette_alpha": "image", "la_png": "image", "rgba_png": "image", "one_bit_png": "image",
+    "pdf_text": "page", "pdf_scanned": "page", "txt": "chunk", "md": "chunk",
+    "txt_utf16": "chunk",
+}
+BAD = {  # corpus key -> words the failure reason must contain
+    "empty": "empty file",
+    "truncated_jpeg": "truncated",
+    "html_as_jpg": "HTML",
+    "zip_as_png": "ZIP",
+    "bomb_png": "60000x60000",
+    "huge_side": "longest side",
+    "random_jpg": "not an image",
+    "heic": "HEIC",
+    "pdf_encrypted": "encrypted",
+    "pdf_truncated": "not a valid PDF",
+}
+
+
+def _counts(svc: object) -> tuple[int, int, int]:
+    c = svc.c  # type: ignore[attr-defined]
+    with contextlib.closing(sqlite3.connect(c.keyword.path)) as db:
+        docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+    return c.store.count("clip"), c.store.count("text"), docs
+
+
+async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: Path) -> None:
+    folder = tmp_path / "corpus"
+    files = write_corpus(folder)
+    files["huge_side"] = folder / "wide.jpg"
+    files["huge_side"].write_bytes(huge_jpeg_bytes(48_000, 16))  # longest side over 40,000
+    files["random_jpg"] = folder / "random.jpg"
+    files["random_jpg"].write_bytes(random_bytes())
+    files["ok"] = folder / "zz_ok.png"  # sorts last: the batch goes on after every failure
+    files["ok"].write_bytes(noise_bytes(1))
+
+    settings = make_settings(tmp_path / "data", tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        report = await svc.index_paths([folder], "local")
+        failed = {f.source: f.error for f in report.failed}
+        for key, words in BAD.items():
+            src = str(files[key].resolve())
+            assert src in failed, f"{key} not in failed: {report.to_json()}"
+            assert words in failed[src], (key, failed[src])
+        assert len(failed) == len(BAD)
+        indexed: dict[str, set[str]] = {}
+        for i in report.indexed:
+            indexed.setdefault(i.source, set()).add(i.kind)
+        for key, kind in {**GOOD, "ok": "image"}.items():
+            assert indexed.get(str(files[key].resolve())) == {kind}, key
+        skipped = {Path(s.source).name: s.reason for s in report.skipped}
+        assert set(skipped) == {"drawing.svg", "random.bin"}
+        assert all("unsupported file type" in r for r in skipped.values())
+
+        # PDF pages carry their page numbers; text documents become chunks.
+        rows = svc.c.catalog.find("local", source=str(files["pdf_text"].resolve()))
+        assert sorted(r.page for r in rows) == [1, 2]
+        assert "INV-20931" in next(r.text for r in rows if r.page == 1)
+        hits = await svc.search("payment due March", Scope("local"))
+        assert (hits[0].source, hits[0].kind, hits[0].page) == (
+            str(files["pdf_text"].resolve()), "page", 2)
+        hits = await svc.search("systemctl restart", Scope("local"))
+        assert hits[0].source == str(files["md"].resolve()) and hits[0].kind == "chunk"
+
+        # EXIF orientation was applied before the thumbnail was made (40x80, red on top).
+        from PIL import Image
+
+        [rot] = svc.c.catalog.find("local", source=str(files["exif_rotated"].resolve()))
+        with Image.open(svc.c.blobs.thumbnail_path(rot.id)) as im:
+            assert im.size[0] < im.size[1]
+            r, _g, b = im.convert("RGB").getpixel((im.size[0] // 2, 2))
+            assert r > 150 and b < 100
+
+        stats = await svc.stats("local")
+        before = _counts(svc)
+        n_items = stats.items
+        assert n_items == len(report.indexed)
+        assert before[0] == sum(1 for i in report.indexed if i.kind != "chunk")
+
+        # Second run: nothing new, everything "already indexed", no duplicates anywhere.
+        again = await svc.index_paths([folder], "local")
+        assert again.indexed == []
+        already = {s.source for s in again.skipped if s.reason == "already indexed"}
+        assert already == set(indexed)
+        assert {f.source for f in again.failed} == set(failed)
+        assert (await svc.stats("local")).items == n_items
+        assert _counts(svc) == before
+
+        # The same bytes under another name: skipped, naming the first source.
+        copy = tmp_path / "copy.png"
+        shutil.copy(files["ok"], copy)
+        third = await svc.index_paths([copy], "local")
+        assert third.indexed == []
+        assert third.skipped[0].reason == (
+            f"already indexed (same content as {files['ok'].resolve()})")
+
+    # A fresh process (new service, same data dir) agrees.
+    async with open_service(settings, Secrets({})) as svc:
+        again = await svc.index_paths([folder], "local")
+        assert again.indexed == [] and (await svc.stats("local")).items == n_items
+        assert _counts(svc) == before
+
+
+async def test_200_megapixel_photo_is_indexed(tmp_path: Path, tiny_clip: Path) -> None:
+    """A huge (but allowed) JPEG is decoded at reduced size, not refused."""
+    big = tmp_path / "big.jpg"
+    big.write_bytes(huge_jpeg_bytes())  # 16320 x 12240
+    settings = make_settings(tmp_path / "data", tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        report = await svc.index_paths([big], "local")
+        assert [i.kind for i in report.indexed] == ["image"], report.to_json()
+        # the original bytes are kept as they were
+        [row] = svc.c.catalog.find("local", source=str(big.resolve()))
+        assert svc.c.blobs.path(row.file_sha).read_bytes() == big.read_bytes()

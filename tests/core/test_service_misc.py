@@ -1,0 +1,130 @@
+"""Service features used by the chat adapters: forget_origin, autoindex prefs, feedback,
+micro-batching, OCR-backed search (the one test here that pays for OCR)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.app import open_service
+from core.config import Secrets
+from core.errors import PixragError
+from core.service import PixRAG
+from core.types import Origin, Scope, Upload
+from tests.cli.helpers import make_settings, noise_bytes
+from tests.corpus import png_bytes, text_image
+
+
+@pytest.fixture
+async def svc(tmp_path: Path, tiny_clip: Path) -> AsyncIterator[PixRAG]:
+    # A wide batching window so concurrent requests surely meet in one forward pass.
+    settings = make_settings(tmp_path / "data", tiny_clip, PIXRAG_EMBEDDING__MAX_WAIT_MS="300")
+    async with open_service(settings, Secrets({})) as service:
+        yield service
+
+
+def _att(n: int, message: str, channel: str = "c") -> Upload:
+    origin = Origin(platform="slack", channel=channel, message=message, attachment=f"F{n}",
+                    author="U1")
+    return Upload(name=f"f{n}.png", data=noise_bytes(n), source=f"slack://{message}/F{n}",
+                  origin=origin)
+
+
+async def test_forget_origin_removes_only_that_message(svc: PixRAG) -> None:
+    rep = await svc.index_uploads([_att(1, "m1"), _att(2, "m1"), _att(3, "m2")], "T")
+    other = await svc.index_uploads([_att(1, "m1")], "T2")  # same message id, other space
+    ids = {i.source.rsplit("/", 1)[1]: i.id for i in rep.indexed}
+
+    assert await svc.forget_origin("T", message="m1", attachment="F1") == [ids["F1"]]
+    assert await svc.forget_origin("T", message="m1", attachment="F1") == []
+    left = {r.id for r in svc.c.catalog.all("T")}
+    assert left == {ids["F2"], ids["F3"]}
+    assert await svc.forget_origin("T", message="m1") == [ids["F2"]]
+    assert {r.id for r in svc.c.catalog.all("T")} == {ids["F3"]}
+    assert await svc.forget_origin("T", message="nope") == []
+    assert [r.id for r in svc.c.catalog.all("T2")] == [other.indexed[0].id]
+    # gone from search too; F1's bytes are still in T2 so its blob stays
+    hits = await svc.similar(noise_bytes(1), Scope("T"), k=5)
+    assert ids["F1"] not in {h.id for h in hits}
+    hit = await svc.item("T2", other.indexed[0].id)
+    assert hit is not None and Path(hit.blob or "").is_file()
+    assert hit.origin.attachment == "F1" and hit.origin.author == "U1"
+    # and it can be indexed again afterwards
+    again = await svc.index_uploads([_att(1, "m1")], "T")
+    assert [i.id for i in again.indexed] == [ids["F1"]]
+
+
+async def test_autoindex_prefs(svc: PixRAG) -> None:
+    assert await svc.autoindex_channels("S") == set()
+    await svc.set_autoindex("S", "c1", True)
+    await svc.set_autoindex("S", "c2", True)
+    await svc.set_autoindex("S", "c2", True)  # idempotent
+    await svc.set_autoindex("X", "c9", True)
+    assert await svc.autoindex_channels("S") == {"c1", "c2"}
+    await svc.set_autoindex("S", "c1", False)
+    await svc.set_autoindex("S", "c3", False)  # turning off what was never on is fine
+    assert await svc.autoindex_channels("S") == {"c2"}
+    assert await svc.autoindex_channels("X") == {"c9"}
+
+
+async def test_feedback_round_trip(svc: PixRAG) -> None:
+    rep = await svc.index_uploads([_att(1, "m1"), _att(2, "m1")], "S")
+    a, b = (i.id for i in rep.indexed)
+    await svc.record_feedback("S", question="where is the cat?", verdict="up",
+                              source_ids=[a, b], user="U1", platform="slack")
+    await svc.record_feedback("S", question="pricing slide", verdict="down",
+                              source_ids=[b, "gone"], user="U2", platform="slack")
+    await svc.record_feedback("D", question="other space", verdict="up", source_ids=[],
+                              user="U3", platform="discord")
+    with pytest.raises(PixragError):
+        await svc.record_feedback("S", question="q", verdict="meh",  # type: ignore[arg-type]
+                                  source_ids=[], user="U1", platform="slack")
+    names = {a: "f1.png", b: "f2.png"}
+    assert await svc.export_feedback("S") == [
+        {"query": "where is the cat?", "verdict": "up", "space": "S", "platform": "slack",
+         "target": [names[a], names[b]]},
+        {"query": "pricing slide", "verdict": "down", "space": "S", "platform": "slack",
+         "target": [], "rejected": [names[b]]},
+    ]
+    every = await svc.export_feedback()
+    assert [e["space"] for e in every] == ["S", "S", "D"]
+
+
+async def test_concurrent_requests_are_micro_batched(svc: PixRAG) -> None:
+    n = 8
+    batcher = svc.c.clip_images
+    start = batcher.batches
+    rep = await svc.index_uploads([_att(i, f"m{i}") for i in range(n)], "S")
+    assert len(rep.indexed) == n
+    indexed_passes = batcher.batches - start
+    assert 1 <= indexed_passes < n
+
+    start = batcher.batches
+    results = await asyncio.gather(*(svc.similar(noise_bytes(i), Scope("S"), k=1)
+                                     for i in range(n)))
+    assert [r[0].id for r in results] == [i.id for i in rep.indexed]
+    assert 1 <= batcher.batches - start < n
+
+    texts = svc.c.clip_texts
+    start = texts.batches
+    await asyncio.gather(*(svc.search(f"query {i}", Scope("S")) for i in range(n)))
+    assert 1 <= texts.batches - start < n
+
+
+async def test_ocr_text_is_searchable(tmp_path: Path, tiny_clip: Path) -> None:
+    """The one OCR test: words in a screenshot are found by keyword and text search."""
+    settings = make_settings(tmp_path / "data", tiny_clip, PIXRAG_INDEX__OCR="true")
+    shot = png_bytes(text_image("Error 0x80070005\nAccess denied"))
+    async with open_service(settings, Secrets({})) as svc:
+        rep = await svc.index_uploads(
+            [Upload("shot.png", shot, "local:shot.png"),
+             Upload("noise.png", noise_bytes(3), "local:noise.png")], "S")
+        assert len(rep.indexed) == 2 and not rep.failed
+        [row] = svc.c.catalog.find("S", source="local:shot.png")
+        assert "0x80070005" in row.text
+        hits = await svc.search("0x80070005", Scope("S"))
+        assert hits[0].source == "local:shot.png"
+        assert "keyword" in hits[0].signals and "0x80070005" in hits[0].text
