@@ -66,16 +66,19 @@ class IndexSettings(_Section):
 class RetrievalSettings(_Section):
     k: int = Field(5, ge=1, le=100)
     candidates: int = Field(50, ge=1, le=1000)  # per-signal candidates before fusion
-    # Fusion weights per signal (weighted reciprocal-rank fusion, see retrieve.py).
-    weight_clip: float = Field(0.5, ge=0.0)
-    weight_text: float = Field(1.0, ge=0.0)
-    weight_keyword: float = Field(1.0, ge=0.0)
-    weight_near_duplicate: float = Field(4.0, ge=0.0)
+    # "score": calibrated-score fusion (default, tuned on eval/: docs/BENCHMARKS.md);
+    # "rrf": weighted reciprocal-rank fusion. Weights apply to the chosen method.
+    fusion: Literal["score", "rrf"] = "score"
+    weight_text: float = Field(1.0, ge=0.0)  # sentence-embedding cosine of the best passage
+    weight_keyword: float = Field(0.07, ge=0.0)  # BM25 relative to the query's best match
+    weight_clip: float = Field(0.3, ge=0.0)  # CLIP similarity above its floor (capped)
+    weight_near_duplicate: float = Field(2.0, ge=0.0)
     rrf_k: float = Field(10.0, gt=0.0)
     # Relevance cut-off: a result needs at least one signal at or above its floor, so
-    # "nothing matches" is a possible answer. CLIP's floor assumes real CLIP weights.
-    min_text: float = Field(0.3, ge=-1.0, le=1.0)  # sentence-embedding cosine
-    min_clip: float = Field(0.24, ge=-1.0, le=1.0)  # CLIP text-image / image-image cosine
+    # "nothing matches" is a possible answer. CLIP's floors assume real CLIP weights; below
+    # them CLIP's ranking is left out of the fusion.
+    min_text: float = Field(0.15, ge=-1.0, le=1.0)  # sentence-embedding cosine
+    min_clip: float = Field(0.24, ge=-1.0, le=1.0)  # CLIP text-image cosine
     min_clip_image: float = Field(0.8, ge=-1.0, le=1.0)  # CLIP image-image cosine
     min_keyword: float = Field(0.5, ge=0.0)  # share of query terms matched by BM25 hit
     near_duplicate_bits: int = Field(-1, ge=-1, le=512)  # -1 = neardup.DEFAULT_MAX_DISTANCE

@@ -83,7 +83,8 @@ def discover(paths: Sequence[Path]) -> tuple[list[FileJob], list[Skipped], list[
                     if f.startswith("."):
                         continue
                     if fp.suffix.lower() not in IMAGE_EXTS | DOC_EXTS:
-                        skipped.append(Skipped(str(fp), f"unsupported file type ({fp.suffix or 'no extension'})"))
+                        kind = fp.suffix or "no extension"
+                        skipped.append(Skipped(str(fp), f"unsupported file type ({kind})"))
                         continue
                     jobs.append(_path_job(fp))
         elif p.is_file():
@@ -108,6 +109,10 @@ class Ingestor:
         self.c = c
         self.s = c.settings
         self.limits = Limits.from_settings(self.s.index)
+        # Identical bytes arriving twice at once (a copied file, a re-posted attachment) are
+        # processed once: the second waits for the first instead of redoing (and re-billing).
+        self._inflight: dict[tuple[str, str], asyncio.Future[str | None]] = {}
+        self._captions: dict[str, asyncio.Future[str]] = {}
 
     async def run(self, jobs: Sequence[FileJob], space: str, *,
                   progress: Progress | None = None) -> IndexReport:
@@ -141,30 +146,53 @@ class Ingestor:
         try:
             data = await self._read(job)
             file_sha = hashlib.sha256(data).hexdigest()
-            already = await self.c.run(self.c.pools.store, self.c.catalog.file_done, space, file_sha)
-            if already is not None:
-                same = already == job.source
-                report.skipped.append(Skipped(job.source, "already indexed" if same
-                                              else f"already indexed (same content as {already})"))
+            key = (space, file_sha)
+            running = self._inflight.get(key)
+            if running is not None:
+                first = await asyncio.shield(running)
+                if first is None:  # the twin failed: same bytes, same verdict
+                    raise UnsupportedInput(job.name, "same content as a file that failed")
+                report.skipped.append(
+                    Skipped(job.source, f"already indexed (same content as {first})"))
                 return report
-            kind = await self.c.run(self.c.pools.decode, sniff, data, job.name)
-            if kind == "image":
-                items = await self._image(job, data, file_sha, space)
-            elif kind == "pdf":
-                items = await self._pdf(job, data, file_sha, space)
-            else:
-                items = await self._text(job, data, file_sha, space)
-            await self.c.run(self.c.pools.store, self.c.catalog.mark_file, space, file_sha,
-                             job.source, len(items))
-            report.indexed.extend(items)
-            if not items:
-                report.skipped.append(Skipped(job.source, "no content to index"))
+            # Registered before any await, so a twin arriving meanwhile waits for this one.
+            self._inflight[key] = asyncio.get_running_loop().create_future()
+            ok = False
+            try:
+                already = await self.c.run(self.c.pools.store, self.c.catalog.file_done, space,
+                                           file_sha)
+                if already is not None:
+                    same = already == job.source
+                    report.skipped.append(Skipped(
+                        job.source, "already indexed" if same
+                        else f"already indexed (same content as {already})"))
+                else:
+                    await self._new_file(job, data, file_sha, space, report)
+                ok = True
+            finally:
+                fut = self._inflight.pop(key)
+                fut.set_result(job.source if ok else None)
         except PixragError as exc:
             report.failed.append(Failed(job.source, _reason(exc, job.name)))
         except Exception as exc:  # one bad file must not stop the batch: record and go on
             log.exception("unexpected error indexing %s", job.source)
             report.failed.append(Failed(job.source, f"internal error ({type(exc).__name__})"))
         return report
+
+    async def _new_file(self, job: FileJob, data: bytes, file_sha: str, space: str,
+                        report: IndexReport) -> None:
+        kind = await self.c.run(self.c.pools.decode, sniff, data, job.name)
+        if kind == "image":
+            items = await self._image(job, data, file_sha, space)
+        elif kind == "pdf":
+            items = await self._pdf(job, data, file_sha, space)
+        else:
+            items = await self._text(job, data, file_sha, space)
+        await self.c.run(self.c.pools.store, self.c.catalog.mark_file, space, file_sha,
+                         job.source, len(items))
+        report.indexed.extend(items)
+        if not items:
+            report.skipped.append(Skipped(job.source, "no content to index"))
 
     async def _read(self, job: FileJob) -> bytes:
         if job.data is not None:
@@ -186,7 +214,8 @@ class Ingestor:
             raise UnsupportedInput(job.name, f"cannot read file ({exc.strerror or exc})") from exc
 
     # images ---------------------------------------------------------------------------------
-    async def _image(self, job: FileJob, data: bytes, file_sha: str, space: str) -> list[IndexedItem]:
+    async def _image(self, job: FileJob, data: bytes, file_sha: str,
+                     space: str) -> list[IndexedItem]:
         iid = item_id(space, file_sha)
         if await self._exists(space, iid):
             return [IndexedItem(iid, job.source, "image")]
@@ -205,7 +234,8 @@ class Ingestor:
         c = self.c
 
         def visual() -> tuple[bytes, str, np.ndarray, bytes | None]:
-            thumb = to_jpeg(image, self.s.index.thumbnail_px)
+            thumb = to_jpeg(_thumb_source(image, self.s.index.thumbnail_px),
+                            self.s.index.thumbnail_px)
             ph = neardup.to_text(neardup.hash_image(image))
             pixels = c.clip.preprocess([image])[0]
             rendered = to_jpeg(image, WORK_SIDE, quality=90) if image_blob is None else None
@@ -239,6 +269,22 @@ class Ingestor:
         c = self.c
         if not (self.s.index.captions and c.captioner is not None):
             return ""
+        running = self._captions.get(image_sha)
+        if running is not None:  # the same image is being captioned right now
+            return await asyncio.shield(running)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._captions[image_sha] = fut
+        text = ""
+        try:
+            text = await self._caption_once(image_sha, image)
+        finally:
+            del self._captions[image_sha]
+            fut.set_result(text)
+        return text
+
+    async def _caption_once(self, image_sha: str, image: Image.Image) -> str:
+        c = self.c
+        assert c.captioner is not None
         model = c.captioner.model_id
         cached = await c.run(c.pools.store, c.catalog.caption, image_sha, model)
         if cached is not None:
@@ -246,14 +292,15 @@ class Ingestor:
         jpeg = await c.run(c.pools.decode, to_jpeg, image, 1024)
         try:
             text, _usage = await c.captioner.caption(jpeg)
-        except PixragError as exc:  # captions are optional: index without one, retry next run
+        except PixragError as exc:  # captions are optional: index without one
             log.warning("caption failed for %s: %s", image_sha[:12], exc)
             return ""
         await c.run(c.pools.store, c.catalog.put_caption, image_sha, model, text)
         return text
 
     # PDFs -----------------------------------------------------------------------------------
-    async def _pdf(self, job: FileJob, data: bytes, file_sha: str, space: str) -> list[IndexedItem]:
+    async def _pdf(self, job: FileJob, data: bytes, file_sha: str,
+                   space: str) -> list[IndexedItem]:
         c = self.c
         n = await c.run(c.pools.decode, page_count, data, job.name)
         if n > self.s.index.max_pdf_pages:
@@ -282,7 +329,8 @@ class Ingestor:
         return sorted(items, key=lambda i: i.id)
 
     # text documents -----------------------------------------------------------------------
-    async def _text(self, job: FileJob, data: bytes, file_sha: str, space: str) -> list[IndexedItem]:
+    async def _text(self, job: FileJob, data: bytes, file_sha: str,
+                    space: str) -> list[IndexedItem]:
         c = self.c
         text = await c.run(c.pools.decode, decode_text, data, job.name)
         chunks = split_document(text, chunk_chars=self.s.index.chunk_chars)
@@ -333,6 +381,14 @@ class Ingestor:
             c.catalog.add([p.row for p in preps])  # last: the commit marker
 
         await c.run(c.pools.store, write)
+
+
+def _thumb_source(image: Image.Image, side: int) -> Image.Image:
+    """Box-reduce by an integer factor to no less than ``side`` before the LANCZOS thumbnail:
+    on a 1280x960 photo that is 3.5 ms instead of 15 (PIL's default ``reducing_gap`` of 2
+    does not reduce below 4x), and the same as ``thumbnail(reducing_gap=1.0)``."""
+    factor = max(image.size) // side
+    return image.reduce(factor) if factor > 1 and image.mode in ("RGB", "RGBA", "L") else image
 
 
 def _vec_meta(row: ItemRow) -> dict[str, str | int | float | bool]:

@@ -27,9 +27,13 @@ from core.imageio import Limits, load_image
 from core.types import Hit, Origin, Scope
 
 _WORD = re.compile(r"[\w][\w\-\.]*[\w]|\w", re.UNICODE)
-_STOP = frozenset("""a an and are as at be by can do does for from has have how i in is it its
-of on or that the this to was what when where which who why will with you your my me we our
-about show find any there their they them which slide image picture photo screenshot""".split())
+_STOP = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has",
+    "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to",
+    "was", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your", "my",
+    "me", "we", "our", "about", "show", "find", "any", "there", "their", "they", "them",
+    "which", "slide", "image", "picture", "photo", "screenshot",
+])
 
 
 def terms(text: str) -> list[str]:
@@ -44,6 +48,16 @@ def term_coverage(query_terms: Sequence[str], text: str) -> float:
     stems = {w[:5] for w in words if len(w) >= 5}
     hit = sum(1 for t in query_terms if t in words or (len(t) >= 5 and t[:5] in stems))
     return hit / len(query_terms)
+
+
+def same_text(a: str, b: str, threshold: float = 0.6) -> bool:
+    """Do two items say the same thing? Slides sharing a template look alike to a
+    perceptual hash; their words tell them apart. Both empty (photos) counts as the same."""
+    wa = {w.lower() for w in _WORD.findall(a)}
+    wb = {w.lower() for w in _WORD.findall(b)}
+    if not wa and not wb:
+        return True
+    return len(wa & wb) / max(1, len(wa | wb)) >= threshold
 
 
 @dataclass
@@ -71,6 +85,43 @@ def fuse(lists: Mapping[str, Sequence[tuple[str, float]]], weights: Mapping[str,
             f.score += w / (rrf_k + rank)
             f.signals[signal] = float(score)
             f.ranks[signal] = rank
+    return sorted(out.values(), key=lambda f: (-f.score, f.item))
+
+
+CLIP_CAP = 0.1  # CLIP similarity above the floor counts up to this much (then saturates)
+
+
+def fuse_scores(lists: Mapping[str, Sequence[tuple[str, float]]], weights: Mapping[str, float],
+                *, clip_floor: float) -> list[Fused]:
+    """Calibrated-score fusion: each signal mapped to [0, 1]-ish, weighted, summed.
+
+    Sentence-embedding cosines are comparable across items and queries, so they lead; BM25 is
+    made relative to the query's best match (its scale depends on the corpus); CLIP counts
+    only above its floor and saturates, so a noisy or weak CLIP cannot override text evidence.
+    """
+    out: dict[str, Fused] = {}
+
+    def add(item: str, signal: str, raw: float, value: float, rank: int) -> None:
+        f = out.setdefault(item, Fused(item, 0.0))
+        if signal in f.signals:
+            return
+        f.signals[signal] = float(raw)
+        f.ranks[signal] = rank
+        f.score += weights.get(signal, 0.0) * value
+
+    for signal, ranked in lists.items():
+        ranked = best_per_item(list(ranked))
+        if not ranked:
+            continue
+        top = max(s for _, s in ranked)
+        for rank, (item, s) in enumerate(ranked, 1):
+            if signal == "keyword":
+                value = s / top if top > 0 else 0.0
+            elif signal == "clip":
+                value = min(max(s - clip_floor, 0.0), CLIP_CAP) / CLIP_CAP
+            else:  # text cosine; near_duplicate already in [0.5, 1]
+                value = s
+            add(item, signal, s, value, rank)
     return sorted(out.values(), key=lambda f: (-f.score, f.item))
 
 
@@ -109,7 +160,10 @@ class Retriever:
             vec = await c.clip_texts.submit(text)
             hits = await c.run(c.pools.store, lambda: c.store.query(
                 "clip", vec, space=scope.space, audiences=aud, n=n))
-            return best_per_item([(h.item, h.similarity) for h in hits])
+            # Below its floor CLIP's ranking is noise (unrelated images all score ~0.15-0.2
+            # with real weights): leave it out of the fusion rather than let it reorder.
+            return best_per_item([(h.item, h.similarity) for h in hits
+                                  if h.similarity >= self.r.min_clip])
 
         async def dense() -> list[tuple[str, float, str]]:
             vec = await c.text_vectors.submit(text)
@@ -154,7 +208,8 @@ class Retriever:
             vec = await c.clip_images.submit(pixels)
             hits = await c.run(c.pools.store, lambda: c.store.query(
                 "clip", vec, space=scope.space, audiences=aud, n=n))
-            return best_per_item([(h.item, h.similarity) for h in hits])
+            return best_per_item([(h.item, h.similarity) for h in hits
+                                  if h.similarity >= self.r.min_clip_image])
 
         async def near() -> list[tuple[str, float]]:
             rows = await c.run(c.pools.store, c.catalog.phashes, scope.space, aud)
@@ -163,7 +218,8 @@ class Retriever:
             table = np.stack([neardup.from_text(h) for _, h in rows])
             dists = neardup.distances(qhash, table)
             order = np.argsort(dists, kind="stable")
-            return [(rows[i][0], 1.0 - float(dists[i]) / 64.0) for i in order[:n]
+            scale = 2.0 * max(self.near_bits, 1)
+            return [(rows[i][0], 1.0 - float(dists[i]) / scale) for i in order[:n]
                     if dists[i] <= self.near_bits]
 
         async def ocr() -> str:
@@ -172,6 +228,12 @@ class Retriever:
             return (await c.run(c.pools.ocr, c.reader.read, image)).strip()
 
         clip_list, near_list, query_text = await asyncio.gather(clip(), near(), ocr())
+        if near_list and len(query_text) >= 8:
+            # Same template, different words (two slides of one deck) is not a duplicate.
+            rows = await c.run(c.pools.store, c.catalog.get, scope.space,
+                               [i for i, _ in near_list])
+            near_list = [(i, s) for i, s in near_list if i in rows and (
+                not rows[i].text or same_text(query_text, rows[i].text, 0.3))]
         lists: dict[str, list[tuple[str, float]]] = {"clip": clip_list,
                                                      "near_duplicate": near_list}
         snippets: dict[str, str] = {}
@@ -204,11 +266,15 @@ class Retriever:
                       scope: Scope, k: int, qterms: Sequence[str], *,
                       image_query: bool = False) -> list[Hit]:
         c = self.c
-        fused = fuse(lists, self.weights, self.r.rrf_k)
+        if self.r.fusion == "rrf":
+            fused = fuse(lists, self.weights, self.r.rrf_k)
+        else:
+            floor = self.r.min_clip_image if image_query else self.r.min_clip
+            fused = fuse_scores(lists, self.weights, clip_floor=floor)
         rows = await c.run(c.pools.store, c.catalog.get, scope.space, [f.item for f in fused])
         aud = scope.audiences()
         kept: list[tuple[Fused, ItemRow]] = []
-        hashes: list[np.ndarray] = []
+        hashes: list[tuple[np.ndarray, ItemRow]] = []
         for f in fused:
             row = rows.get(f.item)
             if row is None:  # vectors without a catalog row: a crashed write, never shown
@@ -219,9 +285,11 @@ class Retriever:
                 continue
             if row.phash:  # near-duplicate results collapse into the best-ranked one
                 h = neardup.from_text(row.phash)
-                if hashes and int(neardup.distances(h, np.stack(hashes)).min()) <= self.near_bits:
+                if any(int(neardup.distances(h, prev[None, :])[0]) <= self.near_bits
+                       and same_text(row.text, prev_row.text)
+                       for prev, prev_row in hashes):
                     continue
-                hashes.append(h)
+                hashes.append((h, row))
             kept.append((f, row))
             if len(kept) >= k:
                 break

@@ -267,7 +267,8 @@ class PixRAG:
         for (space, sha), (job, ids) in jobs.items():
             path = c.blobs.path(sha)
             if not c.blobs.has(sha):
-                report.failed.append(Failed(job.source, "original bytes missing from the blob store"))
+                report.failed.append(
+                    Failed(job.source, "original bytes missing from the blob store"))
                 continue
             job.data = await c.run(c.pools.decode, path.read_bytes)
             await c.run(c.pools.store, c.catalog.delete, space, ids)

@@ -147,7 +147,8 @@ class VectorStore:
             hits.append(VectorHit(vid, str(meta.get("item", vid)), 1.0 - float(dist), meta, doc))
         return hits
 
-    def get_vectors(self, channel: str, *, space: str, items: Sequence[str]) -> dict[str, np.ndarray]:
+    def get_vectors(self, channel: str, *, space: str,
+                    items: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of the given items' own records (id == item id)."""
         if not items:
             return {}
@@ -168,18 +169,17 @@ class VectorStore:
                     raise StoreError(f"deleting from the {channel} index failed: {exc}") from exc
 
     def close(self) -> None:
-        """Release the client. chromadb shares one system per path/URL in a process
-        (refcounted) and never closes an HttpClient's HTTP session itself: close it once the
-        last user is gone, or its sockets leak (ResourceWarning)."""
-        from chromadb.api.shared_system_client import SharedSystemClient
-
+        """Release the client. chromadb never closes an HttpClient's HTTP sessions itself (one
+        for the client, one for its admin client; each HttpClient gets systems of its own, so
+        nothing else uses them): close them, or their sockets leak (ResourceWarning)."""
         client, self._cols = self._client, {}
-        session = getattr(getattr(client, "_server", None), "_session", None)
+        sessions = [getattr(getattr(c, "_server", None), "_session", None)
+                    for c in (client, getattr(client, "_admin_client", None)) if c is not None]
         try:
-            client.close()
-            if session is not None and \
-                    client._identifier not in SharedSystemClient._identifier_to_system:
-                session.close()
+            client.close()  # refcounted: an embedded store shared in this process stays open
+            for session in sessions:
+                if session is not None:
+                    session.close()
         except Exception as exc:  # closing must never mask the error that ended the run
             log.debug("closing the Chroma client failed: %s", exc)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tests.cli.helpers import (
     cli_env,
     json_out,
     noise_bytes,
+    pixrag_cmd,
     run_cli,
     write_images,
 )
@@ -43,6 +45,7 @@ class Library:
     data: Path
     model: Path
     report: dict[str, Any]  # output of the subprocess `index --json`
+    missing_model: subprocess.CompletedProcess[str]  # `search` with no model folder
 
     def path(self, name: str) -> str:
         return str((self.docs / name).resolve())
@@ -66,12 +69,23 @@ def lib(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) -> Library:
     (root / "other").mkdir()
     (root / "other" / "b0.png").write_bytes(noise_bytes(200))
     data = root / "data"
-    # Global option BEFORE the command; cwd elsewhere so no stray ./config.toml is read.
-    proc = run_cli(["--space", "proj", "index", str(docs), "--json"],
-                   cli_env(data, tiny_clip), cwd=root)
+    # Started alongside the index run so the two interpreter start-ups overlap.
+    missing = subprocess.Popen([*pixrag_cmd(), "search", "cats"], cwd=root, text=True,
+                               env=cli_env(root / "data-missing", root / "no-such-model"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Global option BEFORE the command; cwd elsewhere so no stray ./config.toml is read.
+        proc = run_cli(["--space", "proj", "index", str(docs), "--json"],
+                       cli_env(data, tiny_clip), cwd=root)
+        out, err = missing.communicate(timeout=180)
+    finally:
+        if missing.poll() is None:
+            missing.kill()
+            missing.wait(timeout=10)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    return Library(root, docs, data, tiny_clip, json_out(proc))
+    done = subprocess.CompletedProcess(missing.args, missing.returncode, out, err)
+    return Library(root, docs, data, tiny_clip, json_out(proc), done)
 
 
 @pytest.fixture
@@ -158,13 +172,14 @@ def test_config_errors_name_the_key_without_traceback(lib: Library) -> None:
 
 def test_missing_model_folder_is_one_clear_message(lib: Library) -> None:
     missing = lib.root / "no-such-model"
-    proc = run_cli(["search", "cats"], cli_env(lib.data, missing), cwd=lib.root)
+    proc = lib.missing_model
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("pixrag: error:")]
     assert len(lines) == 1, proc.stderr
     assert str(missing) in lines[0]
     assert "does not exist" in lines[0]
+    assert f"--local-dir {missing}`" in lines[0]  # the hint fills that folder
     assert "PIXRAG_EMBEDDING__MODEL" in lines[0] and "[embedding] model" in lines[0]
 
 

@@ -102,3 +102,16 @@ async def test_reindexed_vectors_have_the_new_dimension(tmp_path: Path, tiny_cli
         assert svc.c.store.count("clip") == 2
         hits = await svc.similar(images[0].read_bytes(), Scope("local"))
         assert hits[0].id == rep.indexed[0].id
+
+
+def test_hub_model_offline_says_how_to_use_a_local_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PIXRAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PIXRAG_EMBEDDING__MODEL", "pixrag-tests/no-such-clip")
+    rc, doc, err = _run(capsys, "stats", "--json")
+    assert rc == 1 and "Traceback" not in err
+    msg = doc["error"]
+    assert "pixrag-tests/no-such-clip" in msg
+    assert "huggingface-cli download pixrag-tests/no-such-clip --local-dir" in msg
+    assert "PIXRAG_EMBEDDING__MODEL=" in msg and "[embedding] model" in msg

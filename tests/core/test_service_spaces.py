@@ -22,8 +22,9 @@ async def svc(tmp_path: Path, tiny_clip: Path) -> AsyncIterator[PixRAG]:
         yield service
 
 
-def _up(name: str, data: bytes, origin: Origin = Origin()) -> Upload:
-    return Upload(name=name, data=data, source=f"https://chat.example/{name}", origin=origin)
+def _up(name: str, data: bytes, origin: Origin | None = None) -> Upload:
+    return Upload(name=name, data=data, source=f"https://chat.example/{name}",
+                  origin=origin or Origin())
 
 
 async def test_spaces_are_isolated(svc: PixRAG) -> None:
