@@ -184,6 +184,9 @@ def _xy_cut(entries: list[Entry], line_h: float, out: list[list[Entry]], depth: 
     if len(entries) <= 1 or depth > 12:
         out.append(entries)
         return
+    if max(e[1] for e in entries) < min(e[3] for e in entries):
+        out.append(entries)  # one line: its parts stay together however far apart
+        return
     # Columns: a vertical gutter at least two line heights wide that no box crosses.
     col_gaps = [g for g in _gaps([(e[0], e[2]) for e in entries]) if g[1] - g[0] >= 2 * line_h]
     if col_gaps:
