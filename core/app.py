@@ -78,7 +78,9 @@ async def open_service(settings: Settings, secrets: Secrets, *,
             store=store, catalog=catalog, keyword=keyword, blobs=BlobStore(data / "blobs"),
             captioner=captioner, pools=pools, clip_images=clip_images, clip_texts=clip_texts,
             text_vectors=text_vectors)
-        yield PixRAG(components, answerer)
+        service = PixRAG(components, answerer)
+        stack.push_async_callback(service.aclose)
+        yield service
 
 
 def open_collections(store: VectorStore, clip_model: str, clip_dim: int, text_model: str,

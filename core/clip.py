@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ class ClipEmbedder:
         self.input_side = int(size.get("height", 224)) if isinstance(size, dict) else 224
         self._torch = torch
         self._lock = threading.Lock()
+        self._fast = _FastPreprocess.from_processor(self._processor)
         log.info("CLIP %s loaded on %s (%s), dim %d", model, self.device,
                  str(self.dtype).removeprefix("torch."), self.dim)
 
@@ -124,8 +126,10 @@ class ClipEmbedder:
         # A cheap integer box reduction first, keeping the short side >= 2x the input side:
         # the processor's bicubic resize of a full photo costs 2x more (10 vs 5 ms for
         # 1280x960) for the same vectors (cosine > 0.9999, benchmarks/embed_throughput.py).
-        out = self._processor(images=[_shrink(im, 2 * self.input_side) for im in images],
-                              return_tensors="np")
+        small = [_shrink(im, 2 * self.input_side) for im in images]
+        if self._fast is not None:
+            return np.stack([self._fast.apply(im) for im in small])
+        out = self._processor(images=small, return_tensors="np")
         return np.asarray(out["pixel_values"], dtype=np.float32)
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -153,6 +157,52 @@ class ClipEmbedder:
                 attention_mask=tok["attention_mask"].to(self.device),
             )
             return _normalise(getattr(feats, "pooler_output", feats))
+
+
+@dataclass(frozen=True)
+class _FastPreprocess:
+    """The standard CLIP recipe (short side -> S bicubic, centre crop, scale, normalise) in
+    PIL + numpy: ~1.5 ms per image instead of ~7 for the generic processor, same vectors
+    (tests/core/test_clip.py checks them against the processor). Used only when the
+    processor's config is exactly that recipe; anything else goes through the processor."""
+
+    side: int
+    crop_h: int
+    crop_w: int
+    resample: int
+    scale: float
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_processor(cls, p: Any) -> _FastPreprocess | None:
+        try:
+            size, crop = p.size, p.crop_size
+            short = size["shortest_edge"] if isinstance(size, dict) else size.shortest_edge
+            ch = crop["height"] if isinstance(crop, dict) else crop.height
+            cw = crop["width"] if isinstance(crop, dict) else crop.width
+            standard = (p.do_resize and p.do_center_crop and p.do_rescale and p.do_normalize
+                        and short and ch and cw)
+            if not standard:
+                return None
+            return cls(int(short), int(ch), int(cw), int(p.resample), float(p.rescale_factor),
+                       np.asarray(p.image_mean, dtype=np.float32).reshape(3, 1, 1),
+                       np.asarray(p.image_std, dtype=np.float32).reshape(3, 1, 1))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+
+    def apply(self, image: Image.Image) -> np.ndarray:
+        im = image if image.mode == "RGB" else image.convert("RGB")
+        w, h = im.size
+        if w <= h:
+            nw, nh = self.side, int(self.side * h / w)
+        else:
+            nw, nh = int(self.side * w / h), self.side
+        im = im.resize((nw, nh), Image.Resampling(self.resample))
+        top, left = (nh - self.crop_h) // 2, (nw - self.crop_w) // 2
+        im = im.crop((left, top, left + self.crop_w, top + self.crop_h))
+        arr = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) * self.scale
+        return (arr - self.mean) / self.std
 
 
 def _shrink(image: Image.Image, min_side: int) -> Image.Image:

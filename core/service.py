@@ -33,6 +33,9 @@ class PixRAG:
         self._ingestor = Ingestor(components)
         self._retriever = Retriever(components)
 
+    async def aclose(self) -> None:
+        await self._ingestor.aclose()
+
     @property
     def model(self) -> str:
         return self.c.clip.model_id

@@ -1,0 +1,47 @@
+"""CLIP embedder: loads like a Hub model, normalised vectors, fast preprocessing == processor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.clip import ClipEmbedder
+from core.errors import ModelError
+from tests.cli.helpers import noise_image
+
+
+@pytest.fixture(scope="module")
+def clip(tiny_clip: Path) -> ClipEmbedder:
+    return ClipEmbedder(str(tiny_clip), dtype="float32")
+
+
+def test_vectors_are_normalised_and_shaped(clip: ClipEmbedder) -> None:
+    imgs = [noise_image(i, (97, 61)) for i in range(3)]
+    v = clip.embed_images(imgs)
+    t = clip.embed_texts(["a red running shoe", "x" * 500])  # long text is truncated, not fatal
+    assert v.shape == (3, clip.dim) and t.shape == (2, clip.dim)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
+    assert clip.embed_images([]).shape == (0, clip.dim)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (300, 900), (224, 224), (1280, 720), (50, 40)])
+def test_fast_preprocessing_matches_the_processor(clip: ClipEmbedder,
+                                                  size: tuple[int, int]) -> None:
+    assert clip._fast is not None
+    image = noise_image(7, size).resize(size)
+    gradient = Image.linear_gradient("L").resize(size).convert("RGB")
+    for im in (image, Image.blend(image, gradient, 0.7)):
+        fast = clip._fast.apply(im)
+        slow = np.asarray(clip._processor(images=[im], return_tensors="np")["pixel_values"][0])
+        assert fast.shape == slow.shape
+        a = clip.embed_pixels(fast[None])[0]
+        b = clip.embed_pixels(slow[None].astype(np.float32))[0]
+        assert float(a @ b) > 0.999
+
+
+def test_missing_local_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="PIXRAG_EMBEDDING__MODEL"):
+        ClipEmbedder(str(tmp_path / "nope"))
