@@ -11,6 +11,8 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
+
 from core.answer import build_answerer, build_captioner
 from core.batching import MicroBatcher
 from core.blobs import BlobStore
@@ -59,17 +61,18 @@ async def open_service(settings: Settings, secrets: Secrets, *,
         captioner = build_captioner(settings.index, settings.answer, secrets)
         if captioner is not None:
             stack.push_async_callback(captioner.aclose)
-        clip_images = MicroBatcher(lambda px: list(clip.embed_pixels(_stack(px))),
-                                   executor=pools.model, max_batch=emb.batch_size,
-                                   max_wait_s=emb.max_wait_ms / 1000,
-                                   max_pending=emb.queue_size * 4, name="clip-images")
-        clip_texts = MicroBatcher(lambda ts: list(clip.embed_texts(ts)), executor=pools.model,
-                                  max_batch=emb.batch_size, max_wait_s=emb.max_wait_ms / 1000,
-                                  name="clip-texts")
-        text_vectors = MicroBatcher(lambda ts: list(text.embed_batch(ts)), executor=pools.text,
-                                    max_batch=settings.text.batch_size,
-                                    max_wait_s=emb.max_wait_ms / 1000,
-                                    max_pending=4096, name="text-vectors")
+        wait_s = emb.max_wait_ms / 1000
+        clip_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
+            lambda px: list(clip.embed_pixels(_stack(px))), executor=pools.model,
+            max_batch=emb.batch_size, max_wait_s=wait_s, max_pending=emb.queue_size * 4,
+            name="clip-images")
+        clip_texts: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            lambda ts: list(clip.embed_texts(ts)), executor=pools.model,
+            max_batch=emb.batch_size, max_wait_s=wait_s, name="clip-texts")
+        text_vectors: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            lambda ts: list(text.embed_batch(ts)), executor=pools.text,
+            max_batch=settings.text.batch_size, max_wait_s=wait_s, max_pending=4096,
+            name="text-vectors")
         for b in (clip_images, clip_texts, text_vectors):
             stack.push_async_callback(b.aclose)
         components = Components(
@@ -89,7 +92,5 @@ def open_collections(store: VectorStore, clip_model: str, clip_dim: int, text_mo
     store.open("text", model=text_model, dim=text_dim, reindex_hint=REINDEX_HINT)
 
 
-def _stack(pixels: list) -> object:  # type: ignore[type-arg]
-    import numpy as np
-
+def _stack(pixels: list[np.ndarray]) -> np.ndarray:
     return np.stack(pixels)

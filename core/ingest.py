@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,6 +41,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff",
 DOC_EXTS = {".pdf", ".txt", ".md", ".markdown", ".rst", ".text"}
 WORK_SIDE = 2048  # decode big photos at most this large: enough for OCR, CLIP and thumbnails
 LIGHT_SIDE = 640  # ... and this large when neither OCR nor captions need more
+CAPTION_CONCURRENCY = 4
 PDF_BATCH = 4  # pages rendered at once: bounds memory for 1000-page PDFs
 
 Progress = Callable[[int, int], None]
@@ -122,6 +124,9 @@ class Ingestor:
         # processed once: the second waits for the first instead of redoing (and re-billing).
         self._inflight: dict[tuple[str, str], asyncio.Future[str | None]] = {}
         self._captions: dict[str, asyncio.Future[str]] = {}
+        # A local VLM server serves a few requests at a time; 64 files in flight must not
+        # become 64 concurrent caption requests.
+        self._caption_slots = asyncio.Semaphore(CAPTION_CONCURRENCY)
         self._writer: MicroBatcher[_Write, None] = MicroBatcher(
             self._write_batch, executor=c.pools.store, max_batch=32, max_wait_s=0.005,
             max_pending=max(8, self.s.embedding.queue_size), name="store-writes")
@@ -303,7 +308,8 @@ class Ingestor:
             return cached
         jpeg = await c.run(c.pools.decode, to_jpeg, image, 1024)
         try:
-            text, _usage = await c.captioner.caption(jpeg)
+            async with self._caption_slots:
+                text, _usage = await c.captioner.caption(jpeg)
         except PixragError as exc:  # captions are optional: index without one
             log.warning("caption failed for %s: %s", image_sha[:12], exc)
             return ""
@@ -430,7 +436,7 @@ def _vec_meta(row: ItemRow) -> dict[str, str | int | float | bool]:
             "page": row.page or 0}
 
 
-def _origin_cols(o: Origin) -> dict[str, str | bool]:
+def _origin_cols(o: Origin) -> dict[str, Any]:
     return {"audience": o.audience, "platform": o.platform, "channel": o.channel,
             "message": o.message, "attachment": o.attachment, "author": o.author,
             "link": o.link, "private": o.private}

@@ -175,18 +175,19 @@ class Retriever:
             return await c.run(c.pools.store, lambda: c.keyword.search(
                 scope.space, text, n, aud))
 
-        jobs = [dense(), keyword()] + ([clip()] if with_clip else [])
-        results = await asyncio.gather(*jobs)
-        dense_hits: list[tuple[str, float, str]] = results[0]  # type: ignore[assignment]
+        dense_task = asyncio.ensure_future(dense())
+        keyword_task = asyncio.ensure_future(keyword())
+        clip_task = asyncio.ensure_future(clip()) if with_clip else None
+        dense_hits = await dense_task
         snippets: dict[str, str] = {}
         for item, _sim, doc in sorted(dense_hits, key=lambda h: -h[1]):
             snippets.setdefault(item, doc)
         lists: dict[str, list[tuple[str, float]]] = {
             "text": best_per_item([(i, s) for i, s, _ in dense_hits]),
-            "keyword": list(results[1]),  # type: ignore[arg-type]
+            "keyword": list(await keyword_task),
         }
-        if with_clip:
-            lists["clip"] = list(results[2])  # type: ignore[arg-type]
+        if clip_task is not None:
+            lists["clip"] = await clip_task
         return lists, snippets
 
     # image queries --------------------------------------------------------------------------

@@ -146,6 +146,6 @@ def build_captioner(
         return None
     backend = _backend(answer, secrets, index.caption_model)
     if backend is None:
-        log.info("captions are enabled but no answer model is configured: no captions")
+        log.warning("captions are enabled but no answer model is configured: no captions")
         return None
     return ModelCaptioner(backend, answer)
