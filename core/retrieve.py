@@ -157,13 +157,7 @@ class Retriever:
         aud = scope.audiences()
 
         async def clip() -> list[tuple[str, float]]:
-            vec = await c.clip_texts.submit(text)
-            hits = await c.run(c.pools.store, lambda: c.store.query(
-                "clip", vec, space=scope.space, audiences=aud, n=n))
-            # Below its floor CLIP's ranking is noise (unrelated images all score ~0.15-0.2
-            # with real weights): leave it out of the fusion rather than let it reorder.
-            return best_per_item([(h.item, h.similarity) for h in hits
-                                  if h.similarity >= self.r.min_clip])
+            return await self._clip(await c.clip_texts.submit(text), scope, self.r.min_clip)
 
         async def dense() -> list[tuple[str, float, str]]:
             vec = await c.text_vectors.submit(text)
@@ -190,6 +184,14 @@ class Retriever:
             lists["clip"] = await clip_task
         return lists, snippets
 
+    async def _clip(self, vec: np.ndarray, scope: Scope, floor: float) -> list[tuple[str, float]]:
+        """CLIP neighbours at or above ``floor``. Below it CLIP's ranking is noise (unrelated
+        images all score ~0.15-0.2 with real weights): it is left out of the fusion."""
+        c = self.c
+        hits = await c.run(c.pools.store, lambda: c.store.query(
+            "clip", vec, space=scope.space, audiences=scope.audiences(), n=self.r.candidates))
+        return best_per_item([(h.item, h.similarity) for h in hits if h.similarity >= floor])
+
     # image queries --------------------------------------------------------------------------
     async def search_image(self, data: bytes, name: str, scope: Scope, k: int
                            ) -> tuple[list[Hit], str]:
@@ -207,10 +209,7 @@ class Retriever:
 
         async def clip() -> list[tuple[str, float]]:
             vec = await c.clip_images.submit(pixels)
-            hits = await c.run(c.pools.store, lambda: c.store.query(
-                "clip", vec, space=scope.space, audiences=aud, n=n))
-            return best_per_item([(h.item, h.similarity) for h in hits
-                                  if h.similarity >= self.r.min_clip_image])
+            return await self._clip(vec, scope, self.r.min_clip_image)
 
         async def near() -> list[tuple[str, float]]:
             rows = await c.run(c.pools.store, c.catalog.phashes, scope.space, aud)
