@@ -37,7 +37,7 @@ from core.types import Failed, IndexedItem, IndexReport, Kind, Origin, Skipped, 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif",
-              ".heic", ".heif", ".avif", ".ico"}
+              ".heic", ".heif", ".avif", ".ico", ".svg"}
 DOC_EXTS = {".pdf", ".txt", ".md", ".markdown", ".rst", ".text"}
 WORK_SIDE = 2048  # decode big photos at most this large: enough for OCR, CLIP and thumbnails
 LIGHT_SIDE = 640  # ... and this large when neither OCR nor captions need more

@@ -28,6 +28,7 @@ BAD = {  # corpus key -> words the failure reason must contain
     "huge_side": "longest side",
     "random_jpg": "not an image",
     "heic": "HEIC",
+    "svg": "SVG",
     "pdf_encrypted": "encrypted",
     "pdf_truncated": "not a valid PDF",
 }
@@ -65,7 +66,7 @@ async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: 
         for key, kind in {**GOOD, "ok": "image"}.items():
             assert indexed.get(str(files[key].resolve())) == {kind}, key
         skipped = {Path(s.source).name: s.reason for s in report.skipped}
-        assert set(skipped) == {"drawing.svg", "random.bin"}
+        assert set(skipped) == {"random.bin"}  # unknown extension found in a folder
         assert all("unsupported file type" in r for r in skipped.values())
 
         # PDF pages carry their page numbers; text documents become chunks.
