@@ -158,9 +158,10 @@ class Catalog:
         return set(self.get(space, ids))
 
     def find(self, space: str, *, source: str | None = None, message: str | None = None,
-             attachment: str | None = None, file_sha: str | None = None) -> list[ItemRow]:
+             attachment: str | None = None, file_sha: str | None = None,
+             channel: str | None = None) -> list[ItemRow]:
         conds, params = ["space=?"], [space]
-        for col, val in (("source", source), ("message", message),
+        for col, val in (("source", source), ("message", message), ("channel", channel),
                          ("attachment", attachment), ("file_sha", file_sha)):
             if val is not None:
                 conds.append(f"{col}=?")

@@ -142,14 +142,16 @@ class PixRAG:
         return await self._remove(space, [r.id for r in rows])
 
     async def forget_origin(
-        self, space: str, *, message: str | None = None, attachment: str | None = None
+        self, space: str, *, message: str | None = None, attachment: str | None = None,
+        channel: str | None = None,
     ) -> list[str]:
-        """Remove what was indexed from a chat message, one attachment/file of it, or both."""
+        """Remove what was indexed from a chat message, one attachment/file of it, or both.
+        ``channel`` narrows a message id that is only unique per channel (Slack's ts)."""
         if message is None and attachment is None:
             raise PixragError("forget_origin needs a message or an attachment")
         c = self.c
         rows = await c.run(c.pools.store, lambda: c.catalog.find(
-            space, message=message, attachment=attachment))
+            space, message=message, attachment=attachment, channel=channel))
         if not rows:
             return []
         return await self._remove(space, [r.id for r in rows])

@@ -97,7 +97,7 @@ async def _forget(
         link_channel, ts = link
         if not admin and await _author(client, link_channel, ts) != user:
             raise PermissionDenied(msg.NOT_AUTHOR)
-        removed = await deps.service.forget_origin(space, message=ts)
+        removed = await deps.service.forget_origin(space, message=ts, channel=link_channel)
         if not removed:
             raise NotFound(msg.FORGET_NOT_FOUND.format(ref=render.escape(ref)))
         return removed

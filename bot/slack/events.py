@@ -45,7 +45,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         team = context.team_id or ""
         subtype = event.get("subtype")
         if subtype == "message_deleted":
-            await _forget_message(deps, team, str(event.get("deleted_ts", "")))
+            await _forget_message(deps, team, str(event.get("channel", "")),
+                                  str(event.get("deleted_ts", "")))
             return
         if subtype not in _USER_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return
@@ -87,10 +88,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await client.views_publish(user_id=event["user"], view=render.home_view(stats))
 
 
-async def _forget_message(deps: Deps, team: str, ts: str) -> None:
+async def _forget_message(deps: Deps, team: str, channel: str, ts: str) -> None:
     if not ts:
         return
-    removed = await deps.service.forget_origin(convert.space_for(team), message=ts)
+    # A ts is unique only within its channel: match both.
+    removed = await deps.service.forget_origin(convert.space_for(team), message=ts,
+                                               channel=channel or None)
     if removed:
         log.info("message %s deleted in Slack: removed %d item(s)", ts, len(removed))
 

@@ -128,3 +128,11 @@ async def test_ocr_text_is_searchable(tmp_path: Path, tiny_clip: Path) -> None:
         hits = await svc.search("0x80070005", Scope("S"))
         assert hits[0].source == "local:shot.png"
         assert "keyword" in hits[0].signals and "0x80070005" in hits[0].text
+
+
+async def test_forget_origin_narrowed_by_channel(svc: PixRAG) -> None:
+    # Slack's ts is unique per channel only: the same ts in two channels are two messages.
+    rep = await svc.index_uploads([_att(4, "1700.1", "C1"), _att(5, "1700.1", "C2")], "T")
+    by_channel = {i.source.rsplit("/", 1)[1]: i.id for i in rep.indexed}
+    assert await svc.forget_origin("T", message="1700.1", channel="C2") == [by_channel["F5"]]
+    assert {r.id for r in svc.c.catalog.all("T")} == {by_channel["F4"]}
