@@ -140,6 +140,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     secrets = Secrets.from_env()
     space = args.space or "local"
+    _require_tokens(args.command, settings, secrets)  # before minutes of model loading
     if args.command == "reindex":
         async with open_service(settings, secrets, check_models=False) as svc:
             report = await svc.reindex(progress=_progress_bar(args))
@@ -208,6 +209,17 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             await run_slack(svc, settings, secrets)
             return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _require_tokens(command: str, settings: Settings, secrets: Secrets) -> None:
+    from core.errors import ConfigError
+
+    needed = {"discord": ["DISCORD_TOKEN"],
+              "slack": ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if settings.slack.mode == "socket"
+                        else "SLACK_SIGNING_SECRET"]}.get(command, [])
+    for name in needed:
+        if not secrets.get(name):
+            raise ConfigError(name, f"environment variable not set (see docs/{command.upper()}.md)")
 
 
 def _read_file(path: Path) -> bytes:
