@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +70,7 @@ class Prepared:
     row: ItemRow
     passages: list[str] = field(default_factory=list)
     pixels: np.ndarray | None = None  # CLIP input, 3 x S x S
+    tiles: list[np.ndarray] = field(default_factory=list)  # extra CLIP inputs (long images)
     blobs: list[bytes] = field(default_factory=list)  # content-addressed payloads to store
     thumbnail: bytes | None = None
 
@@ -250,15 +252,16 @@ class Ingestor:
         """Thumbnail, perceptual hash, CLIP pixels, then text (text layer, OCR, caption)."""
         c = self.c
 
-        def visual() -> tuple[bytes, str, np.ndarray, bytes | None]:
+        def visual() -> tuple[bytes, str, np.ndarray, list[np.ndarray], bytes | None]:
             thumb = to_jpeg(_thumb_source(image, self.s.index.thumbnail_px),
                             self.s.index.thumbnail_px)
             ph = neardup.to_text(neardup.hash_image(image))
             pixels = c.clip.preprocess([image])[0]
+            tiles = list(c.clip.preprocess(crops)) if (crops := tile_boxes(image)) else []
             rendered = to_jpeg(image, WORK_SIDE, quality=90) if image_blob is None else None
-            return thumb, ph, pixels, rendered
+            return thumb, ph, pixels, tiles, rendered
 
-        thumb, ph, pixels, rendered = await c.run(c.pools.decode, visual)
+        thumb, ph, pixels, tiles, rendered = await c.run(c.pools.decode, visual)
         blob = image_blob if image_blob is not None else rendered
         assert blob is not None
         image_sha = hashlib.sha256(blob).hexdigest()
@@ -280,7 +283,8 @@ class Ingestor:
             file_sha=file_sha, image_sha=image_sha, text=full_text, phash=ph,
             **_origin_cols(job.origin), created=time.time())
         blobs = [blob] if image_blob is None else [image_blob]
-        return Prepared(row=row, passages=passages, pixels=pixels, blobs=blobs, thumbnail=thumb)
+        return Prepared(row=row, passages=passages, pixels=pixels, tiles=tiles, blobs=blobs,
+                        thumbnail=thumb)
 
     async def _caption(self, image_sha: str, image: Image.Image) -> str:
         c = self.c
@@ -377,9 +381,16 @@ class Ingestor:
         c = self.c
         visual = [p for p in preps if p.pixels is not None]
         clip_vecs = await c.clip_images.submit_many([p.pixels for p in visual])  # type: ignore[misc]
+        tiles = [(p, n) for p in visual for n in range(len(p.tiles))]
+        tile_vecs = await c.clip_images.submit_many([p.tiles[n] for p, n in tiles])
         passages = [(p, i, t) for p in preps for i, t in enumerate(p.passages)]
         text_vecs = await c.text_vectors.submit_many([t for _, _, t in passages])
-        await self._writer.submit(_Write(list(preps), space, visual, list(clip_vecs),
+        # Tiles are extra vectors of the same item ("<id>#t<n>", item=<id>): search collapses
+        # them into their image, forget deletes them with it.
+        ids = [p.row.id for p in visual] + [f"{p.row.id}#t{n}" for p, n in tiles]
+        rows = [p.row for p in visual] + [p.row for p, _ in tiles]
+        await self._writer.submit(_Write(list(preps), space, ids, rows,
+                                         list(clip_vecs) + list(tile_vecs),
                                          passages, list(text_vecs)))
 
     def _write_batch(self, writes: list[_Write]) -> list[None]:
@@ -393,11 +404,11 @@ class Ingestor:
                     c.blobs.put(blob)
                 if p.thumbnail is not None:
                     c.blobs.put_thumbnail(p.row.id, p.thumbnail)
-        visual = [p for w in writes for p in w.visual]
-        if visual:
-            c.store.upsert("clip", [p.row.id for p in visual],
+        clip_ids = [i for w in writes for i in w.clip_ids]
+        if clip_ids:
+            c.store.upsert("clip", clip_ids,
                            np.stack([v for w in writes for v in w.clip_vecs]),
-                           [_vec_meta(p.row) for p in visual])
+                           [_vec_meta(r) for w in writes for r in w.clip_rows])
         passages = [(p, i, t) for w in writes for p, i, t in w.passages]
         if passages:
             c.store.upsert("text", [f"{p.row.id}#{i}" for p, i, _ in passages],
@@ -417,10 +428,32 @@ class Ingestor:
 class _Write:
     preps: list[Prepared]
     space: str
-    visual: list[Prepared]
+    clip_ids: list[str]  # item ids, then tile ids
+    clip_rows: list[ItemRow]
     clip_vecs: list[np.ndarray]
     passages: list[tuple[Prepared, int, str]]
     text_vecs: list[np.ndarray]
+
+
+MAX_TILES = 6
+
+
+def tile_boxes(image: Image.Image, aspect: float = 2.0) -> list[Image.Image]:
+    """Square crops covering a long image (phone screenshots, panoramas, long pages).
+
+    CLIP centre-crops its input to a square, so on a 1170x2532 screenshot it never sees the top
+    or the bottom third. Such images also get evenly spaced, overlapping square tiles over the
+    whole length; ordinary photos and screens (4:3, 16:9) get none and cost nothing extra.
+    """
+    w, h = image.size
+    short, long_ = min(w, h), max(w, h)
+    if short < 16 or long_ / short < aspect:
+        return []
+    n = min(MAX_TILES, math.ceil(long_ / short))
+    step = (long_ - short) / (n - 1) if n > 1 else 0
+    boxes = [(0, round(i * step), w, round(i * step) + short) if h > w
+             else (round(i * step), 0, round(i * step) + short, h) for i in range(n)]
+    return [image.crop(b) for b in boxes]
 
 
 def _thumb_source(image: Image.Image, side: int) -> Image.Image:

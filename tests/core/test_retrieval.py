@@ -143,3 +143,37 @@ async def test_captions_join_text_and_are_requested_once(tmp_path: Path, tiny_cl
         assert len(llm.requests) == 1
         assert hits and hits[0].name in {"chart.png", "same-bytes.png"}
         assert "text" in hits[0].signals
+
+
+def test_tile_boxes_cover_long_images_only() -> None:
+    from core.ingest import tile_boxes
+
+    assert tile_boxes(Image.new("RGB", (1280, 960))) == []  # a photo: no tiles
+    tiles = tile_boxes(Image.new("RGB", (1170, 2532)))  # a phone screenshot
+    assert len(tiles) == 3 and all(t.size == (1170, 1170) for t in tiles)
+    wide = tile_boxes(Image.new("RGB", (4000, 500)))  # a panorama: capped
+    assert len(wide) == 6 and all(t.size == (500, 500) for t in wide)
+
+
+async def test_long_screenshot_tiles_collapse_into_their_image(service, tmp_path: Path) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    tall = Image.new("RGB", (300, 900), "white")  # 3:1
+    ImageDraw.Draw(tall).rectangle([20, 700, 280, 880], fill="red")  # outside the centre crop
+    (folder / "tall.png").write_bytes(png_bytes(tall))
+    (folder / "photo.png").write_bytes(png_bytes(_photo(2)))
+    report = await service.index_paths([folder], "local")
+    assert len(report.indexed) == 2
+    assert service.c.store.count("clip") == 2 + 3  # two items, three tiles of the tall one
+    bottom = tall.crop((0, 600, 300, 900))
+    hits = await service.similar(png_bytes(bottom), Scope("local", admin=True), k=5)
+    assert [h.name for h in hits].count("tall.png") <= 1  # tiles never show up as results
+    removed = await service.forget("local", str((folder / "tall.png").resolve()))
+    assert len(removed) == 1
+    assert service.c.store.count("clip") == 1  # its tiles went with it
+
+
+def test_widescreen_is_not_tiled() -> None:
+    from core.ingest import tile_boxes
+
+    assert tile_boxes(Image.new("RGB", (1920, 1080))) == []

@@ -38,7 +38,10 @@ def _counts(svc: object) -> tuple[int, int, int]:
     c = svc.c  # type: ignore[attr-defined]
     with contextlib.closing(sqlite3.connect(c.keyword.path)) as db:
         docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
-    return c.store.count("clip"), c.store.count("text"), docs
+    # Image vectors per item (long images also carry "<id>#t<n>" tile vectors).
+    clip_items = c.store._col("clip").get(include=[])["ids"]
+    whole = sum(1 for i in clip_items if "#t" not in i)
+    return whole, c.store.count("text"), docs
 
 
 async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: Path) -> None:
