@@ -252,18 +252,17 @@ class Ingestor:
         """Thumbnail, perceptual hash, CLIP pixels, then text (text layer, OCR, caption)."""
         c = self.c
 
-        def visual() -> tuple[bytes, str, np.ndarray, list[np.ndarray], bytes | None]:
+        def visual() -> tuple[bytes, str, np.ndarray, list[np.ndarray], bytes]:
             thumb = to_jpeg(_thumb_source(image, self.s.index.thumbnail_px),
                             self.s.index.thumbnail_px)
             ph = neardup.to_text(neardup.hash_image(image))
             pixels = c.clip.preprocess([image])[0]
             tiles = list(c.clip.preprocess(crops)) if (crops := tile_boxes(image)) else []
-            rendered = to_jpeg(image, WORK_SIDE, quality=90) if image_blob is None else None
-            return thumb, ph, pixels, tiles, rendered
+            # What answers show the model: the original image, or the rendered PDF page.
+            blob = image_blob if image_blob is not None else to_jpeg(image, WORK_SIDE, 90)
+            return thumb, ph, pixels, tiles, blob
 
-        thumb, ph, pixels, tiles, rendered = await c.run(c.pools.decode, visual)
-        blob = image_blob if image_blob is not None else rendered
-        assert blob is not None
+        thumb, ph, pixels, tiles, blob = await c.run(c.pools.decode, visual)
         image_sha = hashlib.sha256(blob).hexdigest()
         texts: list[str] = []
         if text_layer and text_layer.strip():
@@ -282,8 +281,7 @@ class Ingestor:
             id=iid, space=space, kind=kind, source=job.source, name=job.name, page=page,
             file_sha=file_sha, image_sha=image_sha, text=full_text, phash=ph,
             **_origin_cols(job.origin), created=time.time())
-        blobs = [blob] if image_blob is None else [image_blob]
-        return Prepared(row=row, passages=passages, pixels=pixels, tiles=tiles, blobs=blobs,
+        return Prepared(row=row, passages=passages, pixels=pixels, tiles=tiles, blobs=[blob],
                         thumbnail=thumb)
 
     async def _caption(self, image_sha: str, image: Image.Image) -> str:

@@ -6,7 +6,7 @@ async because they are network clients.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -51,9 +51,3 @@ class Captioner(Protocol):
     model_id: str
 
     async def caption(self, jpeg: bytes) -> tuple[str, Usage]: ...
-
-
-class AnswerStream(Protocol):
-    """What an answer stream yields: text deltas (``str``) as the model writes them."""
-
-    def __aiter__(self) -> AsyncIterator[str]: ...

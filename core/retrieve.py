@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import neardup
+from core.blobs import BlobStore
 from core.catalog import ItemRow
 from core.components import Components
 from core.config import RetrievalSettings
@@ -296,16 +297,21 @@ class Retriever:
         return [self._hit(f, row, snippets.get(row.id, "")) for f, row in kept]
 
     def _hit(self, f: Fused, row: ItemRow, snippet: str) -> Hit:
-        blobs = self.c.blobs
-        thumb = blobs.thumbnail_path(row.id) if row.kind != "chunk" else None
-        return Hit(
-            id=row.id, source=row.source, kind=row.kind,  # type: ignore[arg-type]
-            score=f.score, page=row.page if row.kind == "page" else None,
-            thumbnail=str(thumb) if thumb is not None else None,
-            signals=dict(f.signals), text=snippet or row.text[:1500], name=row.name,
-            origin=row_origin(row),
-            blob=str(blobs.path(row.image_sha)) if row.image_sha else None,
-        )
+        return row_hit(row, self.c.blobs, score=f.score, signals=f.signals, snippet=snippet)
+
+
+def row_hit(row: ItemRow, blobs: BlobStore, *, score: float = 0.0,
+            signals: Mapping[str, float] | None = None, snippet: str = "") -> Hit:
+    """The Hit for a catalog row: thumbnail and original resolved to paths in the blob store."""
+    thumb = blobs.thumbnail_path(row.id) if row.kind != "chunk" else None
+    return Hit(
+        id=row.id, source=row.source, kind=row.kind,  # type: ignore[arg-type]
+        score=score, page=row.page if row.kind == "page" else None,
+        thumbnail=str(thumb) if thumb is not None else None,
+        signals=dict(signals or {}), text=snippet or row.text[:1500], name=row.name,
+        origin=row_origin(row),
+        blob=str(blobs.path(row.image_sha)) if row.image_sha else None,
+    )
 
 
 def row_origin(row: ItemRow) -> Origin:

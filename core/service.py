@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.answer import Answerer
+from core.catalog import ItemRow
 from core.components import Components
 from core.errors import NotFound, PixragError, UnsupportedInput
 from core.ingest import Ingestor, discover, upload_job
-from core.retrieve import Retriever, row_origin
+from core.retrieve import Retriever, row_hit, row_origin
 from core.types import Answer, Failed, Hit, IndexReport, Scope, Stats, Turn, Upload
 
 log = logging.getLogger(__name__)
@@ -128,15 +129,18 @@ class PixRAG:
     async def forget(self, space: str, ref: str) -> list[str]:
         """Remove by item id or by source (path / link). Returns removed ids; NotFound if none."""
         c = self.c
-        rows = list((await c.run(c.pools.store, c.catalog.get, space, [ref])).values())
-        if not rows:
-            rows = await c.run(c.pools.store, lambda: c.catalog.find(space, source=ref))
-        if not rows and os.path.exists(ref):
+
+        def lookup() -> list[ItemRow]:
+            rows = list(c.catalog.get(space, [ref]).values()) or c.catalog.find(space, source=ref)
+            if rows or not os.path.exists(ref):
+                return rows
             resolved = str(Path(ref).resolve())
-            rows = await c.run(c.pools.store, lambda: c.catalog.find(space, source=resolved))
-            if not rows and Path(ref).is_dir():  # a folder: everything indexed from under it
-                rows = await c.run(c.pools.store, c.catalog.find_by_source_prefix, space,
-                                   resolved.rstrip(os.sep) + os.sep)
+            rows = c.catalog.find(space, source=resolved)
+            if not rows and os.path.isdir(ref):  # a folder: everything indexed from under it
+                rows = c.catalog.find_by_source_prefix(space, resolved.rstrip(os.sep) + os.sep)
+            return rows
+
+        rows = await c.run(c.pools.store, lookup)
         if not rows:
             raise NotFound(f"nothing indexed in space {space!r} matches {ref!r}")
         return await self._remove(space, [r.id for r in rows])
@@ -183,12 +187,7 @@ class PixRAG:
         row = rows.get(item_id)
         if row is None:
             return None
-        thumb = c.blobs.thumbnail_path(row.id) if row.kind != "chunk" else None
-        return Hit(id=row.id, source=row.source, kind=row.kind,  # type: ignore[arg-type]
-                   score=0.0, page=row.page if row.kind == "page" else None,
-                   thumbnail=str(thumb) if thumb else None, text=row.text[:1500],
-                   name=row.name, origin=row_origin(row),
-                   blob=str(c.blobs.path(row.image_sha)) if row.image_sha else None)
+        return row_hit(row, c.blobs)
 
     async def stats(self, space: str) -> Stats:
         c = self.c
