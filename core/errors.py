@@ -2,24 +2,34 @@
 
 ::
 
-    PixragError                      safe to show: ``str(exc)`` is a message for the user
+    PixragError                      the base: ``str(exc)`` is written for a person
     ├── ConfigError                  a config key or value is wrong (names the key)
     ├── UnsupportedInput             one input item cannot be indexed/queried (names it, says why)
     │   └── UnsupportedImage
-    ├── ModelError                   the embedding model cannot be loaded or does not fit
-    │   └── ModelMismatch            the index was built by another model: re-index
-    ├── StoreError                   the vector store / catalog failed
     ├── NotFound                     an id or path is not in the index
     ├── PermissionDenied             the caller may not do this
     ├── RateLimited                  too many requests from one user (retry_after seconds)
-    └── AnswerError                  the answer model failed (after retries)
-        └── ProviderUnavailable      timeouts / 429 / 5xx until the retry budget ran out
+    ├── AnswerError                  the answer model failed (after retries)
+    │   └── ProviderUnavailable      timeouts / 429 / 5xx until the retry budget ran out
+    └── OperationalError             the machine, not the user: a store, a disk, a model
+        ├── ModelError               the embedding model cannot be loaded or does not fit
+        │   └── ModelMismatch        the index was built by another model: re-index
+        ├── StoreError               the vector store / catalog / keyword index / blobs failed
+        │   └── StoreUnavailable     a store does not answer (down, frozen, unreachable)
+        └── DiskFull                 no space left on device
+
+User errors (everything but ``OperationalError``) are safe to show anywhere: their message
+names the user's own input. Operational errors carry detail for the operator (library text,
+paths) in ``str(exc)``, which goes to logs and to the operator's CLI, and a fixed sentence in
+``exc.public`` for chat messages: see :func:`public_message`.
 
 Anything else escaping ``core`` is a bug: adapters log it with context and show a short apology,
 never ``str(exc)``. Third-party errors are converted at the edge with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class PixragError(Exception):
@@ -44,18 +54,6 @@ class UnsupportedImage(UnsupportedInput):
     pass
 
 
-class ModelError(PixragError):
-    pass
-
-
-class ModelMismatch(ModelError):
-    pass
-
-
-class StoreError(PixragError):
-    pass
-
-
 class NotFound(PixragError):
     pass
 
@@ -76,3 +74,48 @@ class AnswerError(PixragError):
 
 class ProviderUnavailable(AnswerError):
     pass
+
+
+class OperationalError(PixragError):
+    """Something on the operator's side failed. ``str(exc)`` is the detail (for logs and the
+    CLI); ``public`` is what a chat user may see."""
+
+    public = "PixRAG ran into a problem on its side; the operator has the details in the log."
+
+
+class ModelError(OperationalError):
+    public = "the search model is not available right now; the operator has the details."
+
+
+class ModelMismatch(ModelError):
+    public = "the index was built with another model and must be re-indexed by the operator."
+
+
+class StoreError(OperationalError):
+    public = "the index is not reachable right now; please try again in a minute."
+
+
+class StoreUnavailable(StoreError):
+    public = "the index is not responding right now; please try again in a minute."
+
+
+class DiskFull(OperationalError):
+    public = "no space left on device: the operator must free some disk space."
+
+
+def public_message(exc: BaseException) -> str | None:
+    """What a chat message may say about ``exc``: the message of a user error, the fixed
+    sentence of an operational one, None for anything else (a bug: apologise, log it)."""
+    if isinstance(exc, OperationalError):
+        return exc.public
+    if isinstance(exc, PixragError):
+        return str(exc)
+    return None
+
+
+def from_os_error(exc: OSError, what: str) -> OperationalError:
+    """An OSError from our own storage as the right operational error (full disk is common
+    and has a fix the operator should read at once)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"no space left on device while {what}")
+    return StoreError(f"{what} failed: {exc.strerror or exc}")
