@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("index", "index files and folders (recursive): images, PDFs, text/markdown")
     p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once items are findable by image search; their text (OCR, "
+                   "passages) is indexed by the next run or the bots (default: wait for both)")
     p = cmd("search", "text -> best images/pages/chunks")
     p.add_argument("text", nargs="+")
     p.add_argument("-k", type=int, default=None)
@@ -65,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("eval", "recall@1/5 and MRR of labelled queries")
     p.add_argument("file", type=Path)
     p.add_argument("-k", type=int, default=10)
-    cmd("reindex", "re-embed every item from its stored original (after a model change)")
+    p = cmd("reindex", "re-embed what a model change requires, beside the live index")
+    p.add_argument("--force", action="store_true",
+                   help="re-embed images even when the model did not change")
+    p = cmd("check", "compare catalog, vectors, keyword index and blobs; report problems")
+    p.add_argument("--repair", action="store_true",
+                   help="fix what can be fixed (re-embed, rebuild rows, drop orphans)")
     p = cmd("feedback", "chat feedback (Helpful / Not helpful)")
     p.add_argument("action", choices=["export"])
     p.add_argument("--out", type=Path, default=None, help="write to this file (default stdout)")
@@ -143,12 +151,19 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     _require_tokens(args.command, settings, secrets)  # before minutes of model loading
     if args.command == "reindex":
         async with open_service(settings, secrets, check_models=False) as svc:
-            report = await svc.reindex(progress=_progress_bar(args))
+            from core.maintenance import reindex
+
+            report = await reindex(svc.c, progress=_progress_bar(args), force=args.force)
             return _print_index(args, report)
+    if args.command == "check":
+        async with open_service(settings, secrets, check_models=False) as svc:
+            return _print_check(args, await svc.check(repair=args.repair))
     async with open_service(settings, secrets) as svc:
         scope = Scope(space=space, admin=True)  # the CLI is the operator's tool
         if args.command == "index":
-            report = await svc.index_paths(args.paths, space, progress=_progress_bar(args))
+            report = await svc.index_paths(args.paths, space, progress=_progress_bar(args),
+                                           wait=not args.no_wait,
+                                           text_progress=_progress_bar(args, "text"))
             return _print_index(args, report)
         if args.command == "search":
             hits = await svc.search(" ".join(args.text), scope, args.k)
@@ -231,7 +246,7 @@ def _read_file(path: Path) -> bytes:
         raise UnsupportedInput(str(path), f"cannot read file ({exc.strerror or exc})") from exc
 
 
-def _progress_bar(args: argparse.Namespace) -> Any:
+def _progress_bar(args: argparse.Namespace, what: str = "file") -> Any:
     if args.json or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
@@ -241,7 +256,8 @@ def _progress_bar(args: argparse.Namespace) -> Any:
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=total, unit=what, file=sys.stderr, dynamic_ncols=True,
+                       desc="text" if what == "text" else "files")
         bar.n = done
         bar.refresh()
         if done >= total:
@@ -271,6 +287,23 @@ def _print_index(args: argparse.Namespace, report: Any) -> int:
     for f in report.failed:
         print(f"  FAILED {f.source}: {f.error}")
     return 0
+
+
+def _print_check(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    if args.json:
+        _dump(report)
+    else:
+        if report["ok"]:
+            print(f"ok: {report['items']} item(s), catalog, vectors, keyword index and "
+                  "blobs agree")
+        for p in report["problems"]:
+            fixed = "  [repaired]" if p["repaired"] else ""
+            where = p["source"] or p["item"]
+            print(f"  {p['kind']}: {where}: {p['detail']}{fixed}")
+        if report["problems"] and not report["repaired"]:
+            print("run `pixrag check --repair` to fix what can be fixed")
+    unrepaired = [p for p in report["problems"] if not p["repaired"]]
+    return 0 if not unrepaired else 1
 
 
 def _print_hits(args: argparse.Namespace, hits: list[Hit]) -> int:

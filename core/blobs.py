@@ -87,3 +87,19 @@ class BlobStore:
     def delete_thumbnail(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.thumbnail_path(key).unlink()
+
+    def has_thumbnail(self, key: str) -> bool:
+        return self.thumbnail_path(key).is_file()
+
+    def shas(self) -> set[str]:
+        """Every stored original (for consistency checks; walks the folder)."""
+        out: set[str] = set()
+        if not self.root.is_dir():
+            return out
+        for first in self.root.iterdir():
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for second in first.iterdir():
+                if second.is_dir():
+                    out |= {p.name for p in second.iterdir() if _SHA.fullmatch(p.name)}
+        return out

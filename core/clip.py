@@ -21,6 +21,11 @@ from PIL import Image
 
 from core.errors import ModelError
 
+#: transformers sets torch's process-wide default dtype while it builds a model: two models
+#: loading at once in two threads (CLIP in bf16, the text model in fp32) would corrupt
+#: each other's weights' dtype. Every model load holds this lock.
+LOAD_LOCK = threading.Lock()
+
 log = logging.getLogger(__name__)
 
 
@@ -90,7 +95,8 @@ class ClipEmbedder:
         if _looks_local(model) and not Path(source).is_dir():
             raise ModelError(_missing_model_message(model, f"folder {source} does not exist"))
         try:
-            self._model = self._load(CLIPModel, source, dtype=self.dtype)
+            with LOAD_LOCK:
+                self._model = self._load(CLIPModel, source, dtype=self.dtype)
             # The PIL processor directly: without torchvision AutoProcessor warns and falls back.
             self._processor = self._load(CLIPImageProcessorPil, source)
             self._tokenizer = self._load(AutoTokenizer, source)

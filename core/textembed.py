@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.clip import LOAD_LOCK
 from core.config import Secrets, TextSettings
 from core.errors import ConfigError, ModelError
 from core.protocols import TextEmbedder
@@ -111,7 +112,8 @@ class MiniLMEmbedder:
         source = str(Path(self._source).expanduser()) if self._local else self._source
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=self._local)
-            model = AutoModel.from_pretrained(source, local_files_only=self._local)
+            with LOAD_LOCK:
+                model = AutoModel.from_pretrained(source, local_files_only=self._local)
         except (OSError, ValueError) as exc:
             raise ModelError(f"text model {self.model_id!r} could not be loaded: {exc}") from exc
         model.eval()

@@ -184,6 +184,7 @@ class Stats:
     model: str
     store: str
     text_model: str = ""
+    waiting_for_text: int = 0  # items findable by CLIP, OCR/text still queued
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,4 +194,5 @@ class Stats:
             "model": self.model,
             "text_model": self.text_model,
             "store": self.store,
+            "waiting_for_text": self.waiting_for_text,
         }
