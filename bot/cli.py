@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("reindex", "re-embed what a model change requires, beside the live index")
     p.add_argument("--force", action="store_true",
                    help="re-embed images even when the model did not change")
+    p = cmd("migrate", "copy this index into another storage configuration (no re-embedding)")
+    p.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+                   help="config file of the target (e.g. server mode: [store] url, [catalog] "
+                   "url, [blobs] url); PIXRAG_* variables apply to the source only")
     p = cmd("check", "compare catalog, vectors, keyword index and blobs; report problems")
     p.add_argument("--repair", action="store_true",
                    help="fix what can be fixed (re-embed, rebuild rows, drop orphans)")
@@ -99,14 +103,11 @@ def _setup_logging(verbose: int, settings: Settings | None, command: str) -> Non
 
 
 def _quiet_libraries() -> None:
+    # Environment, not imports: transformers reads these when (and only if) a command loads a
+    # model; importing it here would cost every command seconds.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,6 +156,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             report = await reindex(svc.c, progress=_progress_bar(args), force=args.force)
             return _print_index(args, report)
+    if args.command == "migrate":
+        return await _migrate(args, settings, secrets)
     if args.command == "check":
         async with open_service(settings, secrets, check_models=False) as svc:
             return _print_check(args, await svc.check(repair=args.repair))
@@ -286,7 +289,29 @@ def _print_index(args: argparse.Namespace, report: Any) -> int:
         print(f"  {already} file(s) already indexed")
     for f in report.failed:
         print(f"  FAILED {f.source}: {f.error}")
+    for w in getattr(report, "warnings", []):
+        print(f"  warning {w.source}: {w.error}")
     return 0
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from core.migrate import migrate
+    from core.textembed import build_text_embedder
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXRAG_")}
+    target = load_settings(args.to, environ=env)
+    text = build_text_embedder(settings.text, secrets)
+    report = await migrate(settings, target, {"clip": settings.embedding.model,
+                                              "text": text.model_id})
+    if args.json:
+        _dump(report)
+    else:
+        word = "copied and verified" if report["ok"] else "copied, but counts DIFFER"
+        print(f"{word}: {report['items']['target']} item(s), "
+              + ", ".join(f"{ch} vectors {v['target']}" for ch, v in report["vectors"].items())
+              + f", keyword rows {report['keyword_rows']['target']}, "
+              f"originals {report['originals']['target']}")
+    return 0 if report["ok"] else 1
 
 
 def _print_check(args: argparse.Namespace, report: dict[str, Any]) -> int:

@@ -419,6 +419,29 @@ class Catalog:
         return [(i, e) for i, e in self._exec(
             "SELECT item_id, error FROM enrich WHERE attempts >= ?", [max_attempts])]
 
+    # copying a whole catalog (pixrag migrate) --------------------------------------------
+    STATE_TABLES = ("files", "prefs", "captions", "feedback", "enrich")
+
+    def dump(self, table: str) -> list[dict[str, Any]]:
+        """Every row of one of :data:`STATE_TABLES`, as column -> value."""
+        if table not in self.STATE_TABLES:
+            raise ValueError(table)
+        cur = self._reader().execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed names
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def restore(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace rows produced by :meth:`dump` (idempotent)."""
+        if table not in self.STATE_TABLES:
+            raise ValueError(table)
+        if not rows:
+            return
+        cols = list(rows[0])
+        sql = (f"INSERT OR REPLACE INTO {table} ({','.join(cols)}) "  # noqa: S608
+               f"VALUES ({','.join('?' * len(cols))})")
+        with self._write() as db:
+            db.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+
     # meta (library records: live collections, models) ------------------------------------
     def get_meta(self, key: str) -> str | None:
         rows = self._exec("SELECT value FROM meta WHERE key=?", [key])

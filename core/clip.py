@@ -85,8 +85,9 @@ class ClipEmbedder:
     per method; the service runs the forward passes in a single dedicated thread."""
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto") -> None:
-        import torch
-        from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+        with LOAD_LOCK:  # transformers' lazy first import is not thread-safe either
+            import torch
+            from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 
         self.model_id = model
         self.device = pick_device(device)
@@ -97,9 +98,10 @@ class ClipEmbedder:
         try:
             with LOAD_LOCK:
                 self._model = self._load(CLIPModel, source, dtype=self.dtype)
-            # The PIL processor directly: without torchvision AutoProcessor warns and falls back.
-            self._processor = self._load(CLIPImageProcessorPil, source)
-            self._tokenizer = self._load(AutoTokenizer, source)
+                # The PIL processor directly: without torchvision AutoProcessor warns and
+                # falls back.
+                self._processor = self._load(CLIPImageProcessorPil, source)
+                self._tokenizer = self._load(AutoTokenizer, source)
         except ModelError:
             raise
         except OSError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +18,7 @@ import numpy as np
 from core.batching import MicroBatcher
 from core.config import Settings
 from core.library.library import Library
+from core.priority import INDEX, QUERY, PriorityExecutor
 from core.protocols import Captioner, TextEmbedder, TextReader
 
 if TYPE_CHECKING:
@@ -30,19 +31,20 @@ T = TypeVar("T")
 
 @dataclass
 class Executors:
-    """Thread pools sized on purpose: one for each model (they use all cores themselves), a few
-    for decoding/preprocessing so it overlaps the model. Storage has its own (the Library)."""
+    """Thread pools sized on purpose: one thread for each model (a forward pass uses every
+    core), shared in priority lanes so queries go before indexing; a few threads for decoding
+    and preprocessing so it overlaps the model. Storage has its own (the Library)."""
 
-    model: ThreadPoolExecutor
-    text: ThreadPoolExecutor
+    model: PriorityExecutor
+    text: PriorityExecutor
     decode: ThreadPoolExecutor
     ocr: ThreadPoolExecutor
 
     @classmethod
     def create(cls, settings: Settings) -> Executors:
         return cls(
-            model=ThreadPoolExecutor(1, thread_name_prefix="pixrag-clip"),
-            text=ThreadPoolExecutor(1, thread_name_prefix="pixrag-text"),
+            model=PriorityExecutor("pixrag-clip"),
+            text=PriorityExecutor("pixrag-text"),
             decode=ThreadPoolExecutor(settings.embedding.preprocess_workers,
                                       thread_name_prefix="pixrag-decode"),
             ocr=ThreadPoolExecutor(1, thread_name_prefix="pixrag-ocr"),
@@ -70,17 +72,33 @@ class Components:
         self._lock = asyncio.Lock()
         emb = settings.embedding
         wait_s = emb.max_wait_ms / 1000
+
+        def images(px: list[np.ndarray]) -> list[np.ndarray]:
+            return list(self._loaded_clip.embed_pixels(np.stack(px)))
+
+        def clip_texts(ts: list[str]) -> list[np.ndarray]:
+            return list(self._loaded_clip.embed_texts(ts))
+
+        def texts(ts: list[str]) -> list[np.ndarray]:
+            return list(text.embed_batch(ts))
+
+        # Indexing and queries batch separately and meet in the model thread, where a query
+        # batch always goes next.
         self.clip_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-            lambda px: list(self._loaded_clip.embed_pixels(np.stack(px))), executor=pools.model,
-            max_batch=emb.batch_size, max_wait_s=wait_s, max_pending=emb.queue_size * 4,
-            name="clip-images")
+            images, executor=pools.model.lane(INDEX), max_batch=emb.batch_size,
+            max_wait_s=wait_s, max_pending=emb.queue_size * 4, name="clip-images")
+        self.clip_query_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
+            images, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
+            max_wait_s=wait_s, name="clip-query-images")
         self.clip_texts: MicroBatcher[str, np.ndarray] = MicroBatcher(
-            lambda ts: list(self._loaded_clip.embed_texts(ts)), executor=pools.model,
-            max_batch=emb.batch_size, max_wait_s=wait_s, name="clip-texts")
+            clip_texts, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
+            max_wait_s=wait_s, name="clip-texts")
         self.text_vectors: MicroBatcher[str, np.ndarray] = MicroBatcher(
-            lambda ts: list(text.embed_batch(ts)), executor=pools.text,
-            max_batch=settings.text.batch_size, max_wait_s=wait_s, max_pending=4096,
-            name="text-vectors")
+            texts, executor=pools.text.lane(INDEX), max_batch=settings.text.batch_size,
+            max_wait_s=wait_s, max_pending=4096, name="text-vectors")
+        self.text_queries: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            texts, executor=pools.text.lane(QUERY), max_batch=settings.text.batch_size,
+            max_wait_s=wait_s, name="text-queries")
 
     @property
     def clip_model_id(self) -> str:
@@ -96,7 +114,8 @@ class Components:
         if self._clip is None:
             async with self._lock:
                 if self._clip is None:
-                    self._clip = await self.run(self.pools.model, self._load_clip)
+                    self._clip = await self.run(self.pools.model.lane(QUERY),
+                                                self._load_clip)
         return self._clip
 
     async def reader(self) -> TextReader | None:
@@ -109,9 +128,10 @@ class Components:
                     self._reader = await self.run(self.pools.ocr, self._load_reader)
         return self._reader
 
-    async def run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     async def aclose(self) -> None:
-        for b in (self.clip_images, self.clip_texts, self.text_vectors):
+        for b in (self.clip_images, self.clip_query_images, self.clip_texts,
+                  self.text_vectors, self.text_queries):
             await b.aclose()

@@ -234,6 +234,11 @@ class KeywordIndex:
             rows = self._read("count", "SELECT COUNT(*) FROM docs WHERE space = ?", (space,))
         return int(rows[0][0])
 
+    def docs(self) -> list[KeywordDoc]:
+        """Every passage (for copying an index elsewhere)."""
+        return [KeywordDoc(*r) for r in self._read(
+            "list", "SELECT doc_id, item_id, space, audience, text FROM docs ORDER BY id")]
+
     def item_ids(self) -> set[str]:
         """Every item that has at least one passage."""
         return {r[0] for r in self._read("list", "SELECT DISTINCT item_id FROM docs")}

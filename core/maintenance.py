@@ -63,24 +63,25 @@ async def reindex(c: Components, *, progress: Progress | None = None,
     failed: dict[str, str] = {}
     done = 0
     total = len(rows) * len(changed)
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
     for channel in changed:
         target = _target_name(store.prefix, channel, lib.models[channel], force)
         next_channel = f"{channel}@next"
         store.attach(next_channel, target, model=lib.models[channel])
-        have = {r.id for r in await lib.read("reading the vector store", lambda: store.records(
-            next_channel))}
-
-        def tick(n: int = 1) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total)
+        have = {r.id for r in await lib.read("reading the vector store", store.records,
+                                             next_channel)}
 
         if channel == "clip":
             await _reembed_images(c, next_channel, rows, have, failed, tick)
         else:
             await _reembed_text(c, channel, next_channel, rows, have, tick)
-        await lib.write("switching to the new index", _switch, lib, channel, target)
+        await lib.write("switching to the new index", lib.switch_collection, channel, target)
         log.info("the %s index now uses %s (%s)", channel, target, lib.models[channel])
     for r in rows:
         if r.id in failed:
@@ -95,19 +96,6 @@ def _target_name(prefix: str, channel: str, model: str, force: bool) -> str:
     if force:  # the same model again: a name of its own, still stable for a resumed run
         tag += "r"
     return f"{prefix}_{channel}_{tag}"
-
-
-def _switch(lib: Any, channel: str, target: str) -> None:
-    store = lib._vectors
-    old, _ = store.spec(channel)
-    lib.catalog.set_meta(f"collection:{channel}", target)
-    lib.catalog.set_meta(f"model:{channel}", lib.models[channel])
-    store.attach(channel, target, model=lib.models[channel])
-    dim = store.collection_dim(channel)
-    if dim is not None:
-        lib.catalog.set_meta(f"dim:{channel}", str(dim))
-    if old != target:
-        store.drop_collection(old)
 
 
 async def _reembed_images(c: Components, channel: str, rows: Sequence[ItemRow],

@@ -172,7 +172,7 @@ class Retriever:
             return await self._clip(await c.clip_texts.submit(text), scope, self.r.min_clip)
 
         async def dense() -> list[tuple[str, float, str]]:
-            vec = await c.text_vectors.submit(text)
+            vec = await c.text_queries.submit(text)
             return await self.lib.query("text", vec, scope, n * 3)
 
         async def keyword() -> list[tuple[str, float]]:
@@ -216,7 +216,7 @@ class Retriever:
         pixels, qhash = await c.run(c.pools.decode, prep)
 
         async def clip() -> list[tuple[str, float]]:
-            vec = await c.clip_images.submit(pixels)
+            vec = await c.clip_query_images.submit(pixels)
             return await self._clip(vec, scope, self.r.min_clip_image)
 
         async def near() -> list[tuple[str, float]]:

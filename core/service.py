@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from core.answer import Answerer
 from core.components import Components
-from core.enrich import Enricher, QueryGate
+from core.enrich import MAX_ATTEMPTS, Enricher, QueryGate
 from core.errors import NotFound, PermissionDenied, PixragError, UnsupportedInput
 from core.ingest import Ingestor, discover, display_text, upload_job
 from core.retrieve import Retriever
-from core.types import Answer, Hit, IndexReport, Scope, Stats, Turn, Upload
+from core.types import Answer, Failed, Hit, IndexReport, Scope, Stats, Turn, Upload
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,14 @@ class PixRAG:
             return
         self.enricher.kick()
         if wait:
-            await self.enricher.wait_for([i.id for i in report.indexed], text_progress)
+            ids = [i.id for i in report.indexed]
+            await self.enricher.wait_for(ids, text_progress)
+            failures = dict(await self.library.read(
+                "reading the queue", self.library.catalog.enrich_failures, MAX_ATTEMPTS))
+            for item in report.indexed:
+                if item.id in failures:
+                    report.warnings.append(Failed(item.source, "indexed without its text: "
+                                                  + failures[item.id]))
 
     async def wait_enriched(self) -> None:
         """Wait until nothing is waiting for text (tests, benchmarks, ``pixrag index``)."""

@@ -111,18 +111,22 @@ class IndexReport:
     indexed: list[IndexedItem] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
+    #: Indexed and findable, but a later step failed (OCR, caption): ``error`` says which.
+    warnings: list[Failed] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "indexed": [{"id": i.id, "source": i.source, "kind": i.kind} for i in self.indexed],
             "skipped": [asdict(s) for s in self.skipped],
             "failed": [asdict(f) for f in self.failed],
+            "warnings": [asdict(w) for w in self.warnings],
         }
 
     def extend(self, other: IndexReport) -> None:
         self.indexed.extend(other.indexed)
         self.skipped.extend(other.skipped)
         self.failed.extend(other.failed)
+        self.warnings.extend(other.warnings)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,9 @@ class Library:
             return self._vectors
         async with self._vectors_lock:
             if self._vectors is None:
+                # Importing chromadb takes seconds on a busy machine: that is not the store
+                # being slow, so it happens outside the time limit.
+                await asyncio.get_running_loop().run_in_executor(self._writer, _import_chroma)
                 self._vectors = await self._call(self._writer, "opening the vector store",
                                                  self._attach)
         return self._vectors
@@ -228,6 +231,21 @@ class Library:
         self.catalog.add([w.row for w in writes],
                          enrich=[w.row.id for w in writes if w.enrich])
         return [None] * len(batches)
+
+    def switch_collection(self, channel: str, target: str) -> None:
+        """Make ``target`` the live collection of ``channel`` (built by the configured model)
+        and drop the old one. One catalog write: every process sees the switch at once."""
+        store = self._vectors
+        assert store is not None
+        old, _ = store.spec(channel)
+        self.catalog.set_meta(f"collection:{channel}", target)
+        self.catalog.set_meta(f"model:{channel}", self.models[channel])
+        store.attach(channel, target, model=self.models[channel])
+        dim = store.collection_dim(channel)
+        if dim is not None:
+            self.catalog.set_meta(f"dim:{channel}", str(dim))
+        if old != target:
+            store.drop_collection(old)
 
     def _record_model(self, channel: str, dim: int) -> None:
         if self.catalog.get_meta(f"model:{channel}") != self.models[channel]:
@@ -404,6 +422,10 @@ class Library:
     @property
     def location(self) -> str:
         return self._vectors.location if self._vectors is not None else ""
+
+
+def _import_chroma() -> None:
+    import chromadb  # noqa: F401
 
 
 def row_hit(row: ItemRow, blobs: BlobPart, *, score: float = 0.0,

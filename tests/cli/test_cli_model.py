@@ -97,9 +97,10 @@ async def test_reindexed_vectors_have_the_new_dimension(tmp_path: Path, tiny_cli
         again = await svc.reindex()
         assert sorted(i.id for i in again.indexed) == sorted(i.id for i in rep.indexed)
     async with open_service(make_settings(data, other_clip), Secrets({})) as svc:
-        vecs = (await svc.library.vectors()).get_vectors("clip", space="local", items=[rep.indexed[0].id])
+        store = await svc.library.vectors()
+        vecs = store.get_vectors("clip", space="local", items=[rep.indexed[0].id])
         assert vecs[rep.indexed[0].id].shape == (24,)
-        assert (await svc.library.vectors()).count("clip") == 2
+        assert store.count("clip") == 2
         hits = await svc.similar(images[0].read_bytes(), Scope("local"))
         assert hits[0].id == rep.indexed[0].id
 

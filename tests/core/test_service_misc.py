@@ -102,11 +102,12 @@ async def test_concurrent_requests_are_micro_batched(svc: PixRAG) -> None:
     indexed_passes = batcher.batches - start
     assert 1 <= indexed_passes < n
 
-    start = batcher.batches
+    queries = svc.c.clip_query_images  # queries batch on their own, ahead of indexing
+    start = queries.batches
     results = await asyncio.gather(*(svc.similar(noise_bytes(i), Scope("S"), k=1)
                                      for i in range(n)))
     assert [r[0].id for r in results] == [i.id for i in rep.indexed]
-    assert 1 <= batcher.batches - start < n
+    assert 1 <= queries.batches - start < n
 
     texts = svc.c.clip_texts
     start = texts.batches
@@ -123,6 +124,9 @@ async def test_ocr_text_is_searchable(tmp_path: Path, tiny_clip: Path) -> None:
             [Upload("shot.png", shot, "local:shot.png"),
              Upload("noise.png", noise_bytes(3), "local:noise.png")], "S")
         assert len(rep.indexed) == 2 and not rep.failed
+        [row] = svc.library.catalog.find("S", source="local:shot.png")
+        assert row.stage == 1  # findable at once by image; its text follows
+        await svc.wait_enriched()
         [row] = svc.library.catalog.find("S", source="local:shot.png")
         assert "0x80070005" in row.text
         hits = await svc.search("0x80070005", Scope("S"))
