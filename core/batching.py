@@ -69,14 +69,33 @@ class MicroBatcher(Generic[T, R]):
                 results = await loop.run_in_executor(
                     self._executor, self._fn, [item for item, _ in live])
                 self.batches += 1
-            except Exception as exc:  # noqa: BLE001 - delivered to every waiting caller
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - delivered to its own caller below
+                if len(live) == 1:
+                    _deliver_error(live[0][1], exc)
+                else:
+                    # One bad item (text the tokenizer rejects, a broken image) must not fail
+                    # everyone batched with it: run them one by one, each caller gets its own.
+                    log.warning("%s: a batch of %d failed (%s: %s); retrying one by one",
+                                self.name, len(live), type(exc).__name__, exc)
+                    await self._one_by_one(live)
                 continue
             for (_, fut), res in zip(live, results, strict=True):
                 if not fut.done():
                     fut.set_result(res)
+
+    async def _one_by_one(self, live: list[tuple[T, asyncio.Future[R]]]) -> None:
+        loop = asyncio.get_running_loop()
+        for item, fut in live:
+            if fut.done():  # its caller went away meanwhile
+                continue
+            try:
+                (res,) = await loop.run_in_executor(self._executor, self._fn, [item])
+                self.batches += 1
+            except Exception as exc:  # noqa: BLE001 - this item's own failure, to its caller
+                _deliver_error(fut, exc)
+                continue
+            if not fut.done():
+                fut.set_result(res)
 
     async def aclose(self) -> None:
         if self._worker is not None:
@@ -84,3 +103,8 @@ class MicroBatcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+
+
+def _deliver_error(fut: asyncio.Future[R], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
