@@ -186,3 +186,25 @@ async def test_caption_failures_are_clear_per_image_errors(
         await captioner.aclose()
     assert time.monotonic() - started < 2.5
     assert str(err.value).startswith(f"{provider} (") and "unavailable" in str(err.value)
+
+
+async def test_indexing_survives_a_broken_caption_model(
+    fake: FakeLLM, tmp_path: Path, tiny_clip: Path, caplog: Any
+) -> None:
+    from core.app import open_service
+
+    fake.default = Reply(shape="json")  # the SDK's stream parser fails on it (AssertionError)
+    env = {"PIXRAG_EMBEDDING__MODEL": str(tiny_clip), "PIXRAG_ANSWER__PROVIDER": "anthropic",
+           "PIXRAG_ANSWER__BASE_URL": fake.anthropic_url, "PIXRAG_INDEX__CAPTIONS": "true",
+           "PIXRAG_INDEX__OCR": "false"}
+    settings = load_settings(None, environ=env, data_dir=tmp_path / "data")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_image(folder / "a.png", (120, 80))
+    make_image(folder / "b.png", (80, 120))
+    async with open_service(settings, secrets_for("anthropic")) as svc:
+        report = await svc.index_paths([folder], "local")
+    assert sorted(Path(i.source).name for i in report.indexed) == ["a.png", "b.png"]
+    assert report.failed == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("caption failed for" in w and "anthropic" in w for w in warnings) == 2
