@@ -113,13 +113,14 @@ async def test_partial_text_then_silence_keeps_the_text(
 async def test_back_off_never_outlasts_the_deadline(
     provider: str, make: Make, fake: FakeLLM, hits: list[Hit]
 ) -> None:
-    fake.default = Reply(status=503, headers={"retry-after-ms": "400"})
+    # Ten retries 0.6 s apart would take 6 s; the deadline allows 3 s.
+    fake.default = Reply(status=503, headers={"retry-after-ms": "600"})
     started = time.monotonic()
     _, answer = await collect(
-        make(provider, max_retries=10, max_wait_s=60, deadline_s=1.0), "q", hits)
+        make(provider, max_retries=10, max_wait_s=60, deadline_s=3.0), "q", hits)
     assert_graceful(answer, hits)
-    assert time.monotonic() - started < 1.5
-    assert 2 <= len(fake.requests) <= 3
+    assert time.monotonic() - started < 3.6
+    assert 2 <= len(fake.requests) <= 5
 
 
 @pytest.mark.parametrize("provider", MODEL_PROVIDERS)
