@@ -3,6 +3,8 @@
 Requests queue in a bounded :class:`asyncio.Queue` (a flood of uploads waits instead of growing
 memory); a worker takes up to ``max_batch`` of them, waiting at most ``max_wait_s`` after the
 first for more, runs ``fn`` once in the given executor and hands each caller its row.
+When ``fn`` raises for a batch, the items are run again one by one so that only the caller
+whose item is bad gets the exception (except for failures shared by every item).
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
+
+from core.errors import DiskFull, ModelError, StoreUnavailable
+
+# Failures of the machine, not of an item: every item would fail the same way again (and a
+# store that does not answer would be waited for once per item), so all callers get them.
+SHARED_FAILURES = (StoreUnavailable, DiskFull, ModelError)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,8 +78,9 @@ class MicroBatcher(Generic[T, R]):
                     self._executor, self._fn, [item for item, _ in live])
                 self.batches += 1
             except Exception as exc:  # noqa: BLE001 - delivered to its own caller below
-                if len(live) == 1:
-                    _deliver_error(live[0][1], exc)
+                if len(live) == 1 or isinstance(exc, SHARED_FAILURES):
+                    for _, fut in live:
+                        _deliver_error(fut, exc)
                 else:
                     # One bad item (text the tokenizer rejects, a broken image) must not fail
                     # everyone batched with it: run them one by one, each caller gets its own.

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core.batching import MicroBatcher
+from core.errors import StoreUnavailable
 
 
 def _upper(items: list[str]) -> list[str]:
@@ -68,3 +69,22 @@ async def test_a_caller_that_went_away_is_skipped(
     assert gone.cancelled()
     gc.collect()
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_a_store_that_is_down_fails_everyone_at_once() -> None:
+    calls: list[int] = []
+
+    def down(items: list[str]) -> list[str]:
+        calls.append(len(items))
+        raise StoreUnavailable("vector store: no answer within 5 s")
+
+    pool = ThreadPoolExecutor(1)
+    b: MicroBatcher[str, str] = MicroBatcher(down, executor=pool, max_wait_s=0.2)
+    try:
+        results = await asyncio.gather(*(b.submit(f"q{i}") for i in range(5)),
+                                       return_exceptions=True)
+    finally:
+        await b.aclose()
+        pool.shutdown()
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    assert calls == [5]  # not retried item by item
