@@ -83,6 +83,9 @@ CREATE TABLE IF NOT EXISTS enrich (
 CREATE INDEX IF NOT EXISTS enrich_space ON enrich(space);
 """
 
+#: The small tables ``pixrag migrate`` copies besides the items.
+STATE_TABLES = ("files", "prefs", "captions", "feedback", "enrich")
+
 # Columns added after the first release, with their definitions (ALTER TABLE ... ADD COLUMN).
 _ADDED_COLUMNS = {"stage": "INTEGER NOT NULL DEFAULT 2"}
 
@@ -420,11 +423,10 @@ class Catalog:
             "SELECT item_id, error FROM enrich WHERE attempts >= ?", [max_attempts])]
 
     # copying a whole catalog (pixrag migrate) --------------------------------------------
-    STATE_TABLES = ("files", "prefs", "captions", "feedback", "enrich")
 
     def dump(self, table: str) -> list[dict[str, Any]]:
         """Every row of one of :data:`STATE_TABLES`, as column -> value."""
-        if table not in self.STATE_TABLES:
+        if table not in STATE_TABLES:
             raise ValueError(table)
         cur = self._reader().execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed names
         names = [d[0] for d in cur.description]
@@ -432,7 +434,7 @@ class Catalog:
 
     def restore(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert or replace rows produced by :meth:`dump` (idempotent)."""
-        if table not in self.STATE_TABLES:
+        if table not in STATE_TABLES:
             raise ValueError(table)
         if not rows:
             return

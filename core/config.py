@@ -104,7 +104,10 @@ class AnswerSettings(_Section):
     provider: Literal["auto", "anthropic", "openai", "openai-compatible", "none"] = "auto"
     model: str = ""  # "" = provider default
     base_url: str = ""
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)  # connect, and the longest silence between pieces
+    # The whole answer (connecting, retries, back-off, streaming) ends by then; past it the
+    # reply is the sources with the "model unavailable" note.
+    deadline_s: float = Field(90.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
     max_wait_s: float = Field(30.0, ge=0)  # cap on total back-off sleeping
     max_images: int = Field(4, ge=0, le=20)

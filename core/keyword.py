@@ -93,7 +93,8 @@ def fts_query(query: str) -> str:
     """
     words: list[str] = []
     seen: set[str] = set()
-    for raw in query.split():
+    # NUL ends an FTS5 string early ("unterminated string"): treat it as a word break.
+    for raw in query.replace("\x00", " ").split():
         word = raw.strip("\"'`.,;:!?()[]{}<>")
         if not any(ch.isalnum() for ch in word) or word.lower() in seen:
             continue

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from core.catalog import STATE_TABLES
 from core.config import Settings
 from core.errors import PixragError
 from core.library.library import CHANNELS, Library
@@ -78,8 +79,8 @@ async def _copy(src: Library, dst: Library, progress: Progress | None) -> dict[s
             ch, documents=True, vectors=True))
         for start in range(0, len(records), BATCH):
             part = records[start:start + BATCH]
-            docs = [r.document or "" for r in part] if channel == "text" else None
-            await dst.write("copying vectors", lambda p=part, d=docs, ch=channel:
+            documents = [r.document or "" for r in part] if channel == "text" else None
+            await dst.write("copying vectors", lambda p=part, d=documents, ch=channel:
                             d_store.upsert(ch, [r.id for r in p],
                                            np.stack([r.vector for r in p]),
                                            [dict(r.metadata) for r in p], documents=d))
@@ -100,9 +101,9 @@ async def _copy(src: Library, dst: Library, progress: Progress | None) -> dict[s
     for start in range(0, len(rows), BATCH):
         await dst.write("copying catalog rows", dst.catalog.add, rows[start:start + BATCH])
         tell("items", min(start + BATCH, len(rows)), len(rows))
-    for table in src.catalog.STATE_TABLES:
-        data = await src.read("reading state", src.catalog.dump, table)
-        await dst.write("copying state", dst.catalog.restore, table, data)
+    for table in STATE_TABLES:
+        state = await src.read("reading state", src.catalog.dump, table)
+        await dst.write("copying state", dst.catalog.restore, table, state)
 
     # 5. verify.
     s_items = await src.spaces()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from core.enrich import MAX_ATTEMPTS, Enricher, QueryGate
 from core.errors import NotFound, PermissionDenied, PixragError, UnsupportedInput
 from core.ingest import Ingestor, discover, display_text, upload_job
 from core.retrieve import Retriever
+from core.textnorm import normalize_name, normalize_text
 from core.types import Answer, Failed, Hit, IndexReport, Scope, Stats, Turn, Upload
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ class PixRAG:
 
     async def search(self, text: str, scope: Scope, k: int | None = None) -> list[Hit]:
         """Text -> best images/pages/chunks visible to ``scope``, best first."""
-        text = text.strip()[:MAX_QUESTION_CHARS]
+        text = normalize_text(text, MAX_QUESTION_CHARS)
         if not text:
             raise UnsupportedInput("query", "empty query")
         with self.gate.query():
@@ -118,6 +120,7 @@ class PixRAG:
         self, image: bytes, scope: Scope, k: int | None = None, name: str = "image"
     ) -> list[Hit]:
         """Reverse image search. Raises UnsupportedImage (names ``name``) for bad bytes."""
+        name = normalize_name(name)
         with self.gate.query():
             hits, _ = await self._retriever.search_image(image, name, scope, self._k(k))
         return hits
@@ -153,7 +156,9 @@ class PixRAG:
         history: Sequence[Turn] = (),
     ) -> AsyncIterator[str | Answer]:
         """Like ask, yielding text deltas as the model writes them; the final Answer last."""
-        question = question.strip()[:MAX_QUESTION_CHARS]
+        question = normalize_text(question, MAX_QUESTION_CHARS)
+        image_name = normalize_name(image_name)
+        history = [replace(t, text=normalize_text(t.text)) for t in history]
         if not question and image is None:
             raise UnsupportedInput("question", "empty question")
         kk = self._k(k)

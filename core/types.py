@@ -137,10 +137,16 @@ class Usage:
 
 @dataclass(frozen=True)
 class Turn:
-    """An earlier message of the conversation (thread context for follow-ups)."""
+    """An earlier message of the conversation (thread context for follow-ups).
 
-    role: Literal["user", "assistant"]
+    ``user``: the person asking now; ``assistant``: this bot's own reply; ``context``: anyone
+    else in the thread (another person, another bot). Only ``user`` and ``assistant`` become
+    conversation turns; ``context`` is quoted to the model as untrusted data, like sources.
+    """
+
+    role: Literal["user", "assistant", "context"]
     text: str
+    author: str = ""  # for ``context``: who wrote it, e.g. "another user", "another bot"
 
 
 @dataclass(frozen=True)

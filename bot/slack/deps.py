@@ -104,7 +104,14 @@ async def permalink(client: AsyncWebClient, channel: str, ts: str) -> str:
 
 
 async def thread_history(
-    client: AsyncWebClient, *, channel: str, thread_ts: str, before_ts: str, bot_user_id: str | None
+    client: AsyncWebClient,
+    *,
+    channel: str,
+    thread_ts: str,
+    before_ts: str,
+    asker: str,
+    bot_user_id: str | None,
+    bot_id: str | None = None,
 ) -> list[Turn]:
     """Earlier messages of the thread as context for a follow-up question."""
     try:
@@ -114,5 +121,6 @@ async def thread_history(
                     exc.response.get("error"))
         return []
     return convert.history_turns(
-        resp.get("messages") or [], before_ts=before_ts, bot_user_id=bot_user_id
+        resp.get("messages") or [], before_ts=before_ts, asker=asker,
+        bot_user_id=bot_user_id, bot_id=bot_id,
     )

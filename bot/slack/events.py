@@ -36,6 +36,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             text=event.get("text", ""),
             files=event.get("files"),
             bot_user_id=context.bot_user_id,
+            bot_id=context.bot_id,
         )
 
     @app.event("message")
@@ -62,6 +63,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 text=event.get("text", ""),
                 files=event.get("files"),
                 bot_user_id=context.bot_user_id,
+                bot_id=context.bot_id,
             )
             return
         files = convert.indexable_files(event.get("files"))
