@@ -203,6 +203,21 @@ class PixRAG:
         await self.c.run(self.c.pools.store, self.c.catalog.set_pref, space,
                          f"autoindex:{channel}", "1" if on else None)
 
+    async def get_state(self, space: str, key: str) -> str | None:
+        """Small per-space state kept in the catalog (e.g. a backfill cursor)."""
+        return await self.c.run(self.c.pools.store, self.c.catalog.get_pref, space, key)
+
+    async def set_state(self, space: str, key: str, value: str | None) -> None:
+        """Store (``None``: delete) a small per-space state value."""
+        await self.c.run(self.c.pools.store, self.c.catalog.set_pref, space, key, value)
+
+    async def has_attachments(self, space: str, attachment_ids: Sequence[str]) -> set[str]:
+        """Which chat attachment / file ids already have items in ``space`` (no download)."""
+        c = self.c
+        ids = [a for a in dict.fromkeys(attachment_ids) if a]
+        return await c.run(c.pools.store, lambda: {
+            a for a in ids if c.catalog.find(space, attachment=a)})
+
     async def autoindex_channels(self, space: str) -> set[str]:
         prefs = await self.c.run(self.c.pools.store, self.c.catalog.prefs_like, space,
                                  "autoindex:")
