@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -36,7 +36,7 @@ from bot.slack import convert, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps, is_private
 from bot.slack.events import _USER_SUBTYPES as USER_SUBTYPES
-from core.errors import PermissionDenied, PixragError
+from core.errors import PermissionDenied, PixragError, public_message
 from core.types import Upload
 
 log = logging.getLogger(__name__)
@@ -141,9 +141,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
     ) -> None:
         await ack()
         user, channel = body["user"]["id"], str(action.get("value", ""))
-        if not await deps.is_admin(client, user):
-            raise PermissionDenied(msg.NOT_ADMIN)
-        if deps.backfills.cancel(convert.space_for(context.team_id or ""), channel):
+        if not await deps.is_admin(client, user):  # answered, not raised: see _answered
+            text = msg.ERROR.format(error=msg.NOT_ADMIN)
+        elif deps.backfills.cancel(convert.space_for(context.team_id or ""), channel):
             log.info("backfill of %s cancelled by %s", channel, user)
             text = msg.BACKFILL_CANCELLING.format(channel=channel)
         else:
@@ -154,7 +154,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def on_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         if not await deps.is_admin(client, body["user"]["id"]):
-            raise PermissionDenied(msg.NOT_ADMIN)
+            log.info("backfill button pressed by non-admin %s", body["user"]["id"])
+            return  # only admins are shown the button; App Home has no reply to refuse in
         await client.views_open(trigger_id=body["trigger_id"], view=modal())
 
     @app.view(MODAL)
@@ -167,17 +168,32 @@ def register(app: AsyncApp, deps: Deps) -> None:
         channel = values[MODAL_CHANNEL][MODAL_CHANNEL].get("selected_conversation") or ""
         since = values[MODAL_SINCE][MODAL_SINCE].get("selected_date")
         user = body["user"]["id"]
-        text = await start(deps, client, team=context.team_id or "", user=user,
-                           channel=channel, since=since)
+        text = await _answered(user, start(deps, client, team=context.team_id or "", user=user,
+                                           channel=channel, since=since))
         await client.chat_postMessage(channel=user, text=text)  # a modal has nowhere else
 
 
 async def command(
     deps: Deps, client: AsyncWebClient, *, team: str, user: str, channel: str, arg: str
 ) -> str:
-    """``/pixrag backfill [#channel] [since]``."""
-    target, since = parse_args(arg, channel)
-    return await start(deps, client, team=team, user=user, channel=target, since=since)
+    """``/pixrag backfill [#channel] [since]``: the confirmation or the refusal to show."""
+
+    async def run() -> str:
+        target, since = parse_args(arg, channel)
+        return await start(deps, client, team=team, user=user, channel=target, since=since)
+
+    return await _answered(user, run())
+
+
+async def _answered(user: str, started: Awaitable[str]) -> str:
+    """A refusal as the text to show. Raising it to the app's error handler would do the
+    same, but bolt drops the ack of a listener that fails within ~10 ms of acking (a quick
+    refusal), and Slack then shows the user a timeout."""
+    try:
+        return await started
+    except PixragError as exc:
+        log.info("backfill refused for %s: %s", user, exc)
+        return msg.ERROR.format(error=render.escape(public_message(exc) or str(exc)))
 
 
 # ---- rendering ------------------------------------------------------------------------------

@@ -264,20 +264,25 @@ async def test_app_home_button_private_channel_and_cancel(app, fake: FakeSlack, 
         "trigger_id": "trig-11"})
     dm = await fake.wait_for("chat.postMessage", lambda c: c.args.get("channel") == "UADMIN")
     assert dm.args["text"] == msg.BACKFILL_STARTED.format(channel="G1")
-    post = await fake.wait_for("chat.postMessage", lambda c: c.args.get("channel") == "G1")
+    await fake.wait_for("chat.postMessage", lambda c: c.args.get("channel") == "G1")
 
     # Cancel while the first downloads are held: the run stops after the files in hand.
     await fake.wait_for("file")
-    env = await fake.send_envelope("interactive", {
-        "type": "block_actions", "team": {"id": "T1"}, "user": {"id": "UADMIN", "team_id": "T1"},
-        "api_app_id": "A1", "token": "legacy", "trigger_id": "trig-c",
-        "container": {"type": "message", "message_ts": post.args.get("ts", ""),
-                      "channel_id": "G1"},
-        "channel": {"id": "G1"}, "message": {"ts": fake.posted[-1], "text": "progress"},
-        "response_url": fake.response_url(),
-        "actions": [{"type": "button", "action_id": slack_backfill.CANCEL_ACTION,
-                     "block_id": "b", "value": "G1", "action_ts": "2"}]})
-    await fake.wait_ack(env)
+
+    def press(user: str) -> dict[str, Any]:
+        return {
+            "type": "block_actions", "team": {"id": "T1"}, "user": {"id": user, "team_id": "T1"},
+            "api_app_id": "A1", "token": "legacy", "trigger_id": "trig-c",
+            "container": {"type": "message", "message_ts": fake.posted[-1], "channel_id": "G1"},
+            "channel": {"id": "G1"}, "message": {"ts": fake.posted[-1], "text": "progress"},
+            "response_url": fake.response_url(),
+            "actions": [{"type": "button", "action_id": slack_backfill.CANCEL_ACTION,
+                         "block_id": "b", "value": "G1", "action_ts": "2"}]}
+
+    await fake.wait_ack(await fake.send_envelope("interactive", press("U2")))
+    refused = await fake.wait_for("respond", lambda c: msg.NOT_ADMIN in c.args.get("text", ""))
+    assert refused.args["response_type"] == "ephemeral"
+    await fake.wait_ack(await fake.send_envelope("interactive", press("UADMIN")))
     cancelling = await fake.wait_for("respond", lambda c: "Stopping" in c.args.get("text", ""))
     assert cancelling.args["text"] == msg.BACKFILL_CANCELLING.format(channel="G1")
     fake.file_hold.set()
