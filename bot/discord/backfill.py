@@ -109,8 +109,8 @@ async def start(
 
 def progress_text(p: Progress, channel: str) -> str:
     done = p.indexed + p.already
-    counts = messages.BACKFILL_COUNTS.format(
-        done=done, total=f"~{p.total:,}" if p.estimate else "?", failed=p.failed)
+    counts = (messages.BACKFILL_COUNTS if p.estimate else messages.BACKFILL_COUNTS_SO_FAR).format(
+        done=done, total=p.total, failed=p.failed)
     already = messages.BACKFILL_ALREADY.format(n=p.already) if p.already else ""
     if p.finished:
         head = messages.BACKFILL_FINISHED.format(channel=channel, done=done, failed=p.failed)

@@ -67,7 +67,8 @@ BACKFILL_STARTED = (
 )
 BACKFILL_CANNOT_POST = "I cannot post in {channel} (its progress goes there): check my permissions."
 BACKFILL_STARTING = "Backfill of {channel}: reading the history…"
-BACKFILL_COUNTS = "indexed {done:,} of {total} files, {failed:,} failed"
+BACKFILL_COUNTS = "indexed {done:,} of ~{total:,} files, {failed:,} failed"
+BACKFILL_COUNTS_SO_FAR = "indexed {done:,} files so far, {failed:,} failed"
 BACKFILL_PROGRESS = "Backfill of {channel}: {counts}"
 BACKFILL_ALREADY = " ({n:,} were already indexed)"
 BACKFILL_FINISHED = "Backfill of {channel} finished: indexed {done:,} files, {failed:,} failed"

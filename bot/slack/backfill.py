@@ -201,8 +201,8 @@ async def _answered(user: str, started: Awaitable[str]) -> str:
 
 def progress_text(p: Progress, channel: str) -> str:
     done = p.indexed + p.already
-    counts = msg.BACKFILL_COUNTS.format(
-        done=done, total=f"~{p.total:,}" if p.estimate else "?", failed=p.failed)
+    counts = (msg.BACKFILL_COUNTS if p.estimate else msg.BACKFILL_COUNTS_SO_FAR).format(
+        done=done, total=p.total, failed=p.failed)
     already = msg.BACKFILL_ALREADY.format(n=p.already) if p.already else ""
     if p.finished:
         head = msg.BACKFILL_FINISHED.format(channel=channel, done=done, failed=p.failed)

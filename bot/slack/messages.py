@@ -100,7 +100,8 @@ BACKFILL_STARTED = (
     "again."
 )
 BACKFILL_STARTING = ":arrows_counterclockwise: Backfill of <#{channel}>: reading the history…"
-BACKFILL_COUNTS = "indexed {done:,} of {total} files, {failed:,} failed"
+BACKFILL_COUNTS = "indexed {done:,} of ~{total:,} files, {failed:,} failed"
+BACKFILL_COUNTS_SO_FAR = "indexed {done:,} files so far, {failed:,} failed"
 BACKFILL_PROGRESS = ":arrows_counterclockwise: Backfill of <#{channel}>: {counts}"
 BACKFILL_ALREADY = " ({n:,} were already indexed)"
 BACKFILL_FINISHED = (

@@ -235,8 +235,14 @@ async def test_private_channel_rule_permissions_and_cancel(h, fake: FakeDiscord,
     assert again.json["data"]["content"] == messages.BACKFILL_RUNNING.format(
         channel=f"<#{sid}>")
 
-    # Cancel while the first downloads are held: the run stops after the files in hand.
+    # The backfill runs in the background: a question meanwhile is answered as usual.
     await eventually(lambda: fake.cdn_hits)
+    search = P.command("search", [P.string_opt("query", "anything")], guild_id=gid,
+                       channel_data=general, uid=5)
+    answer = await h.followup(search)
+    assert (answer.json or {}).get("content") == messages.NO_RESULTS
+
+    # Cancel while the first downloads are held: the run stops after the files in hand.
     message = P.message(flake(START), sid, gid, BOT_ID, [], content=post.json["content"])
     message["author"]["bot"] = True
     message["components"] = post.json["components"]

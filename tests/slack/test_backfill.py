@@ -15,6 +15,7 @@ import bot.backfill
 from bot.slack import backfill as slack_backfill
 from bot.slack import messages as msg
 from bot.slack.app import build_app, serve_socket
+from core.errors import PixragError
 from core.types import Scope
 from tests.slack.conftest import drain_listeners, png, slack_settings
 from tests.slack.fakeslack import APP_TOKEN, FakeSlack, command, event_body
@@ -297,3 +298,14 @@ async def test_app_home_button_private_channel_and_cancel(app, fake: FakeSlack, 
     assert rows and all(r.private and r.channel == "G1" for r in rows)
     assert await service.search("image", Scope(space=SPACE, channel="C1")) == []
     assert await service.search("image", Scope(space=SPACE, channel="G1"))
+
+
+def test_command_arguments() -> None:
+    assert slack_backfill.parse_args("", "C9") == ("C9", None)
+    assert slack_backfill.parse_args("<#C123|design> 2024-05-31", "C9") == ("C123", "2024-05-31")
+    assert slack_backfill.parse_args("2024-05-31 <#G77>", "C9") == ("G77", "2024-05-31")
+    with pytest.raises(PixragError, match="Usage"):
+        slack_backfill.parse_args("#design", "C9")  # unescaped: no id to read history with
+    with pytest.raises(PixragError, match="not a date"):
+        slack_backfill.since_ts("2024-13-45")
+    assert slack_backfill.since_ts("2025-01-01") == T0
