@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +34,9 @@ from core.types import Upload
 log = logging.getLogger(__name__)
 
 STATE_PREFIX = "backfill:"
+LEASE_PREFIX = "backfill-lease:"
+LEASE_S = 180.0  # a lease not renewed for this long belongs to a process that is gone
+LEASE_RENEW_S = 30.0
 WORKERS = 2  # files in flight per run: enough to overlap a download with indexing, no more
 REPORT_EVERY_S = 3.0  # progress edits: chat edits are rate limited (Slack ~1/s, Discord 5/5s)
 MAX_REASONS = 20  # failures kept with their reasons for the summary
@@ -118,6 +125,8 @@ class Backfill:
         self.progress = Progress()
         self._cancel = asyncio.Event()
         self._last_report = 0.0
+        self.lease: Lease | None = None  # set by Backfills.start
+        self.on_end: Callable[[], None] | None = None
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -127,6 +136,22 @@ class Backfill:
         return self._cancel.is_set()
 
     async def run(self) -> Progress:
+        try:
+            return await self._run()
+        finally:
+            await self._end()
+
+    async def _end(self) -> None:
+        """Free the channel for the next run: before the final report, so that whoever reads
+        "finished" can start again at once."""
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            await lease.release()
+
+    async def _run(self) -> Progress:
         p = self.progress
         try:
             async with contextlib.aclosing(self._walk(self.cursors)) as pages:
@@ -149,6 +174,7 @@ class Backfill:
         p.cancelled = self.cancelled and not p.finished
         log.info("backfill in %s: %d indexed, %d already, %d failed, finished=%s",
                  self.space, p.indexed, p.already, p.failed, p.finished)
+        await self._end()
         await self._report(p)
         return p
 
@@ -193,6 +219,8 @@ class Backfill:
         log.info("backfill in %s: %s failed: %s", self.space, name, reason)
 
     async def _maybe_report(self) -> None:
+        if self.lease is not None:
+            await self.lease.renew()
         now = time.monotonic()
         if now - self._last_report < self.report_every:
             return
@@ -203,24 +231,85 @@ class Backfill:
             log.warning("backfill progress update failed: %s", exc)
 
 
+class Lease:
+    """"This process is backfilling that channel", kept in the catalog so that bot processes
+    sharing one catalog do not run the same backfill twice. A run renews it as it goes; one
+    not renewed for ``LEASE_S`` (its process died) no longer counts."""
+
+    def __init__(self, service: PixRAG, space: str, channel: str, owner: str) -> None:
+        self.service = service
+        self.space = space
+        self.key = LEASE_PREFIX + channel
+        self.owner = owner
+        self._renewed = 0.0
+
+    async def held_elsewhere(self) -> bool:
+        stored = await self.service.get_state(self.space, self.key)
+        try:
+            data = json.loads(stored) if stored else {}
+            return data.get("owner") != self.owner and time.time() - float(data["at"]) < LEASE_S
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+
+    async def renew(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._renewed >= LEASE_RENEW_S:
+            self._renewed = now
+            await self.service.set_state(
+                self.space, self.key, json.dumps({"owner": self.owner, "at": time.time()}))
+
+    async def release(self) -> None:
+        if not await self.held_elsewhere():
+            await self.service.set_state(self.space, self.key, None)
+
+
 class Backfills:
-    """The runs in progress of one bot process: at most one per (space, channel)."""
+    """The runs of one bot process: at most one per (space, channel), here or in any other
+    process sharing the catalog (see :class:`Lease`)."""
 
     def __init__(self) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._runs: dict[tuple[str, str], tuple[Backfill, asyncio.Task[Progress]]] = {}
+        self._reserved: dict[tuple[str, str], Lease] = {}
 
     def running(self, space: str, channel: str) -> Backfill | None:
         entry = self._runs.get((space, channel))
         return entry[0] if entry else None
 
-    def start(self, space: str, channel: str, run: Backfill) -> asyncio.Task[Progress] | None:
-        """Start ``run`` in the background; None when this channel already has one."""
+    async def reserve(self, service: PixRAG, space: str, channel: str) -> bool:
+        """Claim ``channel`` for a run; False when a backfill of it is already running.
+        Follow with :meth:`start`, or :meth:`release` if the run cannot begin after all."""
         key = (space, channel)
-        if key in self._runs:
-            return None
+        if key in self._runs or key in self._reserved:
+            return False
+        lease = Lease(service, space, channel, self.owner)
+        self._reserved[key] = lease  # before any await: a second command here sees it
+        try:
+            if await lease.held_elsewhere():
+                del self._reserved[key]
+                return False
+            await lease.renew(force=True)
+        except BaseException:
+            self._reserved.pop(key, None)
+            raise
+        return True
+
+    async def release(self, space: str, channel: str) -> None:
+        lease = self._reserved.pop((space, channel), None)
+        if lease is not None:
+            await lease.release()
+
+    def start(self, space: str, channel: str, run: Backfill) -> asyncio.Task[Progress]:
+        """Run ``run`` in the background (after :meth:`reserve`)."""
+        key = (space, channel)
+        run.lease = self._reserved.pop(key)
         task = asyncio.create_task(run.run(), name=f"pixrag-backfill:{space}:{channel}")
         self._runs[key] = (run, task)
-        task.add_done_callback(lambda _: self._runs.pop(key, None))
+
+        def ended() -> None:
+            self._runs.pop(key, None)
+
+        run.on_end = ended
         return task
 
     def cancel(self, space: str, channel: str) -> bool:

@@ -77,21 +77,25 @@ async def start(
     since_at = parse_since(since)
     space = convert.space_for(interaction.guild_id, interaction.user.id)
     key = str(target.id)
-    if bot.backfills.running(space, key) is not None:
+    if not await bot.backfills.reserve(bot.service, space, key):
         raise Refused(messages.BACKFILL_RUNNING.format(channel=target.mention))
-    await interaction.response.send_message(
-        messages.BACKFILL_STARTED.format(channel=target.mention), ephemeral=True)
     try:
+        await interaction.response.send_message(
+            messages.BACKFILL_STARTED.format(channel=target.mention), ephemeral=True)
         status = await target.send(
             messages.BACKFILL_STARTING.format(channel=target.mention),
             view=cancel_view(target.id),
             allowed_mentions=discord.AllowedMentions.none(),
         )
     except discord.HTTPException as exc:
+        await bot.backfills.release(space, key)
         log.info("cannot post backfill progress in %s: %s", target.id, exc)
         await interaction.followup.send(
             messages.BACKFILL_CANNOT_POST.format(channel=target.mention), ephemeral=True)
         return
+    except BaseException:
+        await bot.backfills.release(space, key)
+        raise
 
     async def report(p: Progress) -> None:
         final = p.finished or p.cancelled or p.error is not None

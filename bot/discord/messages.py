@@ -60,7 +60,10 @@ def rate_limited(limit: int, retry_after: float) -> str:
 # /pixrag backfill
 BACKFILL_NOT_TEXT = "Backfill works on text channels (and their threads): pick one with `channel`."
 BACKFILL_BAD_SINCE = "`{since}` is not a date: use the form 2024-05-31."
-BACKFILL_RUNNING = "A backfill of {channel} is already running: see its progress message there."
+BACKFILL_RUNNING = (
+    "A backfill of {channel} is already running (here or in another PixRAG process): "
+    "see its progress message there."
+)
 BACKFILL_STARTED = (
     "Backfill of {channel} started: progress is posted there. Files already indexed are "
     "skipped; a stopped backfill continues where it got to when run again."

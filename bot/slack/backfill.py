@@ -93,17 +93,21 @@ async def start(
         raise PermissionDenied(msg.NOT_ADMIN)
     floor = since_ts(since)
     space = convert.space_for(team)
-    if deps.backfills.running(space, channel) is not None:
+    if not await deps.backfills.reserve(deps.service, space, channel):
         raise PixragError(msg.BACKFILL_RUNNING.format(channel=channel))
     reader = history_client(client)
-    private = await is_private(reader, channel)
     try:
+        private = await is_private(reader, channel)
         posted = await client.chat_postMessage(
             channel=channel, text=msg.BACKFILL_STARTING.format(channel=channel),
             blocks=progress_blocks(msg.BACKFILL_STARTING.format(channel=channel), channel))
     except SlackApiError as exc:
+        await deps.backfills.release(space, channel)
         log.info("cannot post backfill progress in %s: %s", channel, exc.response.get("error"))
         raise PixragError(msg.BACKFILL_NOT_IN_CHANNEL.format(channel=channel)) from exc
+    except BaseException:
+        await deps.backfills.release(space, channel)
+        raise
     status_ts = str(posted["ts"])
 
     async def report(p: Progress) -> None:

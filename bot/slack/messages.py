@@ -89,7 +89,10 @@ HOME_HOWTO = (
 
 BACKFILL_USAGE = "Usage: `/pixrag backfill [#channel] [since, e.g. 2024-05-31]`"
 BACKFILL_BAD_SINCE = "`{since}` is not a date: use the form 2024-05-31."
-BACKFILL_RUNNING = "A backfill of <#{channel}> is already running: see its progress message there."
+BACKFILL_RUNNING = (
+    "A backfill of <#{channel}> is already running (here or in another PixRAG process): "
+    "see its progress message there."
+)
 BACKFILL_NOT_IN_CHANNEL = (
     "I am not in <#{channel}>: invite me first (`/invite @PixRAG`), then run the backfill again."
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -171,6 +172,7 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
                for r in fake.requests[start:])
     assert fake.rate_limits[0][2] == 0 and fake.rate_limits[1][2] == 0  # the 429s were served
 
+    assert await service.get_state(space, f"backfill-lease:{cid}") is None
     counts = await items_by_attachment(service, space)
     assert sorted(counts) == sorted(wanted)  # every file, threads included, nothing else
     assert set(counts.values()) == {1}  # nothing indexed twice
@@ -224,6 +226,15 @@ async def test_private_channel_rule_permissions_and_cancel(h, fake: FakeDiscord,
     bad = await h.callback(backfill_payload(gid, general, channel=staff, since="last week"))
     assert bad.json["data"]["content"] == messages.BACKFILL_BAD_SINCE.format(since="last week")
 
+    # Another bot process sharing the catalog is backfilling #staff: refused; once its lease
+    # is stale (that process died), it no longer counts.
+    lease = f"backfill-lease:{sid}"
+    await service.set_state(space, lease, json.dumps({"owner": "other:1", "at": time.time()}))
+    busy = await h.callback(backfill_payload(gid, general, channel=staff))
+    assert busy.json["data"]["content"] == messages.BACKFILL_RUNNING.format(channel=f"<#{sid}>")
+    await service.set_state(space, lease, json.dumps({"owner": "other:1",
+                                                      "at": time.time() - 3600}))
+
     # Started from #general for #staff: progress goes to #staff, not where it was asked.
     fake.cdn_hold = asyncio.Event()
     start = len(fake.requests)
@@ -257,6 +268,7 @@ async def test_private_channel_rule_permissions_and_cancel(h, fake: FakeDiscord,
     indexed = await items_by_attachment(service, space)
     assert 1 <= len(indexed) <= 2  # the two files in hand when Cancel was pressed
     assert await service.get_state(space, f"backfill:{sid}") is None  # page 1 was cut short
+    assert await service.get_state(space, lease) is None  # released when the run ended
 
     # The private-channel rule, exactly as for live items.
     (item_id,) = list(await _ids_all(service, space))[:1]
