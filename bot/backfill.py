@@ -74,7 +74,6 @@ class Progress:
     finished: bool = False
     cancelled: bool = False
     error: str | None = None  # why the run stopped early (safe to show)
-    resumed: bool = False
 
     @property
     def done(self) -> int:
@@ -203,6 +202,10 @@ class Backfill:
             report = await self.service.index_uploads([upload], self.space)
         except PixragError as exc:
             self._fail(cand.name, public_message(exc) or type(exc).__name__)
+            return
+        except Exception:  # a bug, but one file of thousands must not end the run
+            log.exception("backfill in %s: unexpected error on %s", self.space, cand.name)
+            self._fail(cand.name, "an unexpected error (it has been logged)")
             return
         if report.failed:
             self._fail(cand.name, report.failed[0].error)
