@@ -101,7 +101,10 @@ async def start(
         final = p.finished or p.cancelled or p.error is not None
         text = progress_text(p, target.mention)
         try:
-            await status.edit(content=text, view=None if final else cancel_view(target.id))
+            if final:
+                await status.edit(content=text, view=None)  # no Cancel on a finished run
+            else:
+                await status.edit(content=text)  # the Cancel button stays as it is
         except discord.HTTPException as exc:
             log.warning("backfill progress edit in %s failed: %s", target.id, exc)
 
