@@ -46,6 +46,7 @@ CREATE INDEX IF NOT EXISTS items_space ON items(space, kind);
 CREATE INDEX IF NOT EXISTS items_source ON items(space, source);
 CREATE INDEX IF NOT EXISTS items_file ON items(space, file_sha);
 CREATE INDEX IF NOT EXISTS items_message ON items(space, message);
+CREATE INDEX IF NOT EXISTS items_attachment ON items(space, attachment);  -- backfill skips by id
 CREATE INDEX IF NOT EXISTS items_image ON items(image_sha);
 CREATE TABLE IF NOT EXISTS files (
     space TEXT NOT NULL, file_sha TEXT NOT NULL, source TEXT NOT NULL, items INTEGER NOT NULL,
