@@ -13,8 +13,9 @@ from typing import Any, Literal
 import discord
 from discord.ext import commands
 
+from bot.backfill import Backfills
+from bot.discord import backfill, failure, views
 from bot.discord import commands as pixrag_commands
-from bot.discord import failure, views
 from bot.discord.events import IndexEvents
 from core.config import Secrets, Settings
 from core.errors import ConfigError
@@ -50,11 +51,12 @@ class PixragBot(commands.Bot):
         self.shown = views.ShownMemory()
         self.stream_interval = STREAM_EDIT_INTERVAL_S
         self._autoindex: dict[str, tuple[float, set[str]]] = {}
+        self.backfills = Backfills()
 
     async def setup_hook(self) -> None:
         await self.add_cog(pixrag_commands.PixragCommands(self))
         await self.add_cog(IndexEvents(self))
-        self.add_dynamic_items(views.FeedbackButton, views.MoreButton)
+        self.add_dynamic_items(views.FeedbackButton, views.MoreButton, backfill.CancelButton)
         self.tree.error(failure.handle)
         if self.sync_commands:
             await self.sync_tree()
@@ -69,6 +71,10 @@ class PixragBot(commands.Bot):
         else:
             synced = await self.tree.sync()
             log.info("synced %d global command(s) (may take up to an hour to appear)", len(synced))
+
+    async def close(self) -> None:
+        await self.backfills.aclose()  # each run's cursor stays at its last finished page
+        await super().close()
 
     async def on_ready(self) -> None:
         log.info(

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord import backfill as discord_backfill
 from bot.discord import convert, messages, render, views
 from bot.discord.convert import Refused
 from core.errors import NotFound, PermissionDenied
@@ -294,6 +295,17 @@ class PixragCommands(commands.Cog):
         else:
             text = messages.AUTOINDEX_OFF.format(channel=mention)
         await interaction.response.send_message(text, ephemeral=True)
+
+    @pixrag.command(name="backfill", description="Index the images and PDFs already posted")
+    @app_commands.describe(channel="The channel (default: this one)", since="e.g. 2024-05-31")
+    @app_commands.guild_only()
+    async def backfill(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel | None = None,
+        since: app_commands.Range[str, 1, 40] | None = None,
+    ) -> None:
+        await discord_backfill.start(self.bot, interaction, channel, since)
 
     @pixrag.command(name="stats", description="What is indexed in this server")
     async def stats(self, interaction: discord.Interaction) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.backfill import Backfills
 from bot.slack import convert, download
 from core.config import Settings
 from core.errors import UnsupportedInput
@@ -26,6 +27,7 @@ class Deps:
     settings: Settings
     limiter: RateLimiter
     token: str  # bot token, for url_private downloads
+    backfills: Backfills = field(default_factory=Backfills)  # runs in progress
 
     def check_rate(self, team: str, user: str) -> None:
         """RateLimited (safe to show) when this user asked too often in the last minute."""
@@ -54,9 +56,12 @@ class Deps:
         ts: str,
         author: str,
         files: Sequence[Mapping[str, Any]],
+        private: bool | None = None,
     ) -> tuple[list[Upload], list[UnsupportedInput]]:
-        """Download a message's files as Uploads that remember where they came from."""
-        private = await is_private(client, channel)
+        """Download a message's files as Uploads that remember where they came from.
+        ``private``: the channel's privacy when the caller already looked it up."""
+        if private is None:
+            private = await is_private(client, channel)
         link = await permalink(client, channel, ts)
         uploads: list[Upload] = []
         problems: list[UnsupportedInput] = []

@@ -86,8 +86,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
     ) -> None:
         if event.get("tab", "home") != "home":
             return
+        from bot.slack.backfill import home_blocks  # backfill imports this module
+
         stats = await deps.service.stats(convert.space_for(context.team_id or ""))
-        await client.views_publish(user_id=event["user"], view=render.home_view(stats))
+        view = render.home_view(stats)
+        if await deps.is_admin(client, event["user"]):
+            view["blocks"] += home_blocks()
+        await client.views_publish(user_id=event["user"], view=view)
 
 
 async def _forget_message(deps: Deps, team: str, channel: str, ts: str) -> None:
