@@ -216,6 +216,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(text)
             return 0
+        if args.command in ("discord", "slack"):
+            await svc.start_background()  # text left queued by an earlier run resumes
         if args.command == "discord":
             from bot.discord.app import run_discord
 

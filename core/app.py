@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 async def open_service(settings: Settings, secrets: Secrets, *,
                        check_models: bool = True) -> AsyncIterator[PixRAG]:
     """Open every resource, yield the service, close everything (also on errors)."""
-    from core.answer import build_answerer, build_captioner
+    from core.answer import DeferredAnswerer, build_captioner
     from core.components import Components, Executors
     from core.service import PixRAG
     from core.textembed import build_text_embedder
@@ -37,7 +37,7 @@ async def open_service(settings: Settings, secrets: Secrets, *,
         stack.push_async_callback(library.aclose)
         pools = Executors.create(settings)
         stack.callback(pools.shutdown)
-        answerer = build_answerer(settings.answer, secrets)
+        answerer = DeferredAnswerer(settings.answer, secrets)
         stack.push_async_callback(answerer.aclose)
         captioner = build_captioner(settings.index, settings.answer, secrets)
         if captioner is not None:

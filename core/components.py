@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Components:
         self._clip: ClipEmbedder | None = None
         self._reader: TextReader | None = None
         self._lock = asyncio.Lock()
+        self._clip_lock = threading.Lock()
         emb = settings.embedding
         wait_s = emb.max_wait_ms / 1000
 
@@ -106,16 +108,16 @@ class Components:
 
     @property
     def _loaded_clip(self) -> ClipEmbedder:
-        assert self._clip is not None, "await clip() before embedding"
-        return self._clip
+        """CLIP, loaded on first use (blocking: called in the model thread)."""
+        with self._clip_lock:
+            if self._clip is None:
+                self._clip = self._load_clip()
+            return self._clip
 
     async def clip(self) -> ClipEmbedder:
         """CLIP, loaded once on first use (in the model thread)."""
         if self._clip is None:
-            async with self._lock:
-                if self._clip is None:
-                    self._clip = await self.run(self.pools.model.lane(QUERY),
-                                                self._load_clip)
+            return await self.run(self.pools.model.lane(QUERY), lambda: self._loaded_clip)
         return self._clip
 
     async def reader(self) -> TextReader | None:

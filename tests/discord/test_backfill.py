@@ -103,7 +103,7 @@ def attachment_ids(msgs: list[dict[str, Any]]) -> list[str]:
 
 async def items_by_attachment(service, space: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for row in await service.c.run(service.c.pools.store, service.c.catalog.all, space):
+    for row in service.library.catalog.all(space):
         counts[row.attachment] = counts.get(row.attachment, 0) + 1
     return counts
 
@@ -205,8 +205,7 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
 
 
 async def _ids(service, space: str, msg: dict[str, Any]) -> set[str]:
-    rows = await service.c.run(service.c.pools.store, lambda: service.c.catalog.find(
-        space, message=msg["id"]))
+    rows = service.library.catalog.find(space, message=msg["id"])
     return {r.id for r in rows}
 
 
@@ -279,5 +278,5 @@ async def test_private_channel_rule_permissions_and_cancel(h, fake: FakeDiscord,
 
 
 async def _ids_all(service, space: str) -> set[str]:
-    rows = await service.c.run(service.c.pools.store, service.c.catalog.all, space)
+    rows = service.library.catalog.all(space)
     return {r.id for r in rows}

@@ -103,7 +103,7 @@ def file_ids(msgs: list[dict[str, Any]]) -> list[str]:
 
 async def by_attachment(service: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for row in await service.c.run(service.c.pools.store, service.c.catalog.all, SPACE):
+    for row in service.library.catalog.all(SPACE):
         counts[row.attachment] = counts.get(row.attachment, 0) + 1
     return counts
 
@@ -201,8 +201,7 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
     assert any(" of ~" in t for t in update_texts(fake, "C1", mark)[:-1])
 
     # Same Origin as a live upload: the reply is filed under its channel and its own link.
-    rows = await service.c.run(service.c.pools.store, lambda: service.c.catalog.find(
-        SPACE, attachment=reply["files"][0]["id"]))
+    rows = service.library.catalog.find(SPACE, attachment=reply["files"][0]["id"])
     origin = (await service.item(SPACE, rows[0].id)).origin
     assert origin.channel == "C1" and origin.message == reply["ts"] and not origin.private
     assert origin.author == "U7" and origin.link.endswith(reply["ts"].replace(".", ""))
@@ -294,7 +293,7 @@ async def test_app_home_button_private_channel_and_cancel(app, fake: FakeSlack, 
     assert await service.get_state(SPACE, "backfill:G1") is None  # page 1 was cut short
 
     # The private-channel rule, exactly as for live items.
-    rows = await service.c.run(service.c.pools.store, service.c.catalog.all, SPACE)
+    rows = service.library.catalog.all(SPACE)
     assert rows and all(r.private and r.channel == "G1" for r in rows)
     assert await service.search("image", Scope(space=SPACE, channel="C1")) == []
     assert await service.search("image", Scope(space=SPACE, channel="G1"))
