@@ -1,0 +1,1 @@
+"""Storage: the catalog, vectors, keyword index and blobs, embedded or on servers."""
