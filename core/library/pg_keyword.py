@@ -121,6 +121,29 @@ def _phrase_tf(phrase: _Phrase, positions: dict[str, frozenset[int]]) -> int:
         if all(p - off0 + off in positions.get(lex, ()) for off, lex in phrase.lexemes[1:]))
 
 
+_Doc = tuple[str, int, str, dict[str, frozenset[int]]]  # item id, length, audience, positions
+
+
+def _candidates_sql(tsquery: str, tail: str) -> str:
+    """Matching passages of a space (``tail``: more conditions and an order), then the
+    positions of the query's lexemes in each."""
+    return f"""WITH q AS (SELECT {tsquery} AS q),
+        cand AS (
+            SELECT d.id, d.item_id, d.len, d.audience, d.tsv FROM keyword_docs d, q
+            WHERE d.space = %s AND d.tsv @@ q.q{tail} LIMIT %s)
+        SELECT c.id, c.item_id, c.len, c.audience, u.lexeme, u.positions
+        FROM cand c, unnest(c.tsv) AS u
+        WHERE u.lexeme = ANY(%s)"""  # noqa: S608 - only placeholders and constant SQL
+
+
+def _group(rows: Sequence[tuple[Any, ...]]) -> dict[int, _Doc]:
+    docs: dict[int, _Doc] = {}
+    for doc, item_id, length, audience, lexeme, positions in rows:
+        entry = docs.setdefault(doc, (item_id, int(length), audience, {}))
+        entry[3][lexeme] = frozenset(positions or ())
+    return docs
+
+
 class PgKeywordIndex:
     """Passages in PostgreSQL, shared by threads (a pool) and hosts. Pass a URL (the index
     owns its pool) or a shared :class:`PgDatabase` (its owner closes it)."""
@@ -187,43 +210,50 @@ class PgKeywordIndex:
             phrases = self._phrases(conn, words)
             if not phrases:
                 return []
-            tsquery = " || ".join([_PHRASE_SQL] * len(phrases))
             texts = [p.text for p in phrases]
-            dfs_sql = ", ".join([_DF_SQL] * len(phrases))
-            stats = conn.execute(
-                f"{_STATS_SQL}, {dfs_sql} FROM keyword_docs WHERE space = %s",  # noqa: S608
-                [*(v for t in texts for v in (space, t)), space]).fetchone()
+            tsquery = " || ".join([_PHRASE_SQL] * len(phrases))
+            lexemes = sorted({lex for p in phrases for _, lex in p.lexemes})
+            stats = conn.execute(_STATS_SQL + " FROM keyword_docs WHERE space = %s",  # noqa: S608
+                                 [space]).fetchone()
             assert stats is not None
-            n_docs, total_len, dfs = int(stats[0]), int(stats[1]), [int(x) for x in stats[2:]]
-            audience_sql = ""
-            params: list[object] = [*texts, space]
-            if audiences is not None:
-                audience_sql = " AND d.audience = ANY(%s)"
-                params.append(list(audiences))
-            params += [MAX_CANDIDATES, sorted({lex for p in phrases for _, lex in p.lexemes})]
-            rows = conn.execute(
-                f"""WITH q AS (SELECT {tsquery} AS q),
-                    cand AS (
-                        SELECT d.id, d.item_id, d.len, d.tsv FROM keyword_docs d, q
-                        WHERE d.space = %s{audience_sql} AND d.tsv @@ q.q
-                        ORDER BY ts_rank_cd(d.tsv, q.q) DESC LIMIT %s)
-                    SELECT c.id, c.item_id, c.len, u.lexeme, u.positions
-                    FROM cand c, unnest(c.tsv) AS u
-                    WHERE u.lexeme = ANY(%s)""",  # noqa: S608 - only placeholders
-                params).fetchall()
-        if not rows:
+            n_docs, total_len = int(stats[0]), int(stats[1])
+            # Common case: every matching passage of the space comes back (whatever its
+            # audience, as FTS5's statistics see them all), and the document frequencies are
+            # counted here from the positions.
+            rows = conn.execute(_candidates_sql(tsquery, ""),
+                                [*texts, space, MAX_CANDIDATES + 1, lexemes]).fetchall()
+            docs = _group(rows)
+            dfs: list[int] | None = None
+            if len(docs) > MAX_CANDIDATES:
+                # Too many: the best by ts_rank_cd in the wanted audiences, the frequencies
+                # counted by the server (GIN index).
+                dfs_sql = ", ".join([_DF_SQL] * len(phrases))
+                row = conn.execute(f"SELECT {dfs_sql}",  # noqa: S608 - only placeholders
+                                   [v for t in texts for v in (space, t)]).fetchone()
+                assert row is not None
+                dfs = [int(x) for x in row]
+                params: list[object] = [*texts, space]
+                tail = ""
+                if audiences is not None:
+                    tail, params = " AND d.audience = ANY(%s)", [*params, list(audiences)]
+                tail += " ORDER BY ts_rank_cd(d.tsv, q.q) DESC"
+                rows = conn.execute(_candidates_sql(tsquery, tail),
+                                    [*params, MAX_CANDIDATES, lexemes]).fetchall()
+                docs = _group(rows)
+        if dfs is None:
+            dfs = [sum(1 for d in docs.values() if _phrase_tf(p, d[3])) for p in phrases]
+        if audiences is not None:
+            wanted = set(audiences)
+            docs = {k: d for k, d in docs.items() if d[2] in wanted}
+        if not docs:
             return []
-        docs: dict[int, tuple[str, int, dict[str, frozenset[int]]]] = {}
-        for doc, item_id, length, lexeme, positions in rows:
-            entry = docs.setdefault(doc, (item_id, int(length), {}))
-            entry[2][lexeme] = frozenset(positions or ())
         avgdl = total_len / n_docs if n_docs else 1.0
         idfs = []
         for df in dfs:
             idf = math.log((n_docs - df + 0.5) / (df + 0.5))
             idfs.append(idf if idf > 0 else 1e-6)  # FTS5's floor: a match is never worth 0
-        best: dict[str, float] = defaultdict(float)
-        for item_id, length, positions in docs.values():
+        best: dict[str, float] = {}
+        for item_id, length, _audience, positions in docs.values():
             norm = K1 * (1 - B + B * length / (avgdl or 1.0))
             score = 0.0
             for phrase, idf in zip(phrases, idfs, strict=True):

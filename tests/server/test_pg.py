@@ -271,3 +271,24 @@ def test_rankings_agree_with_sqlite_fts5(pg_url: str, tmp_path: Path) -> None:
     finally:
         lite.close()
         pg.close()
+
+
+def test_many_matches_are_capped_and_still_filtered(pg_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg_keyword, "MAX_CANDIDATES", 3)
+    kw = PgKeywordIndex(pg_url)
+    try:
+        kw.add([KeywordDoc(f"p{i}#0", f"p{i}", "s", PUBLIC, f"status report number {i}")
+                for i in range(10)])
+        kw.add([KeywordDoc("c#0", "c", "s", "chan-1", "status report status report"),
+                KeywordDoc("x#0", "x", "t", PUBLIC, "status report")])
+        hits = kw.search("s", "status report", 10)
+        assert len(hits) == 3 and hits[0][0] == "c"  # the densest match survives the cap
+        public = kw.search("s", "status report", 10, [PUBLIC])
+        assert len(public) == 3 and {i for i, _ in public} <= {f"p{i}" for i in range(10)}
+        # Statistics still cover the whole space: the same scores as without the cap.
+        monkeypatch.setattr(pg_keyword, "MAX_CANDIDATES", 10_000)
+        full = dict(kw.search("s", "status report", 20, [PUBLIC]))
+        assert all(full[i] == pytest.approx(s) for i, s in public)
+    finally:
+        kw.close()
