@@ -33,7 +33,7 @@ import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 
-from core.errors import StoreError, StoreUnavailable
+from core.errors import ConfigError, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,13 @@ class PgDatabase:
 
     def __init__(self, url: str, *, statement_timeout_s: float = 30.0,
                  connect_timeout_s: float = 10.0, pool_size: int = 4) -> None:
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            # The URL is not echoed: it may hold a password.
+            raise ConfigError("catalog.url", "not a PostgreSQL connection URL "
+                              "(postgresql://user:password@host:5432/database)") from exc
         self.url = redact(url)
-        info = conninfo_to_dict(url)
         self._password = str(info.get("password") or "")
         self.statement_timeout_s = statement_timeout_s
         self.connect_timeout_s = connect_timeout_s

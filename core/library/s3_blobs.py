@@ -54,7 +54,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from core.errors import StoreError, StoreUnavailable
+from core.errors import ConfigError, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,10 @@ class S3BlobStore:
                  connect_timeout_s: float = 5.0, read_timeout_s: float = 30.0,
                  max_attempts: int = 3, check_bucket: bool = True) -> None:
         self.url = url.rstrip("/")
-        self.bucket, self.prefix = parse_s3_url(url)
+        try:
+            self.bucket, self.prefix = parse_s3_url(url)
+        except ValueError as exc:
+            raise ConfigError("blobs.url", f"{exc} (expected s3://bucket/prefix)") from exc
         self.endpoint_url = endpoint_url or None
         self.root = Path(cache_dir)  # the local cache: every returned path is under it
         self._thumbs = self.root / "thumbs"

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from core.catalog import ItemRow
-from core.errors import StoreError, StoreUnavailable
+from core.errors import ConfigError, StoreError, StoreUnavailable
 from core.keyword import KeywordDoc, KeywordIndex
 from core.library import pg_catalog, pg_keyword
 from core.library.pg_catalog import PgCatalog
@@ -157,6 +157,12 @@ def test_refused_connection_is_unavailable_and_hides_the_password() -> None:
     assert redact(url) == "postgresql://pixrag@127.0.0.1:" + url.rsplit(":", 1)[1]
     with pytest.raises(StoreUnavailable):
         PgKeywordIndex(url, connect_timeout_s=2)
+
+
+def test_a_malformed_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="catalog.url") as info:
+        PgCatalog("postgresql://u:pw@host:notaport/db?bogus_option=1")
+    assert "pw" not in str(info.value)
 
 
 def test_a_statement_that_waits_too_long_is_cancelled(pg_url: str) -> None:

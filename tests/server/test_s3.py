@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from core.errors import StoreError, StoreUnavailable
+from core.errors import ConfigError, StoreError, StoreUnavailable
 from core.library.s3_blobs import S3BlobStore, parse_s3_url
 from tests.server.conftest import free_port
 
@@ -93,6 +93,12 @@ def test_cache_is_bounded_and_keeps_recent_files(s3_url: str, s3_endpoint: str,
     assert store.read(shas[0]) == b"\x00" * 3000
     assert all(store.has(s) for s in shas)
     assert not [p for p in (tmp_path / "c").rglob(".tmp-*")]
+
+
+def test_a_malformed_url_is_a_config_error(aws_env: dict[str, str], tmp_path: Path) -> None:
+    for url in ("bucket/prefix", "s3:///prefix", "https://bucket/prefix"):
+        with pytest.raises(ConfigError, match="blobs.url"):
+            S3BlobStore(url, tmp_path, check_bucket=False)
 
 
 def test_missing_bucket_is_a_store_error(s3_endpoint: str, aws_env: dict[str, str],
