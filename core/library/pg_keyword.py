@@ -116,6 +116,8 @@ class _Phrase:
 
 def _phrase_tf(phrase: _Phrase, positions: dict[str, frozenset[int]]) -> int:
     off0, lex0 = phrase.lexemes[0]
+    if len(phrase.lexemes) == 1:  # most query words: one lexeme, tf = its positions
+        return len(positions.get(lex0, ()))
     return sum(
         1 for p in positions.get(lex0, ())
         if all(p - off0 + off in positions.get(lex, ()) for off, lex in phrase.lexemes[1:]))
