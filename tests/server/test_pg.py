@@ -298,3 +298,42 @@ def test_many_matches_are_capped_and_still_filtered(pg_url: str,
         assert all(full[i] == pytest.approx(s) for i, s in public)
     finally:
         kw.close()
+
+
+_WRITER = """
+import sys
+from core.catalog import ItemRow
+from core.keyword import KeywordDoc
+from core.library.pg_catalog import PgCatalog
+from core.library.pg_keyword import PgKeywordIndex
+url, host = sys.argv[1], sys.argv[2]
+order = list(range(200)) if host == "a" else list(reversed(range(200)))
+cat, kw = PgCatalog(url), PgKeywordIndex(url)
+for _ in range(3):
+    kw.add([KeywordDoc(f"s:{i:04d}#0", f"s:{i:04d}", "s", "*", f"passage {i}") for i in order])
+    cat.add([ItemRow(id=f"s:{i:04d}", space="s", kind="image", source=f"/{host}/{i}.png",
+                     name=f"{i}.png", page=None, file_sha=f"{i:064x}", image_sha=None,
+                     created=float(i)) for i in order])
+cat.close()
+kw.close()
+"""
+
+
+def test_two_processes_writing_at_once(pg_url: str) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, host], cwd=root,
+                              stderr=subprocess.PIPE, text=True) for host in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    cat = PgCatalog(pg_url)
+    kw = PgKeywordIndex(pg_url)
+    try:
+        assert cat.counts("s") == {"image": 200} and kw.count("s") == 200
+        assert [r.id for r in cat.all("s")] == [f"s:{i:04d}" for i in range(200)]
+    finally:
+        cat.close()
+        kw.close()
