@@ -247,7 +247,8 @@ class Catalog:
             chunk = ids[start:start + 500]
             q = ",".join("?" * len(chunk))
             for r in self._exec(
-                f"SELECT {_COLS} FROM items WHERE space=? AND id IN ({q})",  # noqa: S608
+                # "+space": look ids up by primary key, not by scanning the space's index.
+                f"SELECT {_COLS} FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
                 [space, *chunk],
             ):
                 row = row_from_values(r)
@@ -322,7 +323,7 @@ class Catalog:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 q = ",".join("?" * len(chunk))
-                db.execute(f"DELETE FROM items WHERE space=? AND id IN ({q})",  # noqa: S608
+                db.execute(f"DELETE FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
                            [space, *chunk])
                 db.execute(f"DELETE FROM enrich WHERE item_id IN ({q})", chunk)  # noqa: S608
 

@@ -206,11 +206,13 @@ class KeywordIndex:
             params.extend(audiences)
         params.append(limit)
         # MATERIALIZED: bm25() only works while FTS5 drives the scan, not inside an aggregate
-        # the planner flattened the subquery into.
+        # the planner flattened the subquery into. CROSS JOIN keeps the full-text match as
+        # the outer loop: otherwise the space filter makes SQLite run the match once per
+        # passage of the space (1.9 s instead of milliseconds for 2,000 passages).
         sql = f"""
             WITH hits AS MATERIALIZED (
                 SELECT d.item_id AS item_id, bm25(docs_fts) AS rank
-                FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid
+                FROM docs_fts CROSS JOIN docs d ON d.id = docs_fts.rowid
                 WHERE docs_fts MATCH ? AND d.space = ?{audience_sql}
             )
             SELECT item_id, MIN(rank) AS best FROM hits

@@ -64,10 +64,9 @@ async def _copy(src: Library, dst: Library, progress: Progress | None) -> dict[s
         tell("originals", n, len(shas))
     visual = [r for r in rows if r.kind != "chunk"]
     for n, r in enumerate(visual, 1):
-        if await src.read("checking thumbnails", src.blobs.has_thumbnail, r.id):
-            path = src.blobs.thumbnail_path(r.id)
-            await dst.write("copying thumbnails", dst.blobs.put_thumbnail, r.id,
-                            path.read_bytes())
+        thumb = await src.read("reading thumbnails", src.blobs.read_thumbnail, r.id)
+        if thumb is not None:
+            await dst.write("copying thumbnails", dst.blobs.put_thumbnail, r.id, thumb)
         tell("thumbnails", n, len(visual))
 
     # 2. vectors, with their documents and metadata, under the same ids.

@@ -350,9 +350,14 @@ class Library:
         """Hits for ``(row, score, signals, snippet)``; blob paths resolved off the loop (a
         remote blob store fetches into its local cache)."""
         items = list(rows)
-        return await self._call(self._io, "reading thumbnails", lambda: [
-            row_hit(r, self.blobs, score=s, signals=sig, snippet=snip)
-            for r, s, sig, snip in items])
+
+        def work() -> list[Hit]:
+            self.blobs.prefetch([r.image_sha for r, *_ in items if r.image_sha],
+                                [r.id for r, *_ in items if r.kind != "chunk"])
+            return [row_hit(r, self.blobs, score=s, signals=sig, snippet=snip)
+                    for r, s, sig, snip in items]
+
+        return await self._call(self._io, "reading thumbnails", work)
 
     # state ----------------------------------------------------------------------------------
     async def file_done(self, space: str, file_sha: str) -> str | None:
@@ -408,11 +413,15 @@ class Library:
     async def blob_bytes(self, sha: str) -> bytes:
         """Original bytes (read lazily, one at a time: re-indexing streams from here)."""
         def read() -> bytes:
-            path = self.blobs.path(sha)
             try:
-                return path.read_bytes()
+                return self.blobs.read(sha)
             except FileNotFoundError:
                 raise StoreError(f"original {sha[:12]} is missing from the blob store") from None
+            except StoreError:
+                if not self.blobs.has(sha):
+                    raise StoreError(
+                        f"original {sha[:12]} is missing from the blob store") from None
+                raise
         return await self._call(self._io, "reading an original", read)
 
     async def vector_records(self, channel: str, **kwargs: Any) -> list[VectorRecord]:

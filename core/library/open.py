@@ -26,9 +26,10 @@ def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
         from core.library.pg_catalog import PgCatalog
         from core.library.pg_keyword import PgKeywordIndex
 
-        catalog = PgCatalog(settings.catalog.url, timeout_s=timeout)
-        try:
-            keyword = PgKeywordIndex(settings.catalog.url, timeout_s=timeout)
+        pg = PgCatalog(settings.catalog.url, statement_timeout_s=timeout)
+        catalog = pg
+        try:  # one connection pool for both; the catalog owns (and closes) it
+            keyword = PgKeywordIndex(pg.database)
         except BaseException:
             catalog.close()
             raise
@@ -47,9 +48,10 @@ def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
         if settings.blobs.url:
             from core.library.s3_blobs import S3BlobStore
 
-            blobs = S3BlobStore(settings.blobs.url, endpoint_url=settings.blobs.endpoint_url,
-                                cache_dir=data / "cache", cache_mb=settings.blobs.cache_mb,
-                                timeout_s=timeout)
+            blobs = S3BlobStore(settings.blobs.url, data / "blob-cache",
+                                endpoint_url=settings.blobs.endpoint_url or None,
+                                cache_bytes=settings.blobs.cache_mb * 1024 * 1024,
+                                read_timeout_s=timeout)
         else:
             from core.blobs import BlobStore
 
