@@ -36,7 +36,6 @@ async def open_service(settings: Settings, secrets: Secrets, *,
                        check_models: bool = True) -> AsyncIterator[PixRAG]:
     """Open every resource, yield the service, close everything (also on errors)."""
     data = settings.data_path
-    data.mkdir(parents=True, exist_ok=True)
     pools = Executors.create(settings)
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
@@ -44,6 +43,8 @@ async def open_service(settings: Settings, secrets: Secrets, *,
         emb = settings.embedding
         clip = await loop.run_in_executor(
             pools.model, lambda: ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype))
+        # Only once the model loaded: a first run that cannot get it leaves no empty folder.
+        data.mkdir(parents=True, exist_ok=True)
         text = build_text_embedder(settings.text, secrets)
         store = await loop.run_in_executor(pools.store, lambda: VectorStore(
             url=settings.store.url, path=Path(settings.store.path).expanduser()
