@@ -171,12 +171,13 @@ class Ingestor:
                 first = await asyncio.shield(running)
                 if first is None:  # the twin failed: same bytes, same verdict
                     raise UnsupportedInput(job.name, "same content as a file that failed")
-                report.skipped.append(
-                    Skipped(job.source, f"already indexed (same content as {first})"))
+                report.skipped.append(Skipped(job.source, "already indexed" if first == job.source
+                                              else f"already indexed (same content as {first})"))
                 return report
             # Registered before any await, so a twin arriving meanwhile waits for this one.
             self._inflight[key] = asyncio.get_running_loop().create_future()
             ok = False
+            already: str | None = None
             try:
                 already = await self.c.run(self.c.pools.store, self.c.catalog.file_done, space,
                                            file_sha)
@@ -190,7 +191,8 @@ class Ingestor:
                 ok = True
             finally:
                 fut = self._inflight.pop(key)
-                fut.set_result(job.source if ok else None)
+                # The path the content is indexed under, which a twin's message names.
+                fut.set_result((already or job.source) if ok else None)
         except PixragError as exc:
             report.failed.append(Failed(job.source, _reason(exc, job.name)))
         except Exception as exc:  # one bad file must not stop the batch: record and go on
