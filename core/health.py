@@ -43,8 +43,12 @@ class Health:
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    # mode=ro: SQLite never creates the file nor writes to it (WAL readers only map -shm).
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    # A WAL database with a live writer has its -wal file: read it with mode=ro (SQLite then
+    # creates and writes nothing). Without one nobody is writing, and even a read-only open
+    # would create -wal/-shm files; immutable=1 reads the file as it is.
+    wal = path.with_name(path.name + "-wal").exists()
+    query = "mode=ro" if wal else "immutable=1"
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, timeout=5.0)
 
 
 def _count(path: Path, sql: str, params: tuple[Any, ...] = ()) -> int:
