@@ -214,8 +214,28 @@ def _env_data_dir() -> Path | None:
 def _fail(args: argparse.Namespace, message: str) -> int:
     if getattr(args, "json", False):
         print(json.dumps({"error": message}))
-    print(f"pixrag: error: {message}", file=sys.stderr)
+    _say(f"error: {message}", logging.ERROR)
     return 1
+
+
+def _say(message: str, level: int = logging.INFO) -> None:
+    """A line for the person on stderr: ``pixrag: ...``, or with JSON logs one more JSON log
+    line, so a log shipper never meets a line it cannot parse."""
+    if _json_logs():
+        from core.logformat import JsonFormatter
+
+        record = logging.LogRecord("pixrag", level, __file__, 0, message, None, None)
+        print(JsonFormatter().format(record), file=sys.stderr, flush=True)
+    else:
+        print(f"pixrag: {message}", file=sys.stderr, flush=True)
+
+
+def _json_logs() -> bool:
+    from core.logformat import JsonFormatter
+
+    handlers = logging.getLogger().handlers
+    return any(isinstance(h.formatter, JsonFormatter) for h in handlers) or (
+        not handlers and os.environ.get("PIXRAG_LOG_FORMAT") == "json")
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -381,7 +401,7 @@ class _Lines:
         self.start = time.monotonic()
         self.last = self.start
         self.printed = False
-        print("pixrag: loading models...", file=sys.stderr, flush=True)
+        _say("loading models...")
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -393,8 +413,8 @@ class _Lines:
         elapsed = now - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = f", about {_duration((total - done) / rate)} left" if rate and not finished else ""
-        print(f"pixrag: indexed {done:,} of {total:,} files ({100 * done // max(total, 1)}%)"
-              f", {rate:.1f} files/s{eta}", file=sys.stderr, flush=True)
+        _say(f"indexed {done:,} of {total:,} files ({100 * done // max(total, 1)}%)"
+             f", {rate:.1f} files/s{eta}")
 
 
 def _duration(seconds: float) -> str:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from core.errors import AnswerError, ModelError, PixragError
+from core.errors import AnswerError, ConfigError, ModelError, PixragError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,11 @@ class Metrics:
 
 def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> Callable[[], None]:  # noqa: S104
     """Serve ``/metrics`` from a daemon thread; returns the function that stops it."""
-    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:  # port taken, address not on this host: the operator's setting
+        raise ConfigError("metrics.port (or PIXRAG_METRICS__PORT)",
+                          f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
     log.info("metrics on http://%s:%d/metrics", host, server.server_port)
 
     def stop() -> None:

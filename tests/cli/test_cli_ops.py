@@ -193,19 +193,43 @@ def test_json_log_lines_without_secrets() -> None:
 
 
 def test_cli_logs_json_lines_when_asked(tmp_path: Path, tiny_clip: Path) -> None:
+    write_images(tmp_path / "in", 2)
     env = cli_env(tmp_path / "data", tiny_clip, PIXRAG_LOG_FORMAT="json")
-    proc = subprocess.run([*pixrag_cmd(), "-v", "stats"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run([*pixrag_cmd(), "-v", "index", str(tmp_path / "in")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines
-    docs = [json.loads(ln) for ln in lines]  # every line is one JSON object
+    docs = [json.loads(ln) for ln in lines]  # every line is one JSON object, progress too
+    assert all({"time", "level", "logger", "message"} <= set(d) for d in docs)
+    assert docs[0] == {**docs[0], "logger": "pixrag", "level": "INFO",
+                       "message": "loading models..."}
     assert any(d["logger"] == "core.clip" and "loaded" in d["message"] for d in docs)
+    # An error is a JSON line too.
+    env["PIXRAG_EMBEDDING__MODEL"] = str(tmp_path / "no-model")
+    proc = subprocess.run([*pixrag_cmd(), "search", "x"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 1
+    [doc] = [json.loads(ln) for ln in proc.stderr.splitlines() if ln.strip()]
+    assert doc["level"] == "ERROR" and doc["message"].startswith("error: cannot load the CLIP")
     # Text stays the default.
     env.pop("PIXRAG_LOG_FORMAT")
+    env["PIXRAG_EMBEDDING__MODEL"] = str(tiny_clip)
     proc = subprocess.run([*pixrag_cmd(), "-v", "stats"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=180, check=False)
     assert " INFO core.clip: CLIP " in proc.stderr
+
+
+def test_metrics_port_taken_is_a_config_error() -> None:
+    from core.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError) as exc:
+            serve(Metrics(), port, "127.0.0.1")
+    assert f"cannot listen on 127.0.0.1:{port}" in str(exc.value)
+    assert "PIXRAG_METRICS__PORT" in str(exc.value)
 
 
 async def test_eval_warns_when_targets_are_indexed_under_other_names(
