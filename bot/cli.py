@@ -383,12 +383,14 @@ class _Bar:
     def __init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=None, desc="loading models", unit="file", file=sys.stderr,
-                        dynamic_ncols=True, leave=False)
+        # Only the words until there is something to count (a bar of 0 files looks stuck).
+        self.bar = tqdm(total=None, desc="loading models...", bar_format="{desc}", unit="file",
+                        file=sys.stderr, dynamic_ncols=True, leave=False)
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar.total != total:
-            self.bar.set_description("indexing")
+            self.bar.bar_format = None
+            self.bar.set_description("indexing", refresh=False)
             self.bar.reset(total=total)
         self.bar.n = done
         self.bar.refresh()

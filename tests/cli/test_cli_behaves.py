@@ -210,3 +210,37 @@ def test_unreachable_hub_is_one_line_and_leaves_no_data_dir(tmp_path: Path) -> N
     assert "`hf download openai/clip-vit-base-patch32 --local-dir /models/clip`" in lines[0]
     assert "huggingface-cli" not in lines[0] and ".." not in lines[0]
     assert not (tmp_path / "data").exists()
+
+
+def test_progress_bar_on_a_terminal_starts_before_the_models(tmp_path: Path,
+                                                             tiny_clip: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    write_images(tmp_path / "in", 3)
+    env = cli_env(tmp_path / "data", tiny_clip)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a 100-column terminal, then pixrag
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        cmd = pixrag_cmd()
+        os.chdir(tmp_path)
+        os.execve(cmd[0], [*cmd, "index", str(tmp_path / "in")], env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert text.startswith("\rloading models...\rindexing:   0%|")
+    assert "indexing: 100%|" in text and "3/3" in text
+    assert text.rstrip().endswith("indexed 3 item(s) from 3 file(s), 0 skipped, 0 failed")
