@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from core.service import PixRAG
 
 log = logging.getLogger(__name__)
+
+MAX_SCAN = 20_000  # files looked at next to the eval file for the shared-store warning
 
 
 def load_queries(path: Path) -> list[dict[str, Any]]:
@@ -78,7 +81,9 @@ async def _warn_other_paths(service: PixRAG, space: str, path: Path,
     name that other file and the query counts as a miss (e.g. an example image that is
     byte-identical to an eval image, indexed first into the same store)."""
     wanted = set().union(*(_targets(q["target"]) for q in queries)) if queries else set()
-    files = [f for f in path.parent.rglob("*") if f.name in wanted and f.is_file()]
+    # Bounded: an eval file left in a big folder (a home directory) must not stall the run.
+    near = itertools.islice(path.parent.rglob("*"), MAX_SCAN)
+    files = [f for f in near if f.name in wanted and f.is_file()]
     c = service.c
 
     def lookup() -> list[tuple[Path, str]]:
