@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("migrate", "copy this index into another storage configuration (no re-embedding)")
     p.add_argument("--to", type=Path, required=True, metavar="CONFIG",
                    help="config file of the target, e.g. server mode with [store] url, "
-                   "[catalog] url, [blobs] url (required; PIXRAG_* variables apply to the "
-                   "source only)")
+                   "[catalog] url, [blobs] url; PIXRAG_* variables apply to the source only "
+                   "(default: none, required)")
     p = cmd("health", "check the store, the catalog and that the model loads (changes nothing)")
     p.add_argument("--skip-model", action="store_true",
                    help="check the store and catalog only (default: also load the model)")
