@@ -82,11 +82,12 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
 
 
 #: What a brand-new embedded index holds before anything was indexed.
-_FRESH_FILES = ("catalog.sqlite", "keyword.sqlite")
+_FRESH_FILES = ("catalog.sqlite", "keyword.sqlite", "chroma")
 
 
 def _remove_if_empty_index(data: Path) -> None:
-    """Remove ``data`` if it holds nothing but the empty catalog files this run created."""
+    """Remove ``data`` if it holds nothing but the empty index files this run created (the
+    folder did not exist before it started)."""
     if not data.is_dir():
         return
     names = [p.name for p in data.iterdir()]
