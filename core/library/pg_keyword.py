@@ -15,8 +15,8 @@ Snowball stemmer ("running" finds "run", like FTS5's porter) *without* its stop-
 because, as in FTS5, every word is indexed and the query side decides what to drop.
 
 Queries. The words are exactly those :func:`core.library.keyword.fts_query` keeps (stop words
-dropped unless nothing else is left, at most 32, punctuation-only words ignored). Each word becomes a
-``phraseto_tsquery`` of its normalised form and the phrases are OR-ed with ``||``: user text
+dropped unless nothing else is left, at most 32, punctuation-only words ignored). Each word becomes
+a ``phraseto_tsquery`` of its normalised form and the phrases are OR-ed with ``||``: user text
 never reaches ``to_tsquery`` syntax, ``INV-20931`` matches exactly the phrase ``inv 20931``
 and ``20931`` alone still finds it.
 
