@@ -510,7 +510,7 @@ def _print_check(args: argparse.Namespace, report: dict[str, Any]) -> int:
 
 async def _migrate(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
     from core.migrate import migrate
-    from core.textembed import build_text_embedder
+    from core.models.textembed import build_text_embedder
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXRAG_")}
     target = load_settings(args.to, environ=env)

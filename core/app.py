@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 async def open_service(settings: Settings, secrets: Secrets, *,
                        check_models: bool = True) -> AsyncIterator[PixRAG]:
     """Open every resource, yield the service, close everything (also on errors)."""
-    from core.textembed import build_text_embedder
+    from core.models.textembed import build_text_embedder
 
     text = build_text_embedder(settings.text, secrets)
     models = {"clip": settings.embedding.model, "text": text.model_id}
@@ -62,12 +62,12 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
         emb = settings.embedding
 
         def load_clip():  # type: ignore[no-untyped-def]
-            from core.clip import ClipEmbedder
+            from core.models.clip import ClipEmbedder
 
             return ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype)
 
         def load_reader():  # type: ignore[no-untyped-def]
-            from core.ocr import RapidReader
+            from core.media.ocr import RapidReader
 
             return RapidReader()
 

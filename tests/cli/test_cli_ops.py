@@ -203,7 +203,7 @@ def test_cli_logs_json_lines_when_asked(tmp_path: Path, tiny_clip: Path) -> None
     assert all({"time", "level", "logger", "message"} <= set(d) for d in docs)
     assert docs[0] == {**docs[0], "logger": "pixrag", "level": "INFO",
                        "message": "loading models..."}
-    assert any(d["logger"].endswith(".clip") and "loaded" in d["message"] for d in docs)
+    assert any(d["logger"] == "core.models.clip" and "loaded" in d["message"] for d in docs)
     # An error is a JSON line too.
     env["PIXRAG_EMBEDDING__MODEL"] = str(tmp_path / "no-model")
     env["PIXRAG_DATA_DIR"] = str(tmp_path / "other-data")  # not a model mismatch
@@ -218,7 +218,7 @@ def test_cli_logs_json_lines_when_asked(tmp_path: Path, tiny_clip: Path) -> None
     env["PIXRAG_DATA_DIR"] = str(tmp_path / "data")
     proc = subprocess.run([*pixrag_cmd(), "-v", "search", "x"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=180, check=False)
-    assert " INFO core." in proc.stderr and "clip: CLIP " in proc.stderr
+    assert " INFO core.models.clip: CLIP " in proc.stderr  # the text tower, for the query
 
 
 def test_metrics_port_taken_is_a_config_error() -> None:
