@@ -365,6 +365,10 @@ class Catalog:
             db.executemany("DELETE FROM files WHERE space=? AND file_sha=?",
                            [(space, sha) for sha in set(file_shas)])
 
+    def clear_files(self) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM files")
+
     def files(self) -> list[tuple[str, str, str, int]]:
         """``(space, file_sha, source, items)`` of every file marked done."""
         return [(s, f, src, n) for s, f, src, n in self._exec(

@@ -318,9 +318,6 @@ NASTY = ['C++', "don't", "a:b", '"unbalanced', "AND", "NOT", "NEAR", "OR", "foo 
 
 @pytest.mark.parametrize("query", NASTY)
 def test_keyword_nasty_queries(keyword: Any, query: str, request: pytest.FixtureRequest) -> None:
-    if "\x00" in query and query != "\x00" and isinstance(keyword, KeywordIndex):
-        # fts_query keeps a NUL inside a word and FTS5 rejects it ("unterminated string").
-        request.applymarker(pytest.mark.xfail(reason="FTS5 rejects NUL inside a query word"))
     keyword.add(_docs("s", FILLER))
     hits = keyword.search("s", query, 5)
     assert isinstance(hits, list)
