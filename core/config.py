@@ -57,6 +57,9 @@ class IndexSettings(_Section):
     max_pdf_pages: int = Field(1000, ge=1)
     pdf_dpi: int = Field(144, ge=36, le=600)
     thumbnail_px: int = Field(384, ge=32, le=2048)
+    # Chat uploads in flight at once, process-wide: downloads wait for room (bounds memory).
+    inflight_files: int = Field(32, ge=1)
+    inflight_mb: float = Field(256.0, gt=0)
     ocr: bool = True
     captions: bool = False
     caption_model: str = ""  # "" = the [answer] model

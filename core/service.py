@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from core.admission import Admission
 from core.answer import Answerer
 from core.catalog import ItemRow
 from core.components import Components
-from core.errors import NotFound, PixragError, UnsupportedInput
+from core.errors import NotFound, PixragError, UnsupportedInput, from_os_error
 from core.ingest import Ingestor, discover, upload_job
 from core.retrieve import Retriever, row_hit, row_origin
 from core.types import Answer, Failed, Hit, IndexReport, Scope, Stats, Turn, Upload
@@ -33,6 +34,10 @@ class PixRAG:
         self.answerer = answerer
         self._ingestor = Ingestor(components)
         self._retriever = Retriever(components)
+        # Chat uploads in flight, process-wide: adapters hold a ticket from before the
+        # download until indexing is done with the bytes.
+        idx = self.settings.index
+        self.admission = Admission(idx.inflight_files, int(idx.inflight_mb * 1024 * 1024))
 
     async def aclose(self) -> None:
         await self._ingestor.aclose()
@@ -126,12 +131,15 @@ class PixRAG:
             yield part
 
     # forgetting -------------------------------------------------------------------------------
-    async def forget(self, space: str, ref: str) -> list[str]:
-        """Remove by item id or by source (path / link). Returns removed ids; NotFound if none."""
+    async def forget(self, space: str, ref: str, *, scope: Scope | None = None) -> list[str]:
+        """Remove by item id or by source (path / link). Returns removed ids; NotFound if none.
+        With ``scope`` (chat): only items that scope can see, and no local paths."""
         c = self.c
 
         def lookup() -> list[ItemRow]:
             rows = list(c.catalog.get(space, [ref]).values()) or c.catalog.find(space, source=ref)
+            if scope is not None:
+                return [r for r in rows if scope.sees(r.audience)]
             if rows or not os.path.exists(ref):
                 return rows
             resolved = str(Path(ref).resolve())
@@ -140,6 +148,8 @@ class PixRAG:
                 rows = c.catalog.find_by_source_prefix(space, resolved.rstrip(os.sep) + os.sep)
             return rows
 
+        if scope is not None and scope.space != space:
+            raise PixragError("forget: scope and space differ")
         rows = await c.run(c.pools.store, lookup)
         if not rows:
             raise NotFound(f"nothing indexed in space {space!r} matches {ref!r}")
@@ -147,15 +157,18 @@ class PixRAG:
 
     async def forget_origin(
         self, space: str, *, message: str | None = None, attachment: str | None = None,
-        channel: str | None = None,
+        channel: str | None = None, scope: Scope | None = None,
     ) -> list[str]:
         """Remove what was indexed from a chat message, one attachment/file of it, or both.
-        ``channel`` narrows a message id that is only unique per channel (Slack's ts)."""
+        ``channel`` narrows a message id that is only unique per channel (Slack's ts);
+        ``scope`` (a user's request) keeps to the items that scope can see."""
         if message is None and attachment is None:
             raise PixragError("forget_origin needs a message or an attachment")
         c = self.c
         rows = await c.run(c.pools.store, lambda: c.catalog.find(
             space, message=message, attachment=attachment, channel=channel))
+        if scope is not None:
+            rows = [r for r in rows if r.space == scope.space and scope.sees(r.audience)]
         if not rows:
             return []
         return await self._remove(space, [r.id for r in rows])
@@ -188,6 +201,32 @@ class PixRAG:
         if row is None:
             return None
         return row_hit(row, c.blobs)
+
+    async def get_item(self, scope: Scope, item_id: str) -> Hit | None:
+        """One item if ``scope`` may see it; None when absent or hidden (they look alike)."""
+        c = self.c
+        rows = await c.run(c.pools.store, c.catalog.get, scope.space, [item_id])
+        row = rows.get(item_id)
+        if row is None or not scope.sees(row.audience):
+            return None
+        return row_hit(row, c.blobs)
+
+    async def similar_to_item(
+        self, scope: Scope, item_id: str, k: int | None = None
+    ) -> list[Hit]:
+        """"More like this": reverse search from an indexed item ``scope`` can see (the item
+        itself left out). NotFound when it is not visible or has no image."""
+        hit = await self.get_item(scope, item_id)
+        path = (hit.blob or hit.thumbnail) if hit is not None else None
+        if hit is None or path is None:
+            raise NotFound(f"item {item_id!r} is not in this index")
+        try:
+            data = await self.c.run(self.c.pools.decode, Path(path).read_bytes)
+        except OSError as exc:
+            raise from_os_error(exc, f"reading the original of item {item_id}") from exc
+        kk = self._k(k)
+        hits = await self.similar(data, scope, kk + 1, name=hit.name or "image")
+        return [h for h in hits if h.id != item_id][:kk]
 
     async def stats(self, space: str) -> Stats:
         c = self.c
