@@ -107,6 +107,7 @@ class DiscordSettings(_Section):
     max_attachment_mb: float = Field(25.0, gt=0)
     max_attachments: int = Field(10, ge=1, le=10)
     max_thumbnails: int = Field(4, ge=0, le=10)
+    autoindex_per_minute: int = Field(20, ge=1)  # auto-indexed messages per channel
     # Privileged intent (enable it in the Developer Portal): auto-index needs it to see the
     # attachments of ordinary messages. false = slash commands and context menus only.
     message_content: bool = True
@@ -119,6 +120,7 @@ class SlackSettings(_Section):
     rate_per_minute: int = Field(6, ge=1)
     max_file_mb: float = Field(25.0, gt=0)
     max_thumbnails: int = Field(4, ge=0, le=10)
+    autoindex_per_minute: int = Field(20, ge=1)  # auto-indexed messages per channel
     admins: list[str] = []  # user ids allowed admin commands besides workspace admins
 
 
