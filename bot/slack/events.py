@@ -110,10 +110,15 @@ async def _autoindex(
     channel = event["channel"]
     if channel not in await deps.service.autoindex_channels(space):
         return
-    uploads, problems = await deps.uploads(
+    if not deps.autoindex_allowed(team, channel):
+        # No reaction tells the poster it was not indexed; the shortcut can still add it.
+        log.warning("auto-index of %s/%s skipped: more than %d messages a minute here",
+                    channel, event["ts"], deps.settings.slack.autoindex_per_minute)
+        return
+    async with deps.uploads(
         client, channel=channel, ts=event["ts"], author=event["user"], files=files
-    )
-    report = await deps.service.index_uploads(uploads, space) if uploads else None
+    ) as (uploads, problems):
+        report = await deps.service.index_uploads(uploads, space) if uploads else None
     log.info(
         "auto-indexed %s/%s: %d item(s), %d problem(s)",
         channel,
