@@ -36,6 +36,7 @@ from core.service import PixRAG
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+CLOSE_TIMEOUT_S = 5.0
 
 
 def _require(secrets: Secrets, name: str, why: str) -> str:
@@ -140,9 +141,10 @@ async def check_tokens(
         raise _rejected("SLACK_BOT_TOKEN", "the bot token (xoxb-)", exc) from exc
     if not app_token:
         return
-    app_client = AsyncWebClient(token=app_token, base_url=client.base_url)
     try:
-        await with_retries("Slack", app_client.apps_connections_open, retry)
+        await with_retries(
+            "Slack", lambda: client.apps_connections_open(app_token=app_token), retry
+        )
     except SlackApiError as exc:
         raise _rejected("SLACK_APP_TOKEN", "the app-level token (xapp-)", exc) from exc
 
@@ -176,7 +178,11 @@ async def serve_socket(
             started()
         await asyncio.Event().wait()
     finally:
-        await handler.close_async()
+        # Bounded: stopped halfway through connecting, the socket client can wait forever.
+        try:
+            await asyncio.wait_for(handler.close_async(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("Socket Mode client did not close within %.0f s", CLOSE_TIMEOUT_S)
 
 
 async def serve_http(
