@@ -99,6 +99,13 @@ def _quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
+    try:
+        from huggingface_hub.utils import logging as hub_logging
+
+        # The hub has its own stderr handler: propagating too prints each warning twice.
+        hub_logging.disable_propagation()
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
