@@ -12,8 +12,10 @@ times with back-off, then the app stops with one clear line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +38,7 @@ from core.service import PixRAG
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+_OAUTH_ENV = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -60,12 +63,13 @@ def build_app(
     if client is None:
         client = AsyncWebClient(token=_require(secrets, "SLACK_BOT_TOKEN", "the bot token xoxb-"))
     token = client.token or _require(secrets, "SLACK_BOT_TOKEN", "the bot token xoxb-")
-    app = AsyncApp(
-        client=client,
-        # Socket Mode requests are not signed; bolt skips verification for them.
-        signing_secret=secrets.get("SLACK_SIGNING_SECRET") or "",
-        name="pixrag",
-    )
+    with _single_workspace():
+        app = AsyncApp(
+            client=client,
+            # Socket Mode requests are not signed; bolt skips verification for them.
+            signing_secret=secrets.get("SLACK_SIGNING_SECRET") or "",
+            name="pixrag",
+        )
     deps = Deps(
         service=service,
         settings=settings,
@@ -100,6 +104,21 @@ def build_app(
         await _tell_user(client, body, respond, text)
 
     return app
+
+
+@contextlib.contextmanager
+def _single_workspace() -> Iterator[None]:
+    """PixRAG is installed with one bot token. With ``SLACK_CLIENT_ID``/``SECRET`` in the
+    environment (copied from the app page along with the tokens) bolt would switch to OAuth
+    distribution, drop the bot token ("token will be unused") and fail every request: hide
+    them while the app is built."""
+    saved = {k: os.environ.pop(k) for k in _OAUTH_ENV if k in os.environ}
+    if saved:
+        log.info("ignoring %s: PixRAG uses the bot token, not OAuth", ", ".join(sorted(saved)))
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _describe(body: Mapping[str, Any]) -> str:

@@ -224,3 +224,17 @@ async def test_run_slack_connects_when_all_is_well(fake, service, settings, capl
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=10)
         assert done == {task}
+
+
+async def test_oauth_env_does_not_drop_the_bot_token(socket_app, service, monkeypatch, caplog):
+    monkeypatch.setenv("SLACK_CLIENT_ID", "111.222")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh")
+    fake = await socket_app()
+    await fake.send_envelope("slash_commands", command(
+        "/ask", "anything?", response_url=fake.response_url()))
+    answered = await fake.wait_for("respond", lambda c: c.args.get("response_type") == "in_channel")
+    assert answered.args["text"]
+    assert not [r for r in caplog.records if "will be unused" in r.getMessage()]
+    import os
+
+    assert os.environ["SLACK_CLIENT_ID"] == "111.222"  # restored after the build
