@@ -33,7 +33,7 @@ async def collect(files: list[Path]) -> list[dict[str, Any]]:
     async with open_service(settings, Secrets({})) as svc:
         r = svc._retriever
         scope = Scope("local", admin=True)
-        rows = {row.id: row for row in svc.c.catalog.all("local")}
+        rows = {row.id: row for row in svc.library.catalog.all("local")}
         for f in files:
             for q in json.loads(f.read_text()):
                 if "query" not in q:

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("index", "index files and folders (recursive): images, PDFs, text/markdown")
     p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once items are findable by image search; their text (OCR, "
+                   "passages) is indexed by the next run or the bots (default: wait for both)")
     p = cmd("search", "text -> best images/pages/chunks")
     p.add_argument("text", nargs="+")
     p.add_argument("-k", type=int, default=None)
@@ -65,7 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("eval", "recall@1/5 and MRR of labelled queries")
     p.add_argument("file", type=Path)
     p.add_argument("-k", type=int, default=10)
-    cmd("reindex", "re-embed every item from its stored original (after a model change)")
+    p = cmd("reindex", "re-embed what a model change requires, beside the live index")
+    p.add_argument("--force", action="store_true",
+                   help="re-embed images even when the model did not change")
+    p = cmd("migrate", "copy this index into another storage configuration (no re-embedding)")
+    p.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+                   help="config file of the target (e.g. server mode: [store] url, [catalog] "
+                   "url, [blobs] url); PIXRAG_* variables apply to the source only")
+    p = cmd("check", "compare catalog, vectors, keyword index and blobs; report problems")
+    p.add_argument("--repair", action="store_true",
+                   help="fix what can be fixed (re-embed, rebuild rows, drop orphans)")
     p = cmd("feedback", "chat feedback (Helpful / Not helpful)")
     p.add_argument("action", choices=["export"])
     p.add_argument("--out", type=Path, default=None, help="write to this file (default stdout)")
@@ -91,21 +103,14 @@ def _setup_logging(verbose: int, settings: Settings | None, command: str) -> Non
 
 
 def _quiet_libraries() -> None:
+    # Environment, not imports: transformers reads these when (and only if) a command loads a
+    # model; importing it here would cost every command seconds.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
-    try:
-        from huggingface_hub.utils import logging as hub_logging
-
-        # The hub has its own stderr handler: propagating too prints each warning twice.
-        hub_logging.disable_propagation()
-    except ImportError:  # pragma: no cover - a dependency of transformers
-        pass
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # The hub adds its own stderr handler when imported and also propagates to ours: every
+    # warning printed twice. The logger object exists before the import: no import needed.
+    logging.getLogger("huggingface_hub").propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,12 +155,21 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     _require_tokens(args.command, settings, secrets)  # before minutes of model loading
     if args.command == "reindex":
         async with open_service(settings, secrets, check_models=False) as svc:
-            report = await svc.reindex(progress=_progress_bar(args))
+            from core.maintenance import reindex
+
+            report = await reindex(svc.c, progress=_progress_bar(args), force=args.force)
             return _print_index(args, report)
+    if args.command == "migrate":
+        return await _migrate(args, settings, secrets)
+    if args.command == "check":
+        async with open_service(settings, secrets, check_models=False) as svc:
+            return _print_check(args, await svc.check(repair=args.repair))
     async with open_service(settings, secrets) as svc:
         scope = Scope(space=space, admin=True)  # the CLI is the operator's tool
         if args.command == "index":
-            report = await svc.index_paths(args.paths, space, progress=_progress_bar(args))
+            report = await svc.index_paths(args.paths, space, progress=_progress_bar(args),
+                                           wait=not args.no_wait,
+                                           text_progress=_progress_bar(args, "text"))
             return _print_index(args, report)
         if args.command == "search":
             hits = await svc.search(" ".join(args.text), scope, args.k)
@@ -205,6 +219,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(text)
             return 0
+        if args.command in ("discord", "slack"):
+            await svc.start_background()  # text left queued by an earlier run resumes
         if args.command == "discord":
             from bot.discord.app import run_discord
 
@@ -238,7 +254,7 @@ def _read_file(path: Path) -> bytes:
         raise UnsupportedInput(str(path), f"cannot read file ({exc.strerror or exc})") from exc
 
 
-def _progress_bar(args: argparse.Namespace) -> Any:
+def _progress_bar(args: argparse.Namespace, what: str = "file") -> Any:
     if args.json or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
@@ -248,7 +264,8 @@ def _progress_bar(args: argparse.Namespace) -> Any:
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=total, unit=what, file=sys.stderr, dynamic_ncols=True,
+                       desc="text" if what == "text" else "files")
         bar.n = done
         bar.refresh()
         if done >= total:
@@ -277,7 +294,46 @@ def _print_index(args: argparse.Namespace, report: Any) -> int:
         print(f"  {already} file(s) already indexed")
     for f in report.failed:
         print(f"  FAILED {f.source}: {f.error}")
+    for w in getattr(report, "warnings", []):
+        print(f"  warning {w.source}: {w.error}")
     return 0
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from core.migrate import migrate
+    from core.textembed import build_text_embedder
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXRAG_")}
+    target = load_settings(args.to, environ=env)
+    text = build_text_embedder(settings.text, secrets)
+    report = await migrate(settings, target, {"clip": settings.embedding.model,
+                                              "text": text.model_id})
+    if args.json:
+        _dump(report)
+    else:
+        word = "copied and verified" if report["ok"] else "copied, but counts DIFFER"
+        print(f"{word}: {report['items']['target']} item(s), "
+              + ", ".join(f"{ch} vectors {v['target']}" for ch, v in report["vectors"].items())
+              + f", keyword rows {report['keyword_rows']['target']}, "
+              f"originals {report['originals']['target']}")
+    return 0 if report["ok"] else 1
+
+
+def _print_check(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    if args.json:
+        _dump(report)
+    else:
+        if report["ok"]:
+            print(f"ok: {report['items']} item(s), catalog, vectors, keyword index and "
+                  "blobs agree")
+        for p in report["problems"]:
+            fixed = "  [repaired]" if p["repaired"] else ""
+            where = p["source"] or p["item"]
+            print(f"  {p['kind']}: {where}: {p['detail']}{fixed}")
+        if report["problems"] and not report["repaired"]:
+            print("run `pixrag check --repair` to fix what can be fixed")
+    unrepaired = [p for p in report["problems"] if not p["repaired"]]
+    return 0 if not unrepaired else 1
 
 
 def _print_hits(args: argparse.Namespace, hits: list[Hit]) -> int:

@@ -3,6 +3,8 @@
 Requests queue in a bounded :class:`asyncio.Queue` (a flood of uploads waits instead of growing
 memory); a worker takes up to ``max_batch`` of them, waiting at most ``max_wait_s`` after the
 first for more, runs ``fn`` once in the given executor and hands each caller its row.
+When ``fn`` raises for a batch, the items are run again one by one so that only the caller
+whose item is bad gets the exception (except for failures shared by every item).
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
+
+from core.errors import DiskFull, ModelError, StoreUnavailable
+
+# Failures of the machine, not of an item: every item would fail the same way again (and a
+# store that does not answer would be waited for once per item), so all callers get them.
+SHARED_FAILURES = (StoreUnavailable, DiskFull, ModelError)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,14 +77,34 @@ class MicroBatcher(Generic[T, R]):
                 results = await loop.run_in_executor(
                     self._executor, self._fn, [item for item, _ in live])
                 self.batches += 1
-            except Exception as exc:  # noqa: BLE001 - delivered to every waiting caller
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - delivered to its own caller below
+                if len(live) == 1 or isinstance(exc, SHARED_FAILURES):
+                    for _, fut in live:
+                        _deliver_error(fut, exc)
+                else:
+                    # One bad item (text the tokenizer rejects, a broken image) must not fail
+                    # everyone batched with it: run them one by one, each caller gets its own.
+                    log.warning("%s: a batch of %d failed (%s: %s); retrying one by one",
+                                self.name, len(live), type(exc).__name__, exc)
+                    await self._one_by_one(live)
                 continue
             for (_, fut), res in zip(live, results, strict=True):
                 if not fut.done():
                     fut.set_result(res)
+
+    async def _one_by_one(self, live: list[tuple[T, asyncio.Future[R]]]) -> None:
+        loop = asyncio.get_running_loop()
+        for item, fut in live:
+            if fut.done():  # its caller went away meanwhile
+                continue
+            try:
+                (res,) = await loop.run_in_executor(self._executor, self._fn, [item])
+                self.batches += 1
+            except Exception as exc:  # noqa: BLE001 - this item's own failure, to its caller
+                _deliver_error(fut, exc)
+                continue
+            if not fut.done():
+                fut.set_result(res)
 
     async def aclose(self) -> None:
         if self._worker is not None:
@@ -84,3 +112,8 @@ class MicroBatcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+
+
+def _deliver_error(fut: asyncio.Future[R], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -87,3 +88,31 @@ class BlobStore:
     def delete_thumbnail(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.thumbnail_path(key).unlink()
+
+    def has_thumbnail(self, key: str) -> bool:
+        return self.thumbnail_path(key).is_file()
+
+    def read(self, sha: str) -> bytes:
+        return self.path(sha).read_bytes()
+
+    def read_thumbnail(self, key: str) -> bytes | None:
+        try:
+            return self.thumbnail_path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def prefetch(self, shas: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
+        """Nothing to fetch: the files are here (a remote store downloads into its cache)."""
+
+    def shas(self) -> set[str]:
+        """Every stored original (for consistency checks; walks the folder)."""
+        out: set[str] = set()
+        if not self.root.is_dir():
+            return out
+        for first in self.root.iterdir():
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for second in first.iterdir():
+                if second.is_dir():
+                    out |= {p.name for p in second.iterdir() if _SHA.fullmatch(p.name)}
+        return out

@@ -1,24 +1,33 @@
-"""The item catalog: one SQLite row per retrievable item, plus small per-space state.
+"""The item catalog: one row per retrievable item, plus small per-space state (SQLite).
 
 An item's catalog row is written LAST, after its blobs and vectors: it is the commit marker.
 A crash before it leaves only orphan vectors that the re-run overwrites (same ids), and search
 drops vector hits with no catalog row, so a half-written item is never shown. Forgetting deletes
-the row FIRST for the same reason. WAL mode lets several processes on one host share the file.
-All methods block: call them from an executor.
+the row FIRST for the same reason. The ordering itself lives in :mod:`core.library`.
+
+One writer connection (behind a lock) and one read connection per reader thread: in WAL mode
+readers never wait for the writer, so searches do not queue behind indexing. WAL also lets
+several processes on one host share the file. All methods block: call them from an executor.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from core.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -40,12 +49,14 @@ CREATE TABLE IF NOT EXISTS items (
     author TEXT NOT NULL DEFAULT '',
     link TEXT NOT NULL DEFAULT '',
     private INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    stage INTEGER NOT NULL DEFAULT 2   -- 1: findable (CLIP, near-dup), 2: text enriched too
 );
 CREATE INDEX IF NOT EXISTS items_space ON items(space, kind);
 CREATE INDEX IF NOT EXISTS items_source ON items(space, source);
 CREATE INDEX IF NOT EXISTS items_file ON items(space, file_sha);
 CREATE INDEX IF NOT EXISTS items_message ON items(space, message);
+CREATE INDEX IF NOT EXISTS items_attachment ON items(space, attachment);
 CREATE INDEX IF NOT EXISTS items_image ON items(image_sha);
 CREATE TABLE IF NOT EXISTS files (
     space TEXT NOT NULL, file_sha TEXT NOT NULL, source TEXT NOT NULL, items INTEGER NOT NULL,
@@ -63,7 +74,20 @@ CREATE TABLE IF NOT EXISTS feedback (
     user TEXT NOT NULL, question TEXT NOT NULL, verdict TEXT NOT NULL, sources TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The durable queue of the second ingestion phase (OCR, captions, text vectors, keywords).
+CREATE TABLE IF NOT EXISTS enrich (
+    item_id TEXT PRIMARY KEY, space TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    lease REAL NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS enrich_space ON enrich(space);
 """
+
+#: The small tables ``pixrag migrate`` copies besides the items.
+STATE_TABLES = ("files", "prefs", "captions", "feedback", "enrich")
+
+# Columns added after the first release, with their definitions (ALTER TABLE ... ADD COLUMN).
+_ADDED_COLUMNS = {"stage": "INTEGER NOT NULL DEFAULT 2"}
 
 
 @dataclass(frozen=True)
@@ -87,58 +111,134 @@ class ItemRow:
     link: str = ""
     private: bool = False
     created: float = 0.0
+    stage: int = 2
 
 
-_COLUMNS = [f.name for f in fields(ItemRow)]
+COLUMNS = [f.name for f in fields(ItemRow)]
+_COLS = ",".join(COLUMNS)
 
 
-def _row(r: sqlite3.Row | tuple[Any, ...]) -> ItemRow:
-    values = dict(zip(_COLUMNS, r, strict=True))
-    values["private"] = bool(values["private"])
-    return ItemRow(**values)
+def row_from_values(values: Sequence[Any]) -> ItemRow:
+    d = dict(zip(COLUMNS, values, strict=True))
+    d["private"] = bool(d["private"])
+    return ItemRow(**d)
+
+
+def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), check_same_thread=False, timeout=timeout_s,
+                         isolation_level=None)
+    db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+    return db
 
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self._timeout = timeout_s
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0,
-                                       isolation_level=None)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            #: A catalog file that exists but is empty lost its data (a crash during a copy, a
+            #: truncation): the library compares it with the vectors and says so.
+            self.was_empty_file = self.path.exists() and self.path.stat().st_size == 0
+            self._db = _connect(self.path, timeout_s)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the catalog {path}: {exc}") from exc
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the catalog {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+
+    def _migrate(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                have = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
+                # Statement by statement: executescript() would COMMIT the transaction.
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                if have:  # an older catalog: add what it lacks
+                    for col, definition in _ADDED_COLUMNS.items():
+                        if col not in have:
+                            self._db.execute(f"ALTER TABLE items ADD COLUMN {col} {definition}")
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    # connections ------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            if self._closed:
+                raise StoreError(f"the catalog {self.path} is closed")
+            db = _connect(self.path, self._timeout)
+            db.execute("PRAGMA query_only = 1")
+            self._local.db = db
+            with self._lock:
+                self._readers.append(db)
+        return db
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read, on this thread's own connection."""
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"catalog {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ANY exception rolls it back (a half-open transaction would
+        make every later write fail with "cannot start a transaction within a transaction")."""
         with self._lock:
+            if self._closed:
+                raise StoreError(f"the catalog {self.path} is closed")
+            db = self._db
             try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"catalog error: {exc}") from exc
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"catalog {self.path}: {exc}") from exc
+                raise
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._closed = True
+            for db in [self._db, *self._readers]:
+                try:
+                    db.close()
+                except sqlite3.Error as exc:  # closing must not mask the error that ended a run
+                    log.debug("closing the catalog: %s", exc)
+            self._readers.clear()
 
     # items -------------------------------------------------------------------------------
-    def add(self, rows: Iterable[ItemRow]) -> None:
+    def add(self, rows: Iterable[ItemRow], *, enrich: Iterable[str] = ()) -> None:
+        """Insert or replace rows (the commit marker) and queue ``enrich`` item ids for the
+        second ingestion phase, in one transaction."""
         rows = list(rows)
-        if not rows:
+        enrich = list(enrich)
+        if not rows and not enrich:
             return
-        cols = ",".join(_COLUMNS)
-        marks = ",".join("?" * len(_COLUMNS))
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    f"INSERT OR REPLACE INTO items ({cols}) VALUES ({marks})",  # noqa: S608
-                    [tuple(getattr(r, c) for c in _COLUMNS) for r in rows])
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"catalog error: {exc}") from exc
+        marks = ",".join("?" * len(COLUMNS))
+        now = time.time()
+        by_id = {r.id: r.space for r in rows}
+        with self._write() as db:
+            db.executemany(f"INSERT OR REPLACE INTO items ({_COLS}) VALUES ({marks})",  # noqa: S608
+                           [tuple(getattr(r, c) for c in COLUMNS) for r in rows])
+            db.executemany(
+                "INSERT INTO enrich (item_id, space, created) VALUES (?,?,?) "
+                "ON CONFLICT(item_id) DO UPDATE SET attempts=0, lease=0, error=''",
+                [(i, by_id.get(i, ""), now) for i in enrich])
 
     def get(self, space: str, ids: Sequence[str]) -> dict[str, ItemRow]:
         out: dict[str, ItemRow] = {}
@@ -147,10 +247,11 @@ class Catalog:
             chunk = ids[start:start + 500]
             q = ",".join("?" * len(chunk))
             for r in self._exec(
-                f"SELECT {','.join(_COLUMNS)} FROM items WHERE space=? AND id IN ({q})",  # noqa: S608
+                # "+space": look ids up by primary key, not by scanning the space's index.
+                f"SELECT {_COLS} FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
                 [space, *chunk],
             ):
-                row = _row(r)
+                row = row_from_values(r)
                 out[row.id] = row
         return out
 
@@ -166,20 +267,47 @@ class Catalog:
             if val is not None:
                 conds.append(f"{col}=?")
                 params.append(val)
-        sql = f"SELECT {','.join(_COLUMNS)} FROM items WHERE {' AND '.join(conds)}"  # noqa: S608
-        return [_row(r) for r in self._exec(sql, params)]
+        sql = f"SELECT {_COLS} FROM items WHERE {' AND '.join(conds)}"  # noqa: S608
+        return [row_from_values(r) for r in self._exec(sql, params)]
 
     def find_by_source_prefix(self, space: str, prefix: str) -> list[ItemRow]:
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        sql = (f"SELECT {','.join(_COLUMNS)} FROM items "  # noqa: S608
+        sql = (f"SELECT {_COLS} FROM items "  # noqa: S608
                "WHERE space=? AND source LIKE ? ESCAPE '\\'")
-        return [_row(r) for r in self._exec(sql, [space, like])]
+        return [row_from_values(r) for r in self._exec(sql, [space, like])]
+
+    def attachments(self, space: str, attachment_ids: Sequence[str]) -> set[str]:
+        """Which of these chat attachment/file ids already have items in ``space``."""
+        out: set[str] = set()
+        ids = list(dict.fromkeys(attachment_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            q = ",".join("?" * len(chunk))
+            out |= {r[0] for r in self._exec(
+                f"SELECT DISTINCT attachment FROM items WHERE space=? AND attachment IN ({q})",  # noqa: S608
+                [space, *chunk])}
+        return out
 
     def all(self, space: str | None = None) -> list[ItemRow]:
-        sql = f"SELECT {','.join(_COLUMNS)} FROM items"  # noqa: S608
+        sql = f"SELECT {_COLS} FROM items"  # noqa: S608
         if space is None:
-            return [_row(r) for r in self._exec(sql + " ORDER BY created")]
-        return [_row(r) for r in self._exec(sql + " WHERE space=? ORDER BY created", [space])]
+            return [row_from_values(r) for r in self._exec(sql + " ORDER BY created")]
+        return [row_from_values(r)
+                for r in self._exec(sql + " WHERE space=? ORDER BY created", [space])]
+
+    def live_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these item ids (of any space) have a catalog row."""
+        out: set[str] = set()
+        ids = list(dict.fromkeys(ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            q = ",".join("?" * len(chunk))
+            out |= {r[0] for r in self._exec(
+                f"SELECT id FROM items WHERE id IN ({q})", chunk)}  # noqa: S608
+        return out
+
+    def ids(self) -> set[str]:
+        return {r[0] for r in self._exec("SELECT id FROM items")}
 
     def phashes(self, space: str, audiences: Sequence[str] | None) -> list[tuple[str, str]]:
         sql = "SELECT id, phash FROM items WHERE space=? AND phash != ''"
@@ -191,23 +319,27 @@ class Catalog:
 
     def delete(self, space: str, ids: Sequence[str]) -> None:
         ids = list(ids)
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
-                    q = ",".join("?" * len(chunk))
-                    self._db.execute(
-                        f"DELETE FROM items WHERE space=? AND id IN ({q})",  # noqa: S608
-                        [space, *chunk])
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"catalog error: {exc}") from exc
+        with self._write() as db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                q = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
+                           [space, *chunk])
+                db.execute(f"DELETE FROM enrich WHERE item_id IN ({q})", chunk)  # noqa: S608
 
     def sha_in_use(self, sha: str) -> bool:
-        rows = self._exec("SELECT 1 FROM items WHERE image_sha=? OR file_sha=? LIMIT 1", [sha, sha])
+        rows = self._exec("SELECT 1 FROM items WHERE image_sha=? OR file_sha=? LIMIT 1",
+                          [sha, sha])
         return bool(rows)
+
+    def shas(self) -> set[str]:
+        """Every blob digest some item refers to."""
+        out: set[str] = set()
+        for f, i in self._exec("SELECT file_sha, image_sha FROM items"):
+            out.add(f)
+            if i:
+                out.add(i)
+        return out
 
     def counts(self, space: str) -> dict[str, int]:
         return {k: n for k, n in self._exec(
@@ -224,15 +356,106 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def mark_file(self, space: str, file_sha: str, source: str, items: int) -> None:
-        self._exec("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)",
-                   [space, file_sha, source, items, time.time()])
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)",
+                       [space, file_sha, source, items, time.time()])
 
     def unmark_files(self, space: str, file_shas: Iterable[str]) -> None:
-        for sha in set(file_shas):
-            self._exec("DELETE FROM files WHERE space=? AND file_sha=?", [space, sha])
+        with self._write() as db:
+            db.executemany("DELETE FROM files WHERE space=? AND file_sha=?",
+                           [(space, sha) for sha in set(file_shas)])
 
-    def clear_files(self) -> None:
-        self._exec("DELETE FROM files")
+    def files(self) -> list[tuple[str, str, str, int]]:
+        """``(space, file_sha, source, items)`` of every file marked done."""
+        return [(s, f, src, n) for s, f, src, n in self._exec(
+            "SELECT space, file_sha, source, items FROM files")]
+
+    # the second ingestion phase -----------------------------------------------------------
+    def claim_enrich(self, limit: int, lease_s: float,
+                     max_attempts: int) -> list[ItemRow]:
+        """Lease up to ``limit`` queued items (oldest first) to this worker: a crashed worker's
+        lease runs out and another process takes the item over."""
+        now = time.time()
+        with self._write() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT item_id FROM enrich WHERE lease < ? AND attempts < ? "
+                "ORDER BY created, item_id LIMIT ?", [now, max_attempts, limit]).fetchall()]
+            if not ids:
+                return []
+            q = ",".join("?" * len(ids))
+            db.execute(f"UPDATE enrich SET lease=?, attempts=attempts+1 "  # noqa: S608
+                       f"WHERE item_id IN ({q})", [now + lease_s, *ids])
+            rows = db.execute(f"SELECT {_COLS} FROM items WHERE id IN ({q})", ids).fetchall()  # noqa: S608
+            found = {r[0] for r in rows}
+            gone = [i for i in ids if i not in found]  # forgotten meanwhile
+            if gone:
+                db.executemany("DELETE FROM enrich WHERE item_id=?", [(i,) for i in gone])
+        return [row_from_values(r) for r in rows]
+
+    def finish_enrich(self, rows: Sequence[ItemRow]) -> None:
+        """Store enriched rows (text, stage 2) and drop them from the queue, atomically; a row
+        forgotten meanwhile stays forgotten."""
+        with self._write() as db:
+            db.executemany("UPDATE items SET text=?, stage=? WHERE id=? AND space=?",
+                           [(r.text, r.stage, r.id, r.space) for r in rows])
+            db.executemany("DELETE FROM enrich WHERE item_id=?", [(r.id,) for r in rows])
+
+    def fail_enrich(self, item_id: str, error: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE enrich SET error=?, lease=0 WHERE item_id=?", [error, item_id])
+
+    def pending(self, space: str | None = None) -> int:
+        if space is None:
+            return int(self._exec("SELECT COUNT(*) FROM enrich")[0][0])
+        return int(self._exec("SELECT COUNT(*) FROM enrich WHERE space=?", [space])[0][0])
+
+    def pending_ids(self, ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        ids = list(dict.fromkeys(ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            q = ",".join("?" * len(chunk))
+            out |= {r[0] for r in self._exec(
+                f"SELECT item_id FROM enrich WHERE item_id IN ({q})", chunk)}  # noqa: S608
+        return out
+
+    def enrich_failures(self, max_attempts: int) -> list[tuple[str, str]]:
+        return [(i, e) for i, e in self._exec(
+            "SELECT item_id, error FROM enrich WHERE attempts >= ?", [max_attempts])]
+
+    # copying a whole catalog (pixrag migrate) --------------------------------------------
+
+    def dump(self, table: str) -> list[dict[str, Any]]:
+        """Every row of one of :data:`STATE_TABLES`, as column -> value."""
+        if table not in STATE_TABLES:
+            raise ValueError(table)
+        cur = self._reader().execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed names
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def restore(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace rows produced by :meth:`dump` (idempotent)."""
+        if table not in STATE_TABLES:
+            raise ValueError(table)
+        if not rows:
+            return
+        cols = list(rows[0])
+        sql = (f"INSERT OR REPLACE INTO {table} ({','.join(cols)}) "  # noqa: S608
+               f"VALUES ({','.join('?' * len(cols))})")
+        with self._write() as db:
+            db.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+
+    # meta (library records: live collections, models) ------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._exec("SELECT value FROM meta WHERE key=?", [key])
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._write() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key=?", [key])
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", [key, value])
 
     # prefs --------------------------------------------------------------------------------
     def get_pref(self, space: str, key: str) -> str | None:
@@ -240,10 +463,11 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def set_pref(self, space: str, key: str, value: str | None) -> None:
-        if value is None:
-            self._exec("DELETE FROM prefs WHERE space=? AND key=?", [space, key])
-        else:
-            self._exec("INSERT OR REPLACE INTO prefs VALUES (?,?,?)", [space, key, value])
+        with self._write() as db:
+            if value is None:
+                db.execute("DELETE FROM prefs WHERE space=? AND key=?", [space, key])
+            else:
+                db.execute("INSERT OR REPLACE INTO prefs VALUES (?,?,?)", [space, key, value])
 
     def prefs_like(self, space: str, prefix: str) -> dict[str, str]:
         return {k: v for k, v in self._exec(
@@ -256,16 +480,19 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def put_caption(self, sha: str, model: str, text: str) -> None:
-        self._exec("INSERT OR REPLACE INTO captions VALUES (?,?,?,?)",
-                   [sha, model, text, time.time()])
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO captions VALUES (?,?,?,?)",
+                       [sha, model, text, time.time()])
 
     # feedback -------------------------------------------------------------------------------
     def add_feedback(self, space: str, platform: str, user: str, question: str, verdict: str,
                      sources: Sequence[dict[str, Any]]) -> None:
-        self._exec(
-            "INSERT INTO feedback (space, platform, user, question, verdict, sources, created) "
-            "VALUES (?,?,?,?,?,?,?)",
-            [space, platform, user, question, verdict, json.dumps(list(sources)), time.time()])
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO feedback (space, platform, user, question, verdict, sources, "
+                "created) VALUES (?,?,?,?,?,?,?)",
+                [space, platform, user, question, verdict, json.dumps(list(sources)),
+                 time.time()])
 
     def feedback(self, space: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT space, platform, user, question, verdict, sources, created FROM feedback"

@@ -8,6 +8,7 @@ Preprocessing (:meth:`ClipEmbedder.preprocess`) is separate from the forward pas
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -20,6 +21,11 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ModelError
+
+#: transformers sets torch's process-wide default dtype while it builds a model: two models
+#: loading at once in two threads (CLIP in bf16, the text model in fp32) would corrupt
+#: each other's weights' dtype. Every model load holds this lock.
+LOAD_LOCK = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +86,9 @@ class ClipEmbedder:
     per method; the service runs the forward passes in a single dedicated thread."""
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto") -> None:
-        import torch
-        from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+        with LOAD_LOCK:  # transformers' lazy first import is not thread-safe either
+            import torch
+            from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
 
         self.model_id = model
         self.device = pick_device(device)
@@ -89,27 +96,67 @@ class ClipEmbedder:
         source = str(Path(model).expanduser()) if _looks_local(model) else model
         if _looks_local(model) and not Path(source).is_dir():
             raise ModelError(_missing_model_message(model, f"folder {source} does not exist"))
+        self._source = source
         try:
-            self._model = self._load(CLIPModel, source, dtype=self.dtype)
-            # The PIL processor directly: without torchvision AutoProcessor warns and falls back.
-            self._processor = self._load(CLIPImageProcessorPil, source)
-            self._tokenizer = self._load(AutoTokenizer, source)
+            with LOAD_LOCK:
+                config = self._load(CLIPConfig, source)
+                # The PIL processor directly: without torchvision AutoProcessor warns and
+                # falls back.
+                self._processor = self._load(CLIPImageProcessorPil, source)
+                self._tokenizer = self._load(AutoTokenizer, source)
         except ModelError:
             raise
         except OSError as exc:
             raise ModelError(_missing_model_message(model, _short(exc))) from exc
         except (ValueError, KeyError) as exc:
             raise ModelError(f"{model!r} is not a CLIP model folder: {_short(exc)}") from exc
-        self._model.to(self.device)
-        self._model.eval()
-        self.dim = int(self._model.config.projection_dim)
+        self._config = config
+        self.dim = int(config.projection_dim)
         size = self._processor.crop_size or {}
         self.input_side = int(size.get("height", 224)) if isinstance(size, dict) else 224
         self._torch = torch
         self._lock = threading.Lock()
         self._fast = _FastPreprocess.from_processor(self._processor)
-        log.info("CLIP %s loaded on %s (%s), dim %d", model, self.device,
-                 str(self.dtype).removeprefix("torch."), self.dim)
+        # Each tower is loaded when first used: a text search never loads the image side.
+        self._vision_tower: Any = None
+        self._text_tower: Any = None
+
+    def _tower(self, which: str) -> Any:
+        """The image or text tower with its projection (caller holds ``self._lock``)."""
+        current = self._vision_tower if which == "vision" else self._text_tower
+        if current is not None:
+            return current
+        from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+
+        cls = CLIPVisionModelWithProjection if which == "vision" else \
+            CLIPTextModelWithProjection
+        # The tower's own config must carry the model's projection size (it lives on the
+        # top-level CLIP config; the sub-config's default, 512, would not fit the weights).
+        sub = copy.deepcopy(self._config.vision_config if which == "vision"
+                            else self._config.text_config)
+        sub.projection_dim = self._config.projection_dim
+        from transformers.utils import logging as hf_logging
+
+        try:
+            with LOAD_LOCK:
+                # Loading one tower from a whole-CLIP checkpoint reports the other tower's
+                # weights as "unexpected": expected here, and not worth a screen of warnings.
+                hf_logging.set_verbosity_error()
+                tower = self._load(cls, self._source, dtype=self.dtype, config=sub)
+        except OSError as exc:
+            raise ModelError(_missing_model_message(self.model_id, _short(exc))) from exc
+        except (ValueError, KeyError) as exc:
+            raise ModelError(f"{self.model_id!r} is not a CLIP model folder: "
+                             f"{_short(exc)}") from exc
+        tower.to(self.device)
+        tower.eval()
+        log.info("CLIP %s %s tower loaded on %s (%s), dim %d", self.model_id, which,
+                 self.device, str(self.dtype).removeprefix("torch."), self.dim)
+        if which == "vision":
+            self._vision_tower = tower
+        else:
+            self._text_tower = tower
+        return tower
 
     @staticmethod
     def _load(cls: Any, source: str, **kwargs: Any) -> Any:
@@ -135,9 +182,9 @@ class ClipEmbedder:
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         torch = self._torch
         with self._lock, torch.inference_mode():
+            tower = self._tower("vision")
             x = torch.from_numpy(pixels).to(self.device, dtype=self.dtype)
-            feats = self._model.get_image_features(pixel_values=x)
-            return _normalise(getattr(feats, "pooler_output", feats))
+            return _normalise(tower(pixel_values=x).image_embeds)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
@@ -152,11 +199,10 @@ class ClipEmbedder:
         tok = self._tokenizer(list(texts), padding=True, truncation=True, max_length=77,
                               return_tensors="pt")
         with self._lock, torch.inference_mode():
-            feats = self._model.get_text_features(
-                input_ids=tok["input_ids"].to(self.device),
-                attention_mask=tok["attention_mask"].to(self.device),
-            )
-            return _normalise(getattr(feats, "pooler_output", feats))
+            tower = self._tower("text")
+            out = tower(input_ids=tok["input_ids"].to(self.device),
+                        attention_mask=tok["attention_mask"].to(self.device))
+            return _normalise(out.text_embeds)
 
 
 @dataclass(frozen=True)

@@ -1,69 +1,139 @@
-"""The parts the service is made of, built once by :func:`core.app.open_service`."""
+"""What the service is made of: the models (each loaded on first use) and the Library.
+
+Built once by :func:`core.app.open_service`. A command pays only for what it uses: ``stats``
+and ``forget`` never load a model, ``search`` loads no OCR and no image side of CLIP.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from core.batching import MicroBatcher
-from core.blobs import BlobStore
-from core.catalog import Catalog
-from core.clip import ClipEmbedder
 from core.config import Settings
-from core.keyword import KeywordIndex
+from core.library.library import Library
+from core.priority import INDEX, QUERY, PriorityExecutor
 from core.protocols import Captioner, TextEmbedder, TextReader
-from core.store import VectorStore
+
+if TYPE_CHECKING:
+    from core.clip import ClipEmbedder
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
 @dataclass
 class Executors:
-    """Thread pools sized on purpose: one for each model (they use all cores themselves), a few
-    for decoding/preprocessing so it overlaps the model, one for storage so writes serialise."""
+    """Thread pools sized on purpose: one thread for each model (a forward pass uses every
+    core), shared in priority lanes so queries go before indexing; a few threads for decoding
+    and preprocessing so it overlaps the model. Storage has its own (the Library)."""
 
-    model: ThreadPoolExecutor
-    text: ThreadPoolExecutor
+    model: PriorityExecutor
+    text: PriorityExecutor
     decode: ThreadPoolExecutor
     ocr: ThreadPoolExecutor
-    store: ThreadPoolExecutor
 
     @classmethod
     def create(cls, settings: Settings) -> Executors:
         return cls(
-            model=ThreadPoolExecutor(1, thread_name_prefix="pixrag-clip"),
-            text=ThreadPoolExecutor(1, thread_name_prefix="pixrag-text"),
+            model=PriorityExecutor("pixrag-clip"),
+            text=PriorityExecutor("pixrag-text"),
             decode=ThreadPoolExecutor(settings.embedding.preprocess_workers,
                                       thread_name_prefix="pixrag-decode"),
             ocr=ThreadPoolExecutor(1, thread_name_prefix="pixrag-ocr"),
-            store=ThreadPoolExecutor(1, thread_name_prefix="pixrag-store"),
         )
 
     def shutdown(self) -> None:
-        for pool in (self.model, self.text, self.decode, self.ocr, self.store):
+        for pool in (self.model, self.text, self.decode, self.ocr):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-@dataclass
 class Components:
-    settings: Settings
-    clip: ClipEmbedder
-    text: TextEmbedder
-    reader: TextReader | None
-    store: VectorStore
-    catalog: Catalog
-    keyword: KeywordIndex
-    blobs: BlobStore
-    captioner: Captioner | None
-    pools: Executors
-    clip_images: MicroBatcher[np.ndarray, np.ndarray]  # preprocessed pixels -> vector
-    clip_texts: MicroBatcher[str, np.ndarray]
-    text_vectors: MicroBatcher[str, np.ndarray]
+    def __init__(self, *, settings: Settings, library: Library, text: TextEmbedder,
+                 captioner: Captioner | None, pools: Executors,
+                 load_clip: Callable[[], ClipEmbedder],
+                 load_reader: Callable[[], TextReader] | None) -> None:
+        self.settings = settings
+        self.library = library
+        self.text = text
+        self.captioner = captioner
+        self.pools = pools
+        self._load_clip = load_clip
+        self._load_reader = load_reader
+        self._clip: ClipEmbedder | None = None
+        self._reader: TextReader | None = None
+        self._lock = asyncio.Lock()
+        self._clip_lock = threading.Lock()
+        emb = settings.embedding
+        wait_s = emb.max_wait_ms / 1000
 
-    async def run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        def images(px: list[np.ndarray]) -> list[np.ndarray]:
+            return list(self._loaded_clip.embed_pixels(np.stack(px)))
+
+        def clip_texts(ts: list[str]) -> list[np.ndarray]:
+            return list(self._loaded_clip.embed_texts(ts))
+
+        def texts(ts: list[str]) -> list[np.ndarray]:
+            return list(text.embed_batch(ts))
+
+        # Indexing and queries batch separately and meet in the model thread, where a query
+        # batch always goes next.
+        self.clip_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
+            images, executor=pools.model.lane(INDEX), max_batch=emb.batch_size,
+            max_wait_s=wait_s, max_pending=emb.queue_size * 4, name="clip-images")
+        self.clip_query_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
+            images, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
+            max_wait_s=wait_s, name="clip-query-images")
+        self.clip_texts: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            clip_texts, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
+            max_wait_s=wait_s, name="clip-texts")
+        self.text_vectors: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            texts, executor=pools.text.lane(INDEX), max_batch=settings.text.batch_size,
+            max_wait_s=wait_s, max_pending=4096, name="text-vectors")
+        self.text_queries: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            texts, executor=pools.text.lane(QUERY), max_batch=settings.text.batch_size,
+            max_wait_s=wait_s, name="text-queries")
+
+    @property
+    def clip_model_id(self) -> str:
+        return self.settings.embedding.model
+
+    @property
+    def _loaded_clip(self) -> ClipEmbedder:
+        """CLIP, loaded on first use (blocking: called in the model thread)."""
+        with self._clip_lock:
+            if self._clip is None:
+                self._clip = self._load_clip()
+            return self._clip
+
+    async def clip(self) -> ClipEmbedder:
+        """CLIP, loaded once on first use (in the model thread)."""
+        if self._clip is None:
+            return await self.run(self.pools.model.lane(QUERY), lambda: self._loaded_clip)
+        return self._clip
+
+    async def reader(self) -> TextReader | None:
+        """The OCR engine (None when OCR is off), loaded once on first use."""
+        if self._load_reader is None:
+            return None
+        if self._reader is None:
+            async with self._lock:
+                if self._reader is None:
+                    self._reader = await self.run(self.pools.ocr, self._load_reader)
+        return self._reader
+
+    async def run(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def aclose(self) -> None:
+        for b in (self.clip_images, self.clip_query_images, self.clip_texts,
+                  self.text_vectors, self.text_queries):
+            await b.aclose()

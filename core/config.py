@@ -48,6 +48,22 @@ class StoreSettings(_Section):
     url: str = ""  # "" = embedded Chroma under the data dir; else e.g. http://host:8000
     path: str = ""  # embedded Chroma folder; "" = <data_dir>/chroma
     prefix: str = "pixrag"  # collection name prefix
+    # Longest wait for any storage call (vector store, catalog, blobs): past it the user gets
+    # "not responding" instead of a hang.
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    read_workers: int = Field(3, ge=1, le=64)  # reader threads: searches never wait on writes
+
+
+class CatalogSettings(_Section):
+    # "" = SQLite files under the data dir; "postgresql://user:pass@host:5432/db" = PostgreSQL
+    # (catalog, keyword index, preferences, feedback, caption cache).
+    url: str = ""
+
+
+class BlobSettings(_Section):
+    url: str = ""  # "" = files under the data dir; "s3://bucket/prefix" = S3-compatible
+    endpoint_url: str = ""  # MinIO / R2 / other S3-compatible endpoint; "" = AWS
+    cache_mb: int = Field(512, ge=0)  # local cache of remote originals and thumbnails
 
 
 class IndexSettings(_Section):
@@ -91,7 +107,10 @@ class AnswerSettings(_Section):
     provider: Literal["auto", "anthropic", "openai", "openai-compatible", "none"] = "auto"
     model: str = ""  # "" = provider default
     base_url: str = ""
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0)  # connect, and the longest silence between pieces
+    # The whole answer (connecting, retries, back-off, streaming) ends by then; past it the
+    # reply is the sources with the "model unavailable" note.
+    deadline_s: float = Field(90.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
     max_wait_s: float = Field(30.0, ge=0)  # cap on total back-off sleeping
     max_images: int = Field(4, ge=0, le=20)
@@ -130,6 +149,8 @@ class Settings(_Section):
     embedding: EmbeddingSettings = EmbeddingSettings()
     text: TextSettings = TextSettings()
     store: StoreSettings = StoreSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    blobs: BlobSettings = BlobSettings()
     index: IndexSettings = IndexSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from core import neardup
-from core.blobs import BlobStore
 from core.catalog import ItemRow
 from core.components import Components
 from core.config import RetrievalSettings
 from core.imageio import Limits, load_image
-from core.types import Hit, Origin, Scope
+from core.types import Hit, Scope
 
 _WORD = re.compile(r"[\w][\w\-\.]*[\w]|\w", re.UNICODE)
 _STOP = frozenset([
@@ -134,9 +134,20 @@ def best_per_item(pairs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]
     return sorted(best.items(), key=lambda kv: -kv[1])
 
 
+async def gather_all(*aws: Awaitable[Any]) -> list[Any]:
+    """Run the signals together; when one fails, wait for the others anyway (no task is left
+    with an exception nobody retrieves) and raise the first failure."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return list(results)
+
+
 class Retriever:
     def __init__(self, c: Components) -> None:
         self.c = c
+        self.lib = c.library
         self.r: RetrievalSettings = c.settings.retrieval
         self.limits = Limits.from_settings(c.settings.index)
         bits = self.r.near_duplicate_bits
@@ -155,43 +166,39 @@ class Retriever:
     async def _text_signals(self, text: str, scope: Scope, *, with_clip: bool
                             ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, str]]:
         c, n = self.c, self.r.candidates
-        aud = scope.audiences()
 
         async def clip() -> list[tuple[str, float]]:
+            await c.clip()
             return await self._clip(await c.clip_texts.submit(text), scope, self.r.min_clip)
 
         async def dense() -> list[tuple[str, float, str]]:
-            vec = await c.text_vectors.submit(text)
-            hits = await c.run(c.pools.store, lambda: c.store.query(
-                "text", vec, space=scope.space, audiences=aud, n=n * 3))
-            return [(h.item, h.similarity, h.document or "") for h in hits]
+            vec = await c.text_queries.submit(text)
+            return await self.lib.query("text", vec, scope, n * 3)
 
         async def keyword() -> list[tuple[str, float]]:
-            return await c.run(c.pools.store, lambda: c.keyword.search(
-                scope.space, text, n, aud))
+            return await self.lib.keyword_search(scope, text, n)
 
-        dense_task = asyncio.ensure_future(dense())
-        keyword_task = asyncio.ensure_future(keyword())
-        clip_task = asyncio.ensure_future(clip()) if with_clip else None
-        dense_hits = await dense_task
+        async def none() -> list[tuple[str, float]]:
+            return []
+
+        dense_hits, keyword_hits, clip_hits = await gather_all(
+            dense(), keyword(), clip() if with_clip else none())
         snippets: dict[str, str] = {}
         for item, _sim, doc in sorted(dense_hits, key=lambda h: -h[1]):
             snippets.setdefault(item, doc)
         lists: dict[str, list[tuple[str, float]]] = {
             "text": best_per_item([(i, s) for i, s, _ in dense_hits]),
-            "keyword": list(await keyword_task),
+            "keyword": list(keyword_hits),
         }
-        if clip_task is not None:
-            lists["clip"] = await clip_task
+        if with_clip:
+            lists["clip"] = clip_hits
         return lists, snippets
 
     async def _clip(self, vec: np.ndarray, scope: Scope, floor: float) -> list[tuple[str, float]]:
         """CLIP neighbours at or above ``floor``. Below it CLIP's ranking is noise (unrelated
         images all score ~0.15-0.2 with real weights): it is left out of the fusion."""
-        c = self.c
-        hits = await c.run(c.pools.store, lambda: c.store.query(
-            "clip", vec, space=scope.space, audiences=scope.audiences(), n=self.r.candidates))
-        return best_per_item([(h.item, h.similarity) for h in hits if h.similarity >= floor])
+        hits = await self.lib.query("clip", vec, scope, self.r.candidates)
+        return best_per_item([(item, sim) for item, sim, _ in hits if sim >= floor])
 
     # image queries --------------------------------------------------------------------------
     async def search_image(self, data: bytes, name: str, scope: Scope, k: int
@@ -201,19 +208,19 @@ class Retriever:
         decoded = await c.run(c.pools.decode, lambda: load_image(
             data, name, self.limits, max_side=2048))
         image = decoded.image
+        clip_model = await c.clip()
 
         def prep() -> tuple[np.ndarray, np.ndarray]:
-            return c.clip.preprocess([image])[0], neardup.hash_image(image)
+            return clip_model.preprocess([image])[0], neardup.hash_image(image)
 
         pixels, qhash = await c.run(c.pools.decode, prep)
-        aud = scope.audiences()
 
         async def clip() -> list[tuple[str, float]]:
-            vec = await c.clip_images.submit(pixels)
+            vec = await c.clip_query_images.submit(pixels)
             return await self._clip(vec, scope, self.r.min_clip_image)
 
         async def near() -> list[tuple[str, float]]:
-            rows = await c.run(c.pools.store, c.catalog.phashes, scope.space, aud)
+            rows = await self.lib.phashes(scope)
             if not rows:
                 return []
             table = np.stack([neardup.from_text(h) for _, h in rows])
@@ -224,15 +231,15 @@ class Retriever:
                     if dists[i] <= self.near_bits]
 
         async def ocr() -> str:
-            if not (c.settings.index.ocr and c.reader is not None):
+            reader = await c.reader()
+            if reader is None:
                 return ""
-            return (await c.run(c.pools.ocr, c.reader.read, image)).strip()
+            return (await c.run(c.pools.ocr, reader.read, image)).strip()
 
-        clip_list, near_list, query_text = await asyncio.gather(clip(), near(), ocr())
+        clip_list, near_list, query_text = await gather_all(clip(), near(), ocr())
         if near_list and len(query_text) >= 8:
             # Same template, different words (two slides of one deck) is not a duplicate.
-            rows = await c.run(c.pools.store, c.catalog.get, scope.space,
-                               [i for i, _ in near_list])
+            rows = await self.lib.rows(scope, [i for i, _ in near_list])
             near_list = [(i, s) for i, s in near_list if i in rows and (
                 not rows[i].text or same_text(query_text, rows[i].text, 0.3))]
         lists: dict[str, list[tuple[str, float]]] = {"clip": clip_list,
@@ -266,21 +273,19 @@ class Retriever:
     async def _finish(self, lists: dict[str, list[tuple[str, float]]], snippets: dict[str, str],
                       scope: Scope, k: int, qterms: Sequence[str], *,
                       image_query: bool = False) -> list[Hit]:
-        c = self.c
         if self.r.fusion == "rrf":
             fused = fuse(lists, self.weights, self.r.rrf_k)
         else:
             floor = self.r.min_clip_image if image_query else self.r.min_clip
             fused = fuse_scores(lists, self.weights, clip_floor=floor)
-        rows = await c.run(c.pools.store, c.catalog.get, scope.space, [f.item for f in fused])
-        aud = scope.audiences()
+        # The Library drops rows this scope may not see, and vectors without a catalog row
+        # (a crashed write) are never shown.
+        rows = await self.lib.rows(scope, [f.item for f in fused])
         kept: list[tuple[Fused, ItemRow]] = []
         hashes: list[tuple[np.ndarray, ItemRow]] = []
         for f in fused:
             row = rows.get(f.item)
-            if row is None:  # vectors without a catalog row: a crashed write, never shown
-                continue
-            if aud is not None and row.audience not in aud:
+            if row is None:
                 continue
             if not self._passes(f, row, qterms, image_query):
                 continue
@@ -294,27 +299,5 @@ class Retriever:
             kept.append((f, row))
             if len(kept) >= k:
                 break
-        return [self._hit(f, row, snippets.get(row.id, "")) for f, row in kept]
-
-    def _hit(self, f: Fused, row: ItemRow, snippet: str) -> Hit:
-        return row_hit(row, self.c.blobs, score=f.score, signals=f.signals, snippet=snippet)
-
-
-def row_hit(row: ItemRow, blobs: BlobStore, *, score: float = 0.0,
-            signals: Mapping[str, float] | None = None, snippet: str = "") -> Hit:
-    """The Hit for a catalog row: thumbnail and original resolved to paths in the blob store."""
-    thumb = blobs.thumbnail_path(row.id) if row.kind != "chunk" else None
-    return Hit(
-        id=row.id, source=row.source, kind=row.kind,  # type: ignore[arg-type]
-        score=score, page=row.page if row.kind == "page" else None,
-        thumbnail=str(thumb) if thumb is not None else None,
-        signals=dict(signals or {}), text=snippet or row.text[:1500], name=row.name,
-        origin=row_origin(row),
-        blob=str(blobs.path(row.image_sha)) if row.image_sha else None,
-    )
-
-
-def row_origin(row: ItemRow) -> Origin:
-    return Origin(platform=row.platform, channel=row.channel, message=row.message,
-                  attachment=row.attachment, author=row.author, private=row.private,
-                  link=row.link)
+        return await self.lib.hits(
+            (row, f.score, f.signals, snippets.get(row.id, "")) for f, row in kept)

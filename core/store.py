@@ -1,10 +1,13 @@
 """Vector storage in ChromaDB: embedded ``PersistentClient`` by default, ``HttpClient`` for a
-Chroma server shared by several bot processes.
+Chroma server shared by several bot processes or hosts.
 
-Tenancy is enforced HERE: every query, get and delete takes a ``space`` and filters on it, so no
-caller can forget to. Collections record the model id and dimension that made their vectors;
-opening one with another model is :class:`ModelMismatch`, never a silent mix of vector spaces.
-All methods block: call them from an executor.
+Tenancy is enforced HERE too (the library filters first): every query, get and delete takes a
+``space`` and filters on it. A collection records the model id and dimension that made its
+vectors; attaching one with another model is :class:`ModelMismatch`, never a silent mix of
+vector spaces. Collections are created on the first write, with the dimension of the vectors
+written, so opening the store needs no model loaded. Every call to a Chroma server has a
+timeout: a frozen server is :class:`StoreUnavailable`, not a hang. All methods block: call
+them from an executor.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from core.errors import ModelMismatch, StoreError
+from core.errors import ModelMismatch, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,32 @@ class VectorHit:
     document: str | None = None
 
 
-def _client(url: str, path: Path) -> Any:
+@dataclass(frozen=True)
+class VectorRecord:
+    id: str
+    metadata: Mapping[str, Any]
+    document: str | None = None
+    vector: np.ndarray | None = None
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Connection refused, reset or timed out (httpx under chromadb), not a bad request."""
+    names = {type(e).__name__ for e in _chain(exc)}
+    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout",
+                         "PoolTimeout", "RemoteProtocolError", "ReadError", "WriteError",
+                         "TimeoutException", "NetworkError", "ConnectionError",
+                         "ConnectionRefusedError", "TimeoutError"})
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and len(out) < 10:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _client(url: str, path: Path, timeout_s: float) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -43,56 +71,142 @@ def _client(url: str, path: Path) -> Any:
     try:
         if url:
             parsed = urlparse(url if "://" in url else f"http://{url}")
-            return chromadb.HttpClient(
+            client = chromadb.HttpClient(
                 host=parsed.hostname or "localhost",
                 port=parsed.port or (443 if parsed.scheme == "https" else 8000),
                 ssl=parsed.scheme == "https",
                 settings=chroma_settings,
             )
+            _set_timeouts(client, timeout_s)
+            return client
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:  # chromadb raises assorted types for connection problems
         where = url or str(path)
-        raise StoreError(f"cannot open the Chroma store at {where}: {exc}") from exc
+        if url and _is_unavailable(exc):
+            raise StoreUnavailable(f"the vector store at {where} is not reachable "
+                                   f"({type(exc).__name__})") from exc
+        raise StoreError(f"cannot open the vector store at {where}: {exc}") from exc
+
+
+def _set_timeouts(client: Any, timeout_s: float) -> None:
+    """chromadb's HTTP client waits forever (``timeout=None``): a frozen server would hang
+    every search. Give its httpx sessions a real timeout."""
+    import httpx
+
+    for c in (client, getattr(client, "_admin_client", None)):
+        session = getattr(getattr(c, "_server", None), "_session", None)
+        if session is not None:
+            session.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
 
 
 class VectorStore:
-    def __init__(self, *, url: str = "", path: Path, prefix: str = "pixrag") -> None:
+    def __init__(self, *, url: str = "", path: Path, prefix: str = "pixrag",
+                 timeout_s: float = 30.0) -> None:
         self.location = url or str(path)
-        self._client = _client(url, path)
-        self._prefix = prefix
+        self.remote = bool(url)
+        self._client = _client(url, path, timeout_s)
+        self.prefix = prefix
+        self._specs: dict[str, tuple[str, str]] = {}  # channel -> (collection name, model)
         self._cols: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.max_batch = int(self._client.get_max_batch_size())
+        self.max_batch = int(self._guard("connect", self._client.get_max_batch_size))
 
-    def open(self, channel: str, *, model: str, dim: int, reindex_hint: str) -> None:
-        """Open (or create) the collection for ``channel`` ("clip" or "text")."""
-        name = f"{self._prefix}_{channel}"
+    def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            col = self._client.get_or_create_collection(
-                name,
-                embedding_function=None,  # we always pass vectors; the default would download
-                metadata={"model": model, "dim": dim},
-                configuration={"hnsw": {"space": "cosine"}},
-            )
+            return fn(*args, **kwargs)
+        except (StoreError, ModelMismatch):
+            raise
         except Exception as exc:
-            raise StoreError(f"cannot open collection {name} at {self.location}: {exc}") from exc
+            if _is_unavailable(exc):
+                raise StoreUnavailable(
+                    f"the vector store at {self.location} is not responding ({what}): "
+                    f"{type(exc).__name__}") from exc
+            raise StoreError(f"{what} in the vector store at {self.location} failed: "
+                             f"{exc}") from exc
+
+    # collections ----------------------------------------------------------------------------
+    def default_name(self, channel: str) -> str:
+        return f"{self.prefix}_{channel}"
+
+    def attach(self, channel: str, name: str, *, model: str) -> None:
+        """Use collection ``name`` for ``channel``, built by ``model``. It may not exist yet:
+        it is created by the first write."""
+        with self._lock:
+            self._specs[channel] = (name, model)
+            self._cols.pop(channel, None)
+
+    def _col(self, channel: str, *, create_dim: int | None = None) -> Any:
+        col = self._cols.get(channel)
+        if col is not None:
+            return col
+        try:
+            name, model = self._specs[channel]
+        except KeyError:
+            raise StoreError(f"vector channel {channel!r} is not attached") from None
+        col = self._get(name)
+        if col is None and create_dim is not None:
+            col = self._guard("create a collection", self._client.get_or_create_collection,
+                              name, embedding_function=None,  # we pass vectors; the default
+                              metadata={"model": model, "dim": create_dim},  # would download
+                              configuration={"hnsw": {"space": "cosine"}})
+        if col is None:
+            return None
         meta = col.metadata or {}
-        if meta.get("model") != model or int(meta.get("dim", dim)) != dim:
+        if meta.get("model") != model:
             raise ModelMismatch(
                 f"the {channel} index at {self.location} was built with model "
                 f"{meta.get('model')!r} ({meta.get('dim')}-dim), but the configured model is "
-                f"{model!r} ({dim}-dim). Re-embed everything with the new model: "
-                f"`{reindex_hint}` (or set the old model back in the config)."
-            )
-        self._cols[channel] = col
+                f"{model!r}. Re-embed everything with the new model: `pixrag reindex` "
+                f"(or set the old model back in the config).")
+        with self._lock:
+            self._cols[channel] = col
+        return col
 
-    def _col(self, channel: str) -> Any:
+    def _get(self, name: str) -> Any:
         try:
-            return self._cols[channel]
-        except KeyError:
-            raise StoreError(f"collection {channel!r} is not open") from None
+            return self._client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable(f"the vector store at {self.location} is not responding "
+                                       f"({type(exc).__name__})") from exc
+            return None  # chromadb raises NotFoundError/ValueError for a missing collection
 
+    def built_with(self, name: str) -> str | None:
+        """The model recorded on collection ``name`` (None when it does not exist)."""
+        col = self._get(name)
+        return None if col is None else str((col.metadata or {}).get("model"))
+
+    def spec(self, channel: str) -> tuple[str, str]:
+        """``(collection name, model)`` attached to ``channel``."""
+        return self._specs[channel]
+
+    def check(self, channel: str) -> None:
+        """Raise ModelMismatch now if the channel's collection was built by another model."""
+        self._col(channel)
+
+    def collection_dim(self, channel: str) -> int | None:
+        col = self._col(channel)
+        if col is None:
+            return None
+        dim = (col.metadata or {}).get("dim")
+        return int(dim) if dim is not None else None
+
+    def collections(self) -> list[str]:
+        return [c if isinstance(c, str) else c.name
+                for c in self._guard("list collections", self._client.list_collections)]
+
+    def drop_collection(self, name: str) -> None:
+        try:
+            self._client.delete_collection(name)
+        except Exception as exc:  # a missing collection is fine
+            log.debug("drop %s: %s", name, exc)
+        with self._lock:
+            for channel, (n, _) in list(self._specs.items()):
+                if n == name:
+                    self._cols.pop(channel, None)
+
+    # vectors ------------------------------------------------------------------------------
     def upsert(
         self,
         channel: str,
@@ -106,18 +220,14 @@ class VectorStore:
         for m in metadatas:
             if "space" not in m or "item" not in m:
                 raise StoreError("every vector needs 'space' and 'item' metadata")
-        col = self._col(channel)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        col = self._col(channel, create_dim=int(vectors.shape[1]))
         for start in range(0, len(ids), self.max_batch):
             end = start + self.max_batch
-            try:
-                col.upsert(
-                    ids=list(ids[start:end]),
-                    embeddings=np.asarray(vectors[start:end], dtype=np.float32),
-                    metadatas=[dict(m) for m in metadatas[start:end]],
-                    documents=list(documents[start:end]) if documents is not None else None,
-                )
-            except Exception as exc:
-                raise StoreError(f"writing to the vector store failed: {exc}") from exc
+            self._guard("writing", col.upsert,
+                        ids=list(ids[start:end]), embeddings=vectors[start:end],
+                        metadatas=[dict(m) for m in metadatas[start:end]],
+                        documents=list(documents[start:end]) if documents is not None else None)
 
     def query(
         self,
@@ -130,13 +240,12 @@ class VectorStore:
     ) -> list[VectorHit]:
         """Nearest vectors of ``space`` visible to ``audiences`` (None = all), best first."""
         col = self._col(channel)
-        where = _where(space, audiences)
-        try:
-            res = col.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
-                            n_results=max(1, n), where=where,
-                            include=["metadatas", "distances", "documents"])
-        except Exception as exc:
-            raise StoreError(f"vector search failed: {exc}") from exc
+        if col is None:  # nothing written yet
+            return []
+        res = self._guard("searching", col.query,
+                          query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                          n_results=max(1, n), where=_where(space, audiences),
+                          include=["metadatas", "distances", "documents"])
         hits = []
         docs = (res.get("documents") or [None])[0] or [None] * len(res["ids"][0])
         for vid, dist, meta, doc in zip(res["ids"][0], res["distances"][0], res["metadatas"][0],
@@ -144,29 +253,72 @@ class VectorStore:
             meta = meta or {}
             if meta.get("space") != space:  # belt and braces: never trust a filter blindly
                 continue
+            if audiences is not None and meta.get("audience") not in audiences:
+                continue
             hits.append(VectorHit(vid, str(meta.get("item", vid)), 1.0 - float(dist), meta, doc))
         return hits
 
     def get_vectors(self, channel: str, *, space: str,
                     items: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of the given items' own records (id == item id)."""
-        if not items:
-            return {}
         col = self._col(channel)
-        res = col.get(ids=list(items), where={"space": space}, include=["embeddings"])
+        if not items or col is None:
+            return {}
+        res = self._guard("reading", col.get, ids=list(items), where={"space": space},
+                          include=["embeddings"])
         return {i: np.asarray(e, dtype=np.float32)
                 for i, e in zip(res["ids"], res["embeddings"], strict=True)}
+
+    def records(self, channel: str, *, items: Sequence[str] | None = None,
+                ids: Sequence[str] | None = None, documents: bool = False,
+                vectors: bool = False) -> list[VectorRecord]:
+        """Stored records: all of them, those of ``items`` (by item metadata) or by vector id."""
+        col = self._col(channel)
+        if col is None:
+            return []
+        include = ["metadatas"] + (["documents"] if documents else []) + \
+            (["embeddings"] if vectors else [])
+        out: list[VectorRecord] = []
+        if items is not None or ids is not None:
+            keys = list(items if items is not None else ids or [])
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                if items is not None:
+                    res = self._guard("reading", col.get, where={"item": {"$in": chunk}},
+                                      include=include)
+                else:
+                    res = self._guard("reading", col.get, ids=chunk, include=include)
+                out += _records(res, documents, vectors)
+            return out
+        total = int(self._guard("counting", col.count))
+        for offset in range(0, total, 1000):
+            res = self._guard("reading", col.get, include=include, limit=1000, offset=offset)
+            out += _records(res, documents, vectors)
+        return out
 
     def delete_items(self, space: str, items: Sequence[str]) -> None:
         if not items:
             return
-        for channel, col in self._cols.items():
+        for channel in list(self._specs):
+            col = self._col(channel)
+            if col is None:
+                continue
             for start in range(0, len(items), 500):
                 chunk = list(items[start:start + 500])
-                try:
-                    col.delete(where={"$and": [{"space": space}, {"item": {"$in": chunk}}]})
-                except Exception as exc:
-                    raise StoreError(f"deleting from the {channel} index failed: {exc}") from exc
+                self._guard(f"deleting from the {channel} index", col.delete,
+                            where={"$and": [{"space": space}, {"item": {"$in": chunk}}]})
+
+    def delete_ids(self, channel: str, ids: Sequence[str]) -> None:
+        col = self._col(channel)
+        if col is None or not ids:
+            return
+        for start in range(0, len(ids), 500):
+            self._guard(f"deleting from the {channel} index", col.delete,
+                        ids=list(ids[start:start + 500]))
+
+    def count(self, channel: str) -> int:
+        col = self._col(channel)
+        return 0 if col is None else int(self._guard("counting", col.count))
 
     def close(self) -> None:
         """Release the client. chromadb never closes an HttpClient's HTTP sessions itself (one
@@ -183,17 +335,16 @@ class VectorStore:
         except Exception as exc:  # closing must never mask the error that ended the run
             log.debug("closing the Chroma client failed: %s", exc)
 
-    def count(self, channel: str) -> int:
-        return int(self._col(channel).count())
 
-    def drop(self, channel: str) -> None:
-        """Delete a whole collection (used by re-indexing with a new model)."""
-        name = f"{self._prefix}_{channel}"
-        try:
-            self._client.delete_collection(name)
-        except Exception as exc:  # missing collection is fine
-            log.debug("drop %s: %s", name, exc)
-        self._cols.pop(channel, None)
+def _records(res: Mapping[str, Any], documents: bool, vectors: bool) -> list[VectorRecord]:
+    ids = res["ids"]
+    metas = res.get("metadatas") or [{}] * len(ids)
+    docs = (res.get("documents") if documents else None) or [None] * len(ids)
+    embs = res.get("embeddings") if vectors else None
+    if embs is None:
+        embs = [None] * len(ids)
+    return [VectorRecord(i, m or {}, d, None if e is None else np.asarray(e, dtype=np.float32))
+            for i, m, d, e in zip(ids, metas, docs, embs, strict=True)]
 
 
 def _where(space: str, audiences: Sequence[str] | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.clip import LOAD_LOCK
 from core.config import Secrets, TextSettings
 from core.errors import ConfigError, ModelError
 from core.protocols import TextEmbedder
@@ -106,12 +107,14 @@ class MiniLMEmbedder:
         # Caller holds self._lock.
         if self._model is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
-
         source = str(Path(self._source).expanduser()) if self._local else self._source
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=self._local)
-            model = AutoModel.from_pretrained(source, local_files_only=self._local)
+            # One model load at a time in the process (see core.clip.LOAD_LOCK).
+            with LOAD_LOCK:
+                from transformers import AutoModel, AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=self._local)
+                model = AutoModel.from_pretrained(source, local_files_only=self._local)
         except (OSError, ValueError) as exc:
             raise ModelError(f"text model {self.model_id!r} could not be loaded: {exc}") from exc
         model.eval()

@@ -119,18 +119,22 @@ class IndexReport:
     indexed: list[IndexedItem] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
+    #: Indexed and findable, but a later step failed (OCR, caption): ``error`` says which.
+    warnings: list[Failed] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "indexed": [{"id": i.id, "source": i.source, "kind": i.kind} for i in self.indexed],
             "skipped": [asdict(s) for s in self.skipped],
             "failed": [asdict(f) for f in self.failed],
+            "warnings": [asdict(w) for w in self.warnings],
         }
 
     def extend(self, other: IndexReport) -> None:
         self.indexed.extend(other.indexed)
         self.skipped.extend(other.skipped)
         self.failed.extend(other.failed)
+        self.warnings.extend(other.warnings)
 
 
 @dataclass(frozen=True)
@@ -141,10 +145,16 @@ class Usage:
 
 @dataclass(frozen=True)
 class Turn:
-    """An earlier message of the conversation (thread context for follow-ups)."""
+    """An earlier message of the conversation (thread context for follow-ups).
 
-    role: Literal["user", "assistant"]
+    ``user``: the person asking now; ``assistant``: this bot's own reply; ``context``: anyone
+    else in the thread (another person, another bot). Only ``user`` and ``assistant`` become
+    conversation turns; ``context`` is quoted to the model as untrusted data, like sources.
+    """
+
+    role: Literal["user", "assistant", "context"]
     text: str
+    author: str = ""  # for ``context``: who wrote it, e.g. "another user", "another bot"
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,7 @@ class Stats:
     model: str
     store: str
     text_model: str = ""
+    waiting_for_text: int = 0  # items findable by CLIP, OCR/text still queued
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,4 +212,5 @@ class Stats:
             "model": self.model,
             "text_model": self.text_model,
             "store": self.store,
+            "waiting_for_text": self.waiting_for_text,
         }

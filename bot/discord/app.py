@@ -16,7 +16,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from bot.discord import failure, replies, views
+from bot.discord import backfill, failure, replies, views
 from bot.discord.commands import PixragCommands
 from bot.discord.deps import Deps
 from bot.discord.events import IndexEvents
@@ -74,7 +74,7 @@ class PixragBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.add_cog(PixragCommands(self.deps, self.tree))
         await self.add_cog(IndexEvents(self.deps, self))
-        self.add_dynamic_items(views.FeedbackButton, views.MoreButton)
+        self.add_dynamic_items(views.FeedbackButton, views.MoreButton, backfill.CancelButton)
         self.tree.error(failure.handle)
         if self.sync_commands:
             await self.sync_tree()
@@ -89,6 +89,10 @@ class PixragBot(commands.Bot):
         else:
             synced = await self.tree.sync()
             log.info("synced %d global command(s) (may take up to an hour to appear)", len(synced))
+
+    async def close(self) -> None:
+        await self.deps.backfills.aclose()  # each run's cursor stays at its last finished page
+        await super().close()
 
     async def on_ready(self) -> None:
         log.info(

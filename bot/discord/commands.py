@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord import access, convert, messages, replies
+from bot.discord import backfill as discord_backfill
 from bot.discord.convert import Refused
 from bot.discord.deps import Deps
 from bot.discord.markdown import code
@@ -171,6 +172,17 @@ class PixragCommands(commands.Cog):
         else:
             text = messages.AUTOINDEX_OFF.format(channel=mention)
         await interaction.response.send_message(text, ephemeral=True)
+
+    @pixrag.command(name="backfill", description="Index the images and PDFs already posted")
+    @app_commands.describe(channel="The channel (default: this one)", since="e.g. 2024-05-31")
+    @app_commands.guild_only()
+    async def backfill(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel | None = None,
+        since: app_commands.Range[str, 1, 40] | None = None,
+    ) -> None:
+        await discord_backfill.start(self.deps, interaction, channel, since)
 
     @pixrag.command(name="stats", description="What is indexed in this server")
     async def stats(self, interaction: discord.Interaction) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import discord
 
+from bot.backfill import Backfills
 from bot.discord.shown import ShownMemory
 from core.config import Settings
 from core.errors import RateLimited
@@ -30,6 +32,7 @@ class Deps:
     settings: Settings
     shown: ShownMemory = field(default_factory=ShownMemory)
     stream_interval: float = STREAM_EDIT_INTERVAL_S
+    backfills: Backfills = field(default_factory=Backfills)
     limiter: RateLimiter = field(init=False)
     autoindex_limiter: RateLimiter = field(init=False)
     _autoindex: dict[str, tuple[float, set[str]]] = field(default_factory=dict, init=False)
@@ -67,3 +70,9 @@ class Deps:
     async def set_autoindex(self, space: str, channel: str, on: bool) -> None:
         await self.service.set_autoindex(space, channel, on)
         self._autoindex.pop(space, None)
+
+
+class HasDeps(Protocol):
+    """The client behind an interaction (the bot) carries the handlers' dependencies."""
+
+    deps: Deps

@@ -64,3 +64,35 @@ CTX_ADD = "Add to PixRAG"
 
 def rate_limited(limit: int, retry_after: float) -> str:
     return RATE_LIMITED.format(limit=limit, seconds=max(1, round(retry_after)))
+
+# /pixrag backfill
+BACKFILL_NOT_TEXT = "Backfill works on text channels (and their threads): pick one with `channel`."
+BACKFILL_BAD_SINCE = "`{since}` is not a date: use the form 2024-05-31."
+BACKFILL_RUNNING = (
+    "A backfill of {channel} is already running (here or in another PixRAG process): "
+    "see its progress message there."
+)
+BACKFILL_STARTED = (
+    "Backfill of {channel} started: progress is posted there. Files already indexed are "
+    "skipped; a stopped backfill continues where it got to when run again."
+)
+BACKFILL_CANNOT_POST = "I cannot post in {channel} (its progress goes there): check my permissions."
+BACKFILL_STARTING = "Backfill of {channel}: reading the history…"
+BACKFILL_COUNTS = "indexed {done:,} of ~{total:,} files, {failed:,} failed"
+BACKFILL_COUNTS_SO_FAR = "indexed {done:,} files so far, {failed:,} failed"
+BACKFILL_PROGRESS = "Backfill of {channel}: {counts}"
+BACKFILL_ALREADY = " ({n:,} were already indexed)"
+BACKFILL_FINISHED = "Backfill of {channel} finished: indexed {done:,} files, {failed:,} failed"
+BACKFILL_CANCELLED = (
+    "Backfill of {channel} cancelled: {counts}. Run `/pixrag backfill` again to continue."
+)
+BACKFILL_STOPPED = (
+    "Backfill of {channel} stopped ({error}): {counts}. Run `/pixrag backfill` again to continue."
+)
+BACKFILL_REASON = "• `{name}`: {reason}"
+BACKFILL_MORE = "• … and {n:,} more"
+BACKFILL_CANCEL = "Cancel"
+BACKFILL_CANCELLING = "Stopping the backfill of {channel} after the files in hand."
+BACKFILL_NOT_RUNNING = "No backfill of {channel} is running."
+BACKFILL_FORBIDDEN = "I cannot read the history of {channel} (Read Message History)"
+BACKFILL_HISTORY_FAILED = "Discord did not return the history of {channel}; try again later"

@@ -25,7 +25,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import commands, events, interactive, render
+from bot.slack import backfill, commands, events, interactive, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps
 from bot.slack.download import FileHosts
@@ -80,6 +80,7 @@ def build_app(
     events.register(app, deps)
     commands.register(app, deps)
     interactive.register(app, deps)
+    backfill.register(app, deps)
 
     @app.error
     async def on_error(

@@ -12,7 +12,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import convert, render
+from bot.slack import backfill, convert, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps, is_private
 from core.errors import NotFound, PermissionDenied
@@ -82,6 +82,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
             stats = await deps.service.stats(space)
             await respond(render.stats_text(stats), response_type="ephemeral")
+        elif sub == "backfill":
+            await ack()
+            text = await backfill.command(deps, client, team=team, user=user, channel=channel,
+                                          arg=arg)
+            await respond(text, response_type="ephemeral")
         elif sub == "forget":
             await ack(msg.FORGET_USAGE)
         else:

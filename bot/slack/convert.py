@@ -17,6 +17,9 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 # https://team.slack.com/archives/C0123/p1700000000123456[?thread_ts=...]
 _LINK = re.compile(r"https?://[^/\s>|]+/archives/([A-Z0-9]+)/p(\d{7,})")
 
+# Message subtypes that are a person writing (everything else is an edit, a join, a bot...).
+USER_SUBTYPES = (None, "file_share", "thread_broadcast")
+
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff")
 _PDF = "application/pdf"
 _DOC_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
@@ -108,20 +111,37 @@ def history_turns(
     messages: Sequence[Mapping[str, Any]],
     *,
     before_ts: str,
+    asker: str,
     bot_user_id: str | None,
+    bot_id: str | None = None,
     limit: int = 10,
 ) -> list[Turn]:
-    """Earlier messages of a thread (``conversations.replies``) as conversation turns."""
+    """Earlier messages of a thread (``conversations.replies``) as conversation context.
+
+    Only the asking user's messages (``user`` turns) and this bot's own replies
+    (``assistant`` turns) are turns; other people's and other bots' messages are ``context``,
+    which core quotes as untrusted data.
+    """
     turns: list[Turn] = []
     for msg in messages:
         if _ts(msg.get("ts")) >= _ts(before_ts):
             continue
         if msg.get("subtype") not in (None, "file_share", "bot_message", "thread_broadcast"):
             continue
-        from_bot = bool(msg.get("bot_id")) or (bot_user_id and msg.get("user") == bot_user_id)
         text = strip_mentions(str(msg.get("text", "")))
-        if text:
-            turns.append(Turn(role="assistant" if from_bot else "user", text=text))
+        if not text:
+            continue
+        author = msg.get("user")
+        is_bot = bool(msg.get("bot_id")) or msg.get("subtype") == "bot_message"
+        ours = bool(bot_user_id and author == bot_user_id) or bool(
+            bot_id and msg.get("bot_id") == bot_id)
+        if ours:
+            turns.append(Turn(role="assistant", text=text))
+        elif author and author == asker and not is_bot:
+            turns.append(Turn(role="user", text=text))
+        else:
+            turns.append(Turn(role="context", text=text,
+                              author="another bot" if is_bot else "another user"))
     return turns[-limit:]
 
 

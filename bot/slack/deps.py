@@ -11,6 +11,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.backfill import Backfills
 from bot.slack import convert, download
 from core.config import Settings
 from core.errors import RateLimited, UnsupportedInput
@@ -27,6 +28,7 @@ class Deps:
     settings: Settings
     limiter: RateLimiter
     token: str  # bot token, for url_private downloads
+    backfills: Backfills = field(default_factory=Backfills)  # runs in progress
     file_hosts: download.FileHosts = field(default_factory=download.FileHosts)
     autoindex_limiter: RateLimiter = field(init=False)
 
@@ -91,10 +93,13 @@ class Deps:
         ts: str,
         author: str,
         files: Sequence[Mapping[str, Any]],
+        private: bool | None = None,
     ) -> AsyncIterator[tuple[list[Upload], list[UnsupportedInput]]]:
         """A message's files as Uploads that remember where they came from, inside one
-        admission ticket (index them inside the block)."""
-        private = await is_private(client, channel)
+        admission ticket (index them inside the block). ``private``: the channel's privacy
+        when the caller already looked it up."""
+        if private is None:
+            private = await is_private(client, channel)
         link = await permalink(client, channel, ts)
         uploads: list[Upload] = []
         problems: list[UnsupportedInput] = []
@@ -141,7 +146,14 @@ async def permalink(client: AsyncWebClient, channel: str, ts: str) -> str:
 
 
 async def thread_history(
-    client: AsyncWebClient, *, channel: str, thread_ts: str, before_ts: str, bot_user_id: str | None
+    client: AsyncWebClient,
+    *,
+    channel: str,
+    thread_ts: str,
+    before_ts: str,
+    asker: str,
+    bot_user_id: str | None,
+    bot_id: str | None = None,
 ) -> list[Turn]:
     """Earlier messages of the thread as context for a follow-up question."""
     try:
@@ -151,5 +163,6 @@ async def thread_history(
                     exc.response.get("error"))
         return []
     return convert.history_turns(
-        resp.get("messages") or [], before_ts=before_ts, bot_user_id=bot_user_id
+        resp.get("messages") or [], before_ts=before_ts, asker=asker,
+        bot_user_id=bot_user_id, bot_id=bot_id,
     )

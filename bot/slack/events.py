@@ -15,8 +15,6 @@ from bot.slack.deps import Deps
 
 log = logging.getLogger(__name__)
 
-# Message subtypes that are a person writing (everything else is an edit, a join, a bot...).
-_USER_SUBTYPES = (None, "file_share", "thread_broadcast")
 INDEXED_REACTION = "card_index_dividers"
 
 
@@ -36,6 +34,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             text=event.get("text", ""),
             files=event.get("files"),
             bot_user_id=context.bot_user_id,
+            bot_id=context.bot_id,
         )
 
     @app.event("message")
@@ -48,7 +47,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await _forget_message(deps, team, str(event.get("channel", "")),
                                   str(event.get("deleted_ts", "")))
             return
-        if subtype not in _USER_SUBTYPES or event.get("bot_id") or not event.get("user"):
+        if subtype not in convert.USER_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return
         if event.get("channel_type") == "im":
             await replies.answer(
@@ -62,6 +61,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 text=event.get("text", ""),
                 files=event.get("files"),
                 bot_user_id=context.bot_user_id,
+                bot_id=context.bot_id,
             )
             return
         files = convert.indexable_files(event.get("files"))
@@ -84,8 +84,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
     ) -> None:
         if event.get("tab", "home") != "home":
             return
+        from bot.slack.backfill import home_blocks  # backfill imports this module
+
         stats = await deps.service.stats(convert.space_for(context.team_id or ""))
-        await client.views_publish(user_id=event["user"], view=render.home_view(stats))
+        view = render.home_view(stats)
+        if await deps.is_admin(client, event["user"]):
+            view["blocks"] += home_blocks()
+        await client.views_publish(user_id=event["user"], view=view)
 
 
 async def _forget_message(deps: Deps, team: str, channel: str, ts: str) -> None:

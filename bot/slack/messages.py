@@ -20,6 +20,8 @@ PIXRAG_USAGE = (
     "• `/pixrag index`: add files to this workspace's index\n"
     "• `/pixrag forget <item id | message link>`: remove what was indexed\n"
     "• `/pixrag autoindex on|off`: index every file shared in this channel (admins)\n"
+    "• `/pixrag backfill [#channel] [YYYY-MM-DD]`: index the files a channel already holds "
+    "(admins)\n"
     "• `/pixrag stats`: what is indexed in this workspace"
 )
 NOT_ADMIN = "Only workspace admins (or users listed in `[slack] admins`) may do that."
@@ -89,3 +91,50 @@ HOME_HOWTO = (
     "turn on `/pixrag autoindex on` in a channel\n"
     "• Files from private channels and DMs are only found there; nothing leaves this workspace."
 )
+
+BACKFILL_USAGE = "Usage: `/pixrag backfill [#channel] [since, e.g. 2024-05-31]`"
+BACKFILL_BAD_SINCE = "`{since}` is not a date: use the form 2024-05-31."
+BACKFILL_RUNNING = (
+    "A backfill of <#{channel}> is already running (here or in another PixRAG process): "
+    "see its progress message there."
+)
+BACKFILL_NOT_IN_CHANNEL = (
+    "I am not in <#{channel}>: invite me first (`/invite @PixRAG`), then run the backfill again."
+)
+BACKFILL_SLACK_ERROR = "Slack answered `{error}`"
+BACKFILL_STARTED = (
+    ":arrows_counterclockwise: Backfill of <#{channel}> started: progress is posted there. "
+    "Files already indexed are skipped; a stopped backfill continues where it got to when run "
+    "again."
+)
+BACKFILL_STARTING = ":arrows_counterclockwise: Backfill of <#{channel}>: reading the history…"
+BACKFILL_COUNTS = "indexed {done:,} of ~{total:,} files, {failed:,} failed"
+BACKFILL_COUNTS_SO_FAR = "indexed {done:,} files so far, {failed:,} failed"
+BACKFILL_PROGRESS = ":arrows_counterclockwise: Backfill of <#{channel}>: {counts}"
+BACKFILL_ALREADY = " ({n:,} were already indexed)"
+BACKFILL_FINISHED = (
+    ":white_check_mark: Backfill of <#{channel}> finished: indexed {done:,} files, "
+    "{failed:,} failed"
+)
+BACKFILL_CANCELLED = (
+    ":octagonal_sign: Backfill of <#{channel}> cancelled: {counts}. "
+    "Run `/pixrag backfill` again to continue."
+)
+BACKFILL_STOPPED = (
+    ":warning: Backfill of <#{channel}> stopped ({error}): {counts}. "
+    "Run `/pixrag backfill` again to continue."
+)
+BACKFILL_REASON = "• `{name}`: {reason}"
+BACKFILL_MORE = "• … and {n:,} more"
+BACKFILL_CANCEL = "Cancel"
+BACKFILL_CANCELLING = "Stopping the backfill of <#{channel}> after the files in hand."
+BACKFILL_NOT_RUNNING = "No backfill of <#{channel}> is running."
+BACKFILL_MODAL_TITLE = "Backfill a channel"
+BACKFILL_MODAL_SUBMIT = "Start"
+BACKFILL_MODAL_CHANNEL = "Channel (invite me there first)"
+BACKFILL_MODAL_SINCE = "Only files shared since (optional)"
+HOME_BACKFILL = (
+    "*Backfill* (admins): index the images, slides and PDFs a channel already holds. "
+    "Progress is posted in that channel; files already indexed are skipped."
+)
+HOME_BACKFILL_BUTTON = "Backfill a channel"

@@ -46,6 +46,7 @@ async def answer(
     text: str,
     files: Sequence[Mapping[str, Any]] | None,
     bot_user_id: str | None,
+    bot_id: str | None = None,
 ) -> None:
     """Answer a mention / DM in its thread, with citations, thumbnails and feedback buttons."""
     await react(client, channel, ts)
@@ -64,7 +65,8 @@ async def answer(
     history: list[Turn] = []
     if thread_ts and thread_ts != ts:
         history = await thread_history(
-            client, channel=channel, thread_ts=thread_ts, before_ts=ts, bot_user_id=bot_user_id
+            client, channel=channel, thread_ts=thread_ts, before_ts=ts, asker=user,
+            bot_user_id=bot_user_id, bot_id=bot_id,
         )
     # An image alone is a question too: core asks "what is in this image?" and searches by it.
     stream = deps.service.ask_stream(

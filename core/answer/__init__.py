@@ -15,9 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from core.answer.base import Backend, ModelAnswerer
 from core.answer.caption import ModelCaptioner
-from core.answer.claude import AnthropicBackend
 from core.answer.nomodel import NoModelAnswerer
-from core.answer.openai_chat import OpenAIBackend
 from core.config import AnswerSettings, IndexSettings, Secrets
 from core.errors import ConfigError
 from core.types import Answer, Hit, Turn
@@ -28,6 +26,7 @@ __all__ = [
     "ModelAnswerer",
     "ModelCaptioner",
     "NoModelAnswerer",
+    "DeferredAnswerer",
     "build_answerer",
     "build_captioner",
     "resolve_provider",
@@ -68,16 +67,24 @@ class Provider:
     make: BackendFactory | None = None  # None: no model (retrieval only)
 
 
+# The SDKs are imported when a backend is made (a second or more each): commands that never
+# ask a model do not pay for them.
 def _anthropic(s: AnswerSettings, key: str | None, model: str) -> Backend:
+    from core.answer.claude import AnthropicBackend
+
     assert key is not None  # key_required
     return AnthropicBackend(s, key, model)
 
 
 def _openai(s: AnswerSettings, key: str | None, model: str) -> Backend:
+    from core.answer.openai_chat import OpenAIBackend
+
     return OpenAIBackend(s, key, model)
 
 
 def _compatible(s: AnswerSettings, key: str | None, model: str) -> Backend:
+    from core.answer.openai_chat import OpenAIBackend
+
     return OpenAIBackend(s, key, model, provider="openai-compatible", use_max_tokens=True)
 
 
@@ -106,11 +113,12 @@ def resolve_provider(settings: AnswerSettings, secrets: Secrets) -> str:
     return next(n for n in AUTO_ORDER if _usable(PROVIDERS[n], settings, secrets))
 
 
-def _backend(settings: AnswerSettings, secrets: Secrets, model: str) -> Backend | None:
+def _check(settings: AnswerSettings, secrets: Secrets, model: str) -> str:
+    """The provider name, or ConfigError naming what is missing (no SDK imported)."""
     name = resolve_provider(settings, secrets)
     p = PROVIDERS[name]
     if p.make is None:
-        return None
+        return name
     key = secrets.get(p.key_env) if p.key_env else None
     if p.key_required and not key:
         raise ConfigError(p.key_env, f'not set: [answer] provider = "{name}" needs this API key '
@@ -122,6 +130,15 @@ def _backend(settings: AnswerSettings, secrets: Secrets, model: str) -> Backend 
     if p.model_required and not (model or settings.model):
         raise ConfigError("answer.model (or PIXRAG_ANSWER__MODEL)",
                           f'required for provider "{name}": the model name the server serves')
+    return name
+
+
+def _backend(settings: AnswerSettings, secrets: Secrets, model: str) -> Backend | None:
+    name = _check(settings, secrets, model)
+    p = PROVIDERS[name]
+    if p.make is None:
+        return None
+    key = secrets.get(p.key_env) if p.key_env else None
     backend = p.make(settings, key, model)
     log.info("answer model: %s %s%s (configured provider %s)", backend.provider, backend.model,
              f" at {settings.base_url}" if settings.base_url else "", settings.provider)
@@ -135,6 +152,35 @@ def build_answerer(settings: AnswerSettings, secrets: Secrets) -> Answerer:
         log.info("no answer model configured: replies list the sources found")
         return NoModelAnswerer()
     return ModelAnswerer(backend, settings)
+
+
+class DeferredAnswerer:
+    """The configured Answerer, made on the first question. The configuration is checked at
+    once (a missing key is an error before anything loads); the provider's SDK is imported
+    only when a command really asks a model."""
+
+    def __init__(self, settings: AnswerSettings, secrets: Secrets) -> None:
+        self.provider = _check(settings, secrets, "")
+        self.model = settings.model
+        self._settings = settings
+        self._secrets = secrets
+        self._real: Answerer | None = None
+
+    def _answerer(self) -> Answerer:
+        if self._real is None:
+            self._real = build_answerer(self._settings, self._secrets)
+            self.model = self._real.model
+        return self._real
+
+    def stream(self, question: str, sources: Sequence[Hit], *,
+               query_image: bytes | None = None,
+               history: Sequence[Turn] = ()) -> AsyncIterator[str | Answer]:
+        return self._answerer().stream(question, sources, query_image=query_image,
+                                       history=history)
+
+    async def aclose(self) -> None:
+        if self._real is not None:
+            await self._real.aclose()
 
 
 def build_captioner(

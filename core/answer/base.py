@@ -21,7 +21,7 @@ from core.answer.prompt import (
     parse_citations,
     source_listing,
 )
-from core.answer.retry import Failure, RetryBudget
+from core.answer.retry import REASON_CHARS, Failure, RetryBudget, redact
 from core.config import AnswerSettings
 from core.errors import AnswerError, ProviderUnavailable
 from core.types import Answer, Hit, Turn, Usage
@@ -32,7 +32,9 @@ Status = Literal["ok", "no_sources", "unavailable", "no_model"]
 
 
 class TransientFailure(ProviderUnavailable):
-    """Timeout, connection error, 429 or 5xx: worth another attempt."""
+    """An outage: timeout, connection error, 429 or 5xx (worth another attempt), a malformed
+    or empty reply, or the answer's deadline. ``str(exc)`` is fixed text; the provider's own
+    words are in ``failure.reason``, for the log."""
 
     def __init__(self, message: str, failure: Failure) -> None:
         self.failure = failure
@@ -48,20 +50,35 @@ class RequestRejected(AnswerError):
 
 
 def failure_error(provider: str, model: str, failure: Failure) -> AnswerError:
-    """The core error for a classified SDK failure (raise it ``from`` the SDK error)."""
-    if failure.kind == "transient":
-        return TransientFailure(f"{provider} ({model}) is unavailable: {failure.reason}", failure)
+    """The core error for a classified SDK failure (raise it ``from`` the SDK error).
+
+    The message never carries the provider's error body (it can echo prompts, keys or
+    internal detail): it names the provider, the model and the HTTP status only.
+    """
+    status = f" (HTTP {failure.status})" if failure.status else ""
+    if failure.kind in ("transient", "malformed", "deadline"):
+        return TransientFailure(f"{provider} ({model}) is unavailable{status}", failure)
     if failure.kind == "auth":
-        return RequestRejected(f"{provider} rejected the API key ({failure.reason})", failure)
+        return RequestRejected(f"{provider} rejected the API key{status}", failure)
     return RequestRejected(
-        f"{provider} rejected the request for model {model!r}: {failure.reason}", failure
+        f"{provider} rejected the request for model {model!r}{status}; "
+        "the operator has the details in the log",
+        failure,
     )
+
+
+def malformed_failure(exc: BaseException, secret: str | None = None) -> Failure:
+    """A reply the SDK could not read: a plain JSON body where a stream was asked for, SSE
+    data that is not JSON, a stream cut short. The SDKs raise whatever their parser hit
+    (AssertionError, ValueError, a transport error...), so backends map any of them here."""
+    detail = redact(str(exc), secret)[:REASON_CHARS]
+    return Failure("malformed", f"malformed response ({type(exc).__name__}: {detail})")
 
 
 class Backend(Protocol):
     """One provider's client. ``run`` yields text deltas, then one :class:`Usage`.
 
-    SDK errors leave ``run`` as :class:`TransientFailure` or :class:`RequestRejected`.
+    Every error leaves ``run`` as :class:`TransientFailure` or :class:`RequestRejected`.
     """
 
     provider: str
@@ -88,27 +105,81 @@ def _log_key_rejected(backend: Backend) -> None:
     )
 
 
+def _log_give_up(backend: Backend, failure: Failure, attempts: int) -> None:
+    """The detail of a failure the user only sees as a fixed sentence."""
+    if failure.kind == "auth":
+        _log_key_rejected(backend)
+    elif failure.kind == "fatal":
+        log.warning("%s (%s) refused the request: %s", backend.provider, backend.model,
+                    failure.reason)
+    else:
+        log.warning("%s (%s) unavailable after %d attempt(s): %s", backend.provider,
+                    backend.model, attempts, failure.reason)
+
+
+async def _bounded(
+    backend: Backend, prompt: Prompt, settings: AnswerSettings, deadline: float
+) -> AsyncGenerator[str | Usage, None]:
+    """``backend.run`` with time limits: the whole attempt ends at ``deadline`` (loop time),
+    and at most ``timeout_s`` may pass between two pieces of text. The SDK's own read timeout
+    does not cover the second: a server sending keep-alive pings or empty deltas resets it
+    forever. Only the awaits are bounded, never the consumer's work between items.
+    """
+    loop = asyncio.get_running_loop()
+    gap_s = settings.timeout_s
+    async with contextlib.aclosing(backend.run(prompt, settings.max_tokens)) as items:
+        while True:
+            limit = asyncio.timeout_at(min(deadline, loop.time() + gap_s))
+            try:
+                async with limit:
+                    item = await anext(items)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                if not limit.expired():
+                    raise
+                if loop.time() >= deadline:
+                    failure = Failure("deadline", f"no complete answer within "
+                                                  f"deadline_s={settings.deadline_s:g} s")
+                else:
+                    failure = Failure("transient", f"nothing received for {gap_s:g} s")
+                raise failure_error(backend.provider, backend.model, failure) from exc
+            yield item
+
+
+def _empty(backend: Backend) -> TransientFailure:
+    """A reply that ended without any text (some servers answer a stream this way when the
+    model crashed, or a proxy dropped the body): an outage like any other."""
+    return TransientFailure(f"{backend.provider} ({backend.model}) is unavailable",
+                            Failure("malformed", "empty response: no text"))
+
+
 async def complete(
     backend: Backend, prompt: Prompt, settings: AnswerSettings
 ) -> tuple[str, Usage]:
-    """One non-interactive call with retries; raises AnswerError/ProviderUnavailable at the end."""
+    """One non-interactive call with retries, within ``deadline_s``; raises AnswerError /
+    ProviderUnavailable (fixed text, detail logged) at the end. An empty reply is an outage."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.deadline_s
     budget = RetryBudget(settings.max_retries, settings.max_wait_s)
     while True:
         chunks: list[str] = []
         usage = Usage()
         try:
-            async with contextlib.aclosing(backend.run(prompt, settings.max_tokens)) as items:
+            async with contextlib.aclosing(_bounded(backend, prompt, settings, deadline)) as items:
                 async for item in items:
                     if isinstance(item, Usage):
                         usage = item
                     else:
                         chunks.append(item)
-            return "".join(chunks), usage
+            text = "".join(chunks)
+            if not text.strip():
+                raise _empty(backend)
+            return text, usage
         except (TransientFailure, RequestRejected) as exc:
-            delay = budget.next_delay(exc.failure)
+            delay = budget.next_delay(exc.failure, deadline - loop.time())
             if delay is None:
-                if exc.failure.kind == "auth":
-                    _log_key_rejected(backend)
+                _log_give_up(backend, exc.failure, budget.retries + 1)
                 raise
             await _sleep_before_retry(backend, exc.failure, delay, budget.retries)
 
@@ -138,9 +209,13 @@ class ModelAnswerer:
     ) -> AsyncIterator[str | Answer]:
         """Yield text deltas as the model writes them, then exactly one final Answer.
 
-        The deltas always add up to ``Answer.text``. Outages end in status "unavailable";
-        only a request the provider refuses as invalid (unknown model, ...) raises AnswerError.
+        The deltas always add up to ``Answer.text``. Outages (errors, malformed or empty
+        replies, ``deadline_s`` running out) end in status "unavailable"; only a request the
+        provider refuses as invalid (unknown model, ...) raises AnswerError.
         """
+        loop = asyncio.get_running_loop()
+        # One clock for the whole answer: preparing images, connecting, retries, streaming.
+        deadline = loop.time() + self._settings.deadline_s
         hits = list(sources)
         if not hits and query_image is None:
             answer = self._answer(NO_SOURCES_TEXT, hits, "no_sources", [], Usage())
@@ -160,31 +235,27 @@ class ModelAnswerer:
         usage = Usage()
         while True:
             try:
-                async with contextlib.aclosing(self._backend.run(prompt, s.max_tokens)) as items:
+                bounded = _bounded(self._backend, prompt, s, deadline)
+                async with contextlib.aclosing(bounded) as items:
                     async for item in items:
                         if isinstance(item, Usage):
                             usage = item
                         elif item:
                             chunks.append(item)
                             yield item
+                if not "".join(chunks).strip():
+                    raise _empty(self._backend)
                 break
             except (TransientFailure, RequestRejected) as exc:
                 failure = exc.failure
                 # Text already shown cannot be taken back, so a broken stream is not retried.
-                delay = None if chunks else budget.next_delay(failure)
+                delay = None if chunks else budget.next_delay(failure, deadline - loop.time())
                 if delay is not None:
                     await _sleep_before_retry(self._backend, failure, delay, budget.retries)
                     continue
+                _log_give_up(self._backend, failure, budget.retries + 1)
                 if failure.kind == "fatal" and not chunks:
-                    log.warning("%s", exc)
                     raise
-                if failure.kind == "auth":
-                    _log_key_rejected(self._backend)
-                else:
-                    log.warning(
-                        "%s (%s) unavailable after %d attempt(s): %s",
-                        self.provider, self.model, budget.retries + 1, failure.reason,
-                    )
                 tail = _unavailable_text(hits)
                 if chunks:
                     tail = "\n\n" + tail

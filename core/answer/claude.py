@@ -9,7 +9,7 @@ from typing import Any
 
 import anthropic
 
-from core.answer.base import failure_error
+from core.answer.base import failure_error, malformed_failure
 from core.answer.prompt import ImagePart, Prompt
 from core.answer.retry import Failure, redact, status_failure
 from core.config import AnswerSettings
@@ -42,20 +42,27 @@ class AnthropicBackend:
         await self._client.close()
 
     async def run(self, prompt: Prompt, max_tokens: int) -> AsyncGenerator[str | Usage, None]:
+        messages = _messages(prompt)
         try:
             async with self._client.messages.stream(
                 model=self.model,
                 max_tokens=max_tokens,
                 system=prompt.system,
-                messages=_messages(prompt),
+                messages=messages,
             ) as stream:
                 async for text in stream.text_stream:
                     if text:
                         yield text
                 final = await stream.get_final_message()
+                usage = Usage(final.usage.input_tokens or 0, final.usage.output_tokens or 0)
         except anthropic.APIError as exc:
             raise failure_error(self.provider, self.model, self._classify(exc)) from exc
-        yield Usage(final.usage.input_tokens or 0, final.usage.output_tokens or 0)
+        except Exception as exc:  # noqa: BLE001 - the SDK's parser fails in many ways
+            # A JSON body where a stream was asked for ends in an AssertionError, bad SSE data
+            # in a JSONDecodeError, a cut stream in a transport error: all are outages.
+            failure = malformed_failure(exc, self._key)
+            raise failure_error(self.provider, self.model, failure) from exc
+        yield usage
 
     def _classify(self, exc: anthropic.APIError) -> Failure:
         if isinstance(exc, anthropic.APITimeoutError):

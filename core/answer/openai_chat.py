@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from core.answer.base import failure_error
+from core.answer.base import failure_error, malformed_failure
 from core.answer.prompt import ImagePart, Prompt, TextPart
 from core.answer.retry import Failure, redact, status_failure
 from core.config import AnswerSettings
@@ -57,10 +57,11 @@ class OpenAIBackend:
 
     async def run(self, prompt: Prompt, max_tokens: int) -> AsyncGenerator[str | Usage, None]:
         usage = Usage()
+        messages = _messages(prompt)
         try:
             stream = await self._client.chat.completions.create(
                 model=self.model,
-                messages=_messages(prompt),
+                messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 max_tokens=max_tokens if self._use_max_tokens else openai.omit,
@@ -79,6 +80,12 @@ class OpenAIBackend:
                 await stream.close()
         except openai.APIError as exc:
             raise failure_error(self.provider, self.model, self._classify(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - the SDK's parser fails in many ways
+            # Bad SSE data ends in a JSONDecodeError, an odd chunk in a validation or
+            # attribute error: all are outages. (A plain JSON body where a stream was asked
+            # for parses as a stream with no text: the answer loop treats that as empty.)
+            failure = malformed_failure(exc, self._key)
+            raise failure_error(self.provider, self.model, failure) from exc
         yield usage
 
     def _classify(self, exc: openai.APIError) -> Failure:

@@ -15,8 +15,15 @@ from typing import Literal
 
 INITIAL_DELAY_S = 0.5
 MAX_DELAY_S = 8.0
+# A retry that would start with less of the deadline left than this is not worth starting.
+MIN_ATTEMPT_S = 0.25
 
-FailureKind = Literal["transient", "auth", "fatal"]
+# transient: worth another attempt (timeout, connection, 408/409/429, 5xx).
+# malformed: the reply could not be read (not a stream, bad JSON, cut short, empty): an outage,
+#   not retried (a proxy that answers this way does it every time).
+# deadline: ``[answer] deadline_s`` ran out: an outage, nothing more is tried.
+# auth: the key was rejected. fatal: the request was refused (unknown model, bad request).
+FailureKind = Literal["transient", "malformed", "deadline", "auth", "fatal"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,12 @@ class RetryBudget:
     retries: int = 0
     waited_s: float = 0.0
 
-    def next_delay(self, failure: Failure) -> float | None:
-        """Seconds to sleep before the next attempt, or None to give up."""
+    def next_delay(self, failure: Failure, time_left: float | None = None) -> float | None:
+        """Seconds to sleep before the next attempt, or None to give up.
+
+        ``time_left``: seconds until the answer's deadline; no attempt starts that could not
+        get at least a moment of it after the sleep.
+        """
         if failure.kind != "transient" or self.retries >= self.max_retries:
             return None
         if failure.retry_after is not None:
@@ -81,6 +92,8 @@ class RetryBudget:
             delay = backoff * (1 - 0.25 * random.random())  # noqa: S311 - jitter, not crypto
         # A server asking for longer than we may still wait will not be ready in time.
         if self.waited_s + delay > self.max_wait_s:
+            return None
+        if time_left is not None and delay + MIN_ATTEMPT_S > time_left:
             return None
         self.retries += 1
         self.waited_s += delay

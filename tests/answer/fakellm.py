@@ -18,7 +18,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -41,6 +41,12 @@ class Reply:
     output_tokens: int = 7
     gate: asyncio.Event | None = None  # after the first delta, wait for it before the rest
     fail_after: int | None = None  # send an error event after this many deltas
+    hang: bool = False  # accept the request and never answer
+    pings: bool = False  # a 200 stream of keep-alive pings / empty deltas, never any content
+    # A broken server or proxy: "json" answers a streaming request with a plain JSON body,
+    # "invalid" sends SSE data that is not JSON, "truncated" drops the connection after the
+    # first delta, "garbage" sends a 200 text/plain body.
+    shape: Literal["ok", "json", "invalid", "truncated", "garbage"] = "ok"
 
 
 @dataclass
@@ -113,7 +119,46 @@ class FakeLLM:
         reply = self._script.popleft() if self._script else self.default
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
+        if reply.hang:
+            await asyncio.Event().wait()  # cancelled when the client goes away
         return body, reply
+
+    async def _broken(self, request: web.Request, reply: Reply, first: bytes
+                      ) -> web.StreamResponse | None:
+        """The misbehaving shapes, shared by both wire formats; None for a normal reply."""
+        if reply.shape == "garbage":
+            return web.Response(body=b"upstream said no", status=200,
+                                headers={"Content-Type": "text/plain"})
+        if reply.shape == "invalid":
+            resp = await _sse(request, reply.headers)
+            await resp.write(b"event: content_block_delta\ndata: {not json\n\n")
+            await resp.write(b"data: {not json either\n\n")
+            await resp.write_eof()
+            return resp
+        if reply.shape == "truncated":
+            resp = await _sse(request, reply.headers)
+            await resp.write(first)
+            await asyncio.sleep(0.05)  # let the first delta reach the client
+            # Drop the connection mid-stream: no terminating event, no end of chunked body.
+            assert request.transport is not None
+            request.transport.abort()
+            return resp
+        if reply.pings:
+            resp = await _sse(request, reply.headers)
+            while True:  # until the client gives up
+                await resp.write(self._ping(request.path))
+                await asyncio.sleep(0.05)
+        return None
+
+    @staticmethod
+    def _ping(path: str) -> bytes:
+        if path == "/v1/messages":
+            return b'event: ping\ndata: {"type": "ping"}\n\n'
+        # SSE comments and chunks with an empty delta, as OpenAI-compatible servers send.
+        empty = {"id": "chatcmpl-fake", "created": 1, "model": "m",
+                 "object": "chat.completion.chunk",
+                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]}
+        return b": keep-alive\n\n" + f"data: {json.dumps(empty)}\n\n".encode()
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         body, reply = await self._record(request)
@@ -127,10 +172,19 @@ class FakeLLM:
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1}}
-        if not body.get("stream"):
+        if not body.get("stream") or reply.shape == "json":
             message.update(content=[{"type": "text", "text": text}], stop_reason="end_turn",
                            usage=usage)
             return _json(message, 200, reply.headers)
+        first = b"".join(_sse_event(name, data) for name, data in (
+            ("message_start", {"type": "message_start", "message": message}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": "Part"}})))
+        broken = await self._broken(request, reply, first)
+        if broken is not None:
+            return broken
 
         resp = await _sse(request, reply.headers)
         await _event(resp, "message_start", {"type": "message_start", "message": message})
@@ -164,7 +218,7 @@ class FakeLLM:
         usage = {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
                  "total_tokens": reply.input_tokens + reply.output_tokens}
         base = {"id": "chatcmpl-fake", "created": 1, "model": model}
-        if not body.get("stream"):
+        if not body.get("stream") or reply.shape == "json":
             return _json({**base, "object": "chat.completion", "usage": usage, "choices": [{
                 "index": 0, "finish_reason": "stop",
                 "message": {"role": "assistant", "content": "".join(reply.deltas)}}]},
@@ -173,6 +227,11 @@ class FakeLLM:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {**base, "object": "chat.completion.chunk", "choices": [
                 {"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        first = f"data: {json.dumps(chunk({'role': 'assistant', 'content': 'Part'}))}\n\n"
+        broken = await self._broken(request, reply, first.encode())
+        if broken is not None:
+            return broken
 
         resp = await _sse(request, reply.headers)
         await _data(resp, chunk({"role": "assistant", "content": ""}))
@@ -203,8 +262,12 @@ async def _sse(request: web.Request, headers: dict[str, str]) -> web.StreamRespo
     return resp
 
 
+def _sse_event(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
 async def _event(resp: web.StreamResponse, name: str, data: Any) -> None:
-    await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+    await resp.write(_sse_event(name, data))
 
 
 async def _data(resp: web.StreamResponse, data: Any) -> None:

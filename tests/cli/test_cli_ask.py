@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,42 @@ async def test_ask_without_any_key_says_so(library: Path,
     assert doc["provider"] == "none"
     assert "No answer model is configured" in doc["answer"]
     assert doc["sources"][0]["source"].endswith("pricing.md")
+
+
+@pytest.mark.parametrize("reply", [Reply(hang=True), Reply(pings=True)], ids=["hang", "pings"])
+async def test_ask_ends_by_the_deadline_with_the_sources(
+    library: Path, reply: Reply, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with FakeLLM(reply) as llm:
+        monkeypatch.setenv("PIXRAG_ANSWER__PROVIDER", "openai-compatible")
+        monkeypatch.setenv("PIXRAG_ANSWER__BASE_URL", llm.openai_url)
+        monkeypatch.setenv("PIXRAG_ANSWER__MODEL", "local-vlm")
+        monkeypatch.setenv("PIXRAG_ANSWER__DEADLINE_S", "2")  # timeout_s stays at 60
+        started = time.monotonic()
+        # Without a deadline this never returns: stop waiting long before the default 60 s.
+        rc, doc = await asyncio.wait_for(_ask(capsys, "enterprise seat price?"), 30)
+        elapsed = time.monotonic() - started
+    assert rc == 0
+    assert doc["status"] == "unavailable" and "unavailable" in doc["answer"]
+    assert doc["sources"] and doc["sources"][0]["source"].endswith("pricing.md")
+    # Start-up (models, index) plus the 2 s deadline.
+    assert elapsed < 12
+
+
+@pytest.mark.parametrize("shape", ["json", "invalid", "truncated"])
+async def test_ask_with_a_malformed_reply_shows_the_sources(
+    library: Path, shape: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with FakeLLM(Reply(shape=shape)) as llm:  # type: ignore[arg-type]
+        monkeypatch.setenv("PIXRAG_ANSWER__PROVIDER", "anthropic")
+        monkeypatch.setenv("PIXRAG_ANSWER__BASE_URL", llm.anthropic_url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        capsys.readouterr()
+        rc = await asyncio.to_thread(main, ["ask", "enterprise seat price?"])  # streamed
+        out = capsys.readouterr()
+    assert rc == 0
+    assert "internal error" not in out.out + out.err
+    assert "The model is unavailable right now" in out.out
+    assert "Sources:" in out.out and "pricing.md" in out.out

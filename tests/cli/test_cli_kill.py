@@ -69,9 +69,9 @@ async def test_kill_9_mid_index_then_rerun(tmp_path: Path, tiny_clip: Path) -> N
     assert len(report["skipped"]) + len(report["indexed"]) == N
 
     async with open_service(make_settings(data, tiny_clip), Secrets({})) as svc:
-        rows = svc.c.catalog.all("local")
+        rows = svc.library.catalog.all("local")
         assert len(rows) == N and len({r.source for r in rows}) == N
-        assert svc.c.store.count("clip") == N  # no duplicate or orphan vectors
+        assert (await svc.library.vectors()).count("clip") == N  # no duplicate or orphan vectors
         assert (await svc.stats("local")).items == N
         for p in (images[0], images[N // 2], images[-1]):
             hits = await svc.similar(p.read_bytes(), Scope("local"), k=3)

@@ -131,7 +131,8 @@ def test_delete_items(index: KeywordIndex) -> None:
 NASTY = ['C++', "don't", "a:b", '"unbalanced', "AND", "NOT", "NEAR", "OR", "foo AND NOT bar",
          "NEAR(a b)", "(", ")", "*", "^start", "col:value", "-minus", "+plus", "😀🚀", "🙂 lunch",
          "'", '""', "\\", "a' OR '1'='1", "%", "_", "{x}", "[y]", "lunch*", "ü", "日本語のテキスト",
-         "x" * 3000, "word " * 500, "   ", "", "\x00", "the", "What is it?"]
+         "x" * 3000, "word " * 500, "   ", "", "\x00", "the", "What is it?", "zebra\x00lunch",
+         "ze\x00bra", "\x00zebra"]
 
 
 @pytest.mark.parametrize("query", NASTY)
@@ -140,6 +141,13 @@ def test_nasty_queries_do_not_raise(index: KeywordIndex, query: str) -> None:
     hits = index.search("s", query, 5)
     assert isinstance(hits, list)
     assert all(isinstance(i, str) and isinstance(s, float) for i, s in hits)
+
+
+def test_nul_byte_is_a_word_break(index: KeywordIndex) -> None:
+    assert fts_query("zebra\x00lunch") == '"zebra" OR "lunch"'
+    index.add(_docs("s", FILLER))
+    hits = index.search("s", "coffee\x00machine", 5)
+    assert [i for i, _ in hits] == ["f4"]
 
 
 def test_query_building() -> None:

@@ -164,13 +164,14 @@ async def test_long_screenshot_tiles_collapse_into_their_image(service, tmp_path
     (folder / "photo.png").write_bytes(png_bytes(_photo(2)))
     report = await service.index_paths([folder], "local")
     assert len(report.indexed) == 2
-    assert service.c.store.count("clip") == 2 + 3  # two items, three tiles of the tall one
+    store = await service.library.vectors()
+    assert store.count("clip") == 2 + 3  # two items, three tiles of the tall one
     bottom = tall.crop((0, 600, 300, 900))
     hits = await service.similar(png_bytes(bottom), Scope("local", admin=True), k=5)
     assert [h.name for h in hits].count("tall.png") <= 1  # tiles never show up as results
     removed = await service.forget("local", str((folder / "tall.png").resolve()))
     assert len(removed) == 1
-    assert service.c.store.count("clip") == 1  # its tiles went with it
+    assert (await service.library.vectors()).count("clip") == 1  # its tiles went with it
 
 
 def test_widescreen_is_not_tiled() -> None:

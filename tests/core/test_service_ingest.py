@@ -34,14 +34,15 @@ BAD = {  # corpus key -> words the failure reason must contain
 }
 
 
-def _counts(svc: object) -> tuple[int, int, int]:
-    c = svc.c  # type: ignore[attr-defined]
-    with contextlib.closing(sqlite3.connect(c.keyword.path)) as db:
+async def _counts(svc: object) -> tuple[int, int, int]:
+    lib = svc.library  # type: ignore[attr-defined]
+    with contextlib.closing(sqlite3.connect(lib.keyword.path)) as db:
         docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
     # Image vectors per item (long images also carry "<id>#t<n>" tile vectors).
-    clip_items = c.store._col("clip").get(include=[])["ids"]
+    store = await lib.vectors()
+    clip_items = [r.id for r in store.records("clip")]
     whole = sum(1 for i in clip_items if "#t" not in i)
-    return whole, c.store.count("text"), docs
+    return whole, store.count("text"), docs
 
 
 async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: Path) -> None:
@@ -73,7 +74,7 @@ async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: 
         assert all("unsupported file type" in r for r in skipped.values())
 
         # PDF pages carry their page numbers; text documents become chunks.
-        rows = svc.c.catalog.find("local", source=str(files["pdf_text"].resolve()))
+        rows = svc.library.catalog.find("local", source=str(files["pdf_text"].resolve()))
         assert sorted(r.page for r in rows) == [1, 2]
         assert "INV-20931" in next(r.text for r in rows if r.page == 1)
         hits = await svc.search("payment due March", Scope("local"))
@@ -85,14 +86,14 @@ async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: 
         # EXIF orientation was applied before the thumbnail was made (40x80, red on top).
         from PIL import Image
 
-        [rot] = svc.c.catalog.find("local", source=str(files["exif_rotated"].resolve()))
-        with Image.open(svc.c.blobs.thumbnail_path(rot.id)) as im:
+        [rot] = svc.library.catalog.find("local", source=str(files["exif_rotated"].resolve()))
+        with Image.open(svc.library.blobs.thumbnail_path(rot.id)) as im:
             assert im.size[0] < im.size[1]
             r, _g, b = im.convert("RGB").getpixel((im.size[0] // 2, 2))
             assert r > 150 and b < 100
 
         stats = await svc.stats("local")
-        before = _counts(svc)
+        before = await _counts(svc)
         n_items = stats.items
         assert n_items == len(report.indexed)
         assert before[0] == sum(1 for i in report.indexed if i.kind != "chunk")
@@ -104,7 +105,7 @@ async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: 
         assert already == set(indexed)
         assert {f.source for f in again.failed} == set(failed)
         assert (await svc.stats("local")).items == n_items
-        assert _counts(svc) == before
+        assert await _counts(svc) == before
 
         # The same bytes under another name: skipped, naming the first source.
         copy = tmp_path / "copy.png"
@@ -118,7 +119,7 @@ async def test_corpus_reasons_and_idempotent_reindex(tmp_path: Path, tiny_clip: 
     async with open_service(settings, Secrets({})) as svc:
         again = await svc.index_paths([folder], "local")
         assert again.indexed == [] and (await svc.stats("local")).items == n_items
-        assert _counts(svc) == before
+        assert await _counts(svc) == before
 
 
 async def test_200_megapixel_photo_is_indexed(tmp_path: Path, tiny_clip: Path) -> None:
@@ -130,5 +131,5 @@ async def test_200_megapixel_photo_is_indexed(tmp_path: Path, tiny_clip: Path) -
         report = await svc.index_paths([big], "local")
         assert [i.kind for i in report.indexed] == ["image"], report.to_json()
         # the original bytes are kept as they were
-        [row] = svc.c.catalog.find("local", source=str(big.resolve()))
-        assert svc.c.blobs.path(row.file_sha).read_bytes() == big.read_bytes()
+        [row] = svc.library.catalog.find("local", source=str(big.resolve()))
+        assert svc.library.blobs.path(row.file_sha).read_bytes() == big.read_bytes()

@@ -40,12 +40,12 @@ async def test_forget_origin_removes_only_that_message(svc: PixRAG) -> None:
 
     assert await svc.forget_origin("T", message="m1", attachment="F1") == [ids["F1"]]
     assert await svc.forget_origin("T", message="m1", attachment="F1") == []
-    left = {r.id for r in svc.c.catalog.all("T")}
+    left = {r.id for r in svc.library.catalog.all("T")}
     assert left == {ids["F2"], ids["F3"]}
     assert await svc.forget_origin("T", message="m1") == [ids["F2"]]
-    assert {r.id for r in svc.c.catalog.all("T")} == {ids["F3"]}
+    assert {r.id for r in svc.library.catalog.all("T")} == {ids["F3"]}
     assert await svc.forget_origin("T", message="nope") == []
-    assert [r.id for r in svc.c.catalog.all("T2")] == [other.indexed[0].id]
+    assert [r.id for r in svc.library.catalog.all("T2")] == [other.indexed[0].id]
     # gone from search too; F1's bytes are still in T2 so its blob stays
     hits = await svc.similar(noise_bytes(1), Scope("T"), k=5)
     assert ids["F1"] not in {h.id for h in hits}
@@ -102,11 +102,12 @@ async def test_concurrent_requests_are_micro_batched(svc: PixRAG) -> None:
     indexed_passes = batcher.batches - start
     assert 1 <= indexed_passes < n
 
-    start = batcher.batches
+    queries = svc.c.clip_query_images  # queries batch on their own, ahead of indexing
+    start = queries.batches
     results = await asyncio.gather(*(svc.similar(noise_bytes(i), Scope("S"), k=1)
                                      for i in range(n)))
     assert [r[0].id for r in results] == [i.id for i in rep.indexed]
-    assert 1 <= batcher.batches - start < n
+    assert 1 <= queries.batches - start < n
 
     texts = svc.c.clip_texts
     start = texts.batches
@@ -123,7 +124,10 @@ async def test_ocr_text_is_searchable(tmp_path: Path, tiny_clip: Path) -> None:
             [Upload("shot.png", shot, "local:shot.png"),
              Upload("noise.png", noise_bytes(3), "local:noise.png")], "S")
         assert len(rep.indexed) == 2 and not rep.failed
-        [row] = svc.c.catalog.find("S", source="local:shot.png")
+        [row] = svc.library.catalog.find("S", source="local:shot.png")
+        assert row.stage == 1  # findable at once by image; its text follows
+        await svc.wait_enriched()
+        [row] = svc.library.catalog.find("S", source="local:shot.png")
         assert "0x80070005" in row.text
         hits = await svc.search("0x80070005", Scope("S"))
         assert hits[0].source == "local:shot.png"
@@ -135,4 +139,4 @@ async def test_forget_origin_narrowed_by_channel(svc: PixRAG) -> None:
     rep = await svc.index_uploads([_att(4, "1700.1", "C1"), _att(5, "1700.1", "C2")], "T")
     by_channel = {i.source.rsplit("/", 1)[1]: i.id for i in rep.indexed}
     assert await svc.forget_origin("T", message="1700.1", channel="C2") == [by_channel["F5"]]
-    assert {r.id for r in svc.c.catalog.all("T")} == {by_channel["F4"]}
+    assert {r.id for r in svc.library.catalog.all("T")} == {by_channel["F4"]}

@@ -49,6 +49,13 @@ class FakeDiscord:
         self.cdn_hits: list[str] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (channel, id) -> payload
         self.channels: dict[int, dict[str, Any]] = {}
+        # Channel (or thread) id -> message payloads: served by GET /channels/{id}/messages.
+        self.history: dict[int, list[dict[str, Any]]] = {}
+        self.threads: dict[int, dict[str, Any]] = {}  # thread payloads (with guild_id)
+        self.private_threads_forbidden = False
+        # (method, path regex, how many more times to answer 429)
+        self.rate_limits: list[list[Any]] = []
+        self.cdn_hold: asyncio.Event | None = None  # when set, CDN downloads wait for it
         self.next_id = _snowflakes()
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
@@ -160,6 +167,10 @@ class FakeDiscord:
         self.cdn_in_flight += 1
         self.cdn_max_in_flight = max(self.cdn_max_in_flight, self.cdn_in_flight)
         try:
+            async with self._changed:
+                self._changed.notify_all()
+            if self.cdn_hold is not None:
+                await self.cdn_hold.wait()
             if self.cdn_gate is not None:
                 await self.cdn_gate.wait()
             data = self.cdn.get(path)
@@ -225,9 +236,46 @@ class FakeDiscord:
         return web.Response(body=json.dumps(data).encode(), status=status,
                             headers={"Content-Type": JSON})
 
+    def _rate_limited(self, rec: Recorded) -> web.Response | None:
+        """A 429 as Discord sends it (JSON body with retry_after; discord.py needs ``Via``)."""
+        for rule in self.rate_limits:
+            method, pattern, left = rule
+            if left > 0 and rec.method == method and re.fullmatch(pattern, rec.path):
+                rule[2] -= 1
+                body = {"message": "You are being rate limited.", "retry_after": 0.05,
+                        "global": False, "code": 0}
+                return web.Response(body=json.dumps(body).encode(), status=429, headers={
+                    "Content-Type": JSON, "Via": "1.1 google", "Retry-After": "1",
+                    "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": "0.05", "X-RateLimit-Bucket": "fakebucket",
+                    "X-RateLimit-Scope": "user"})
+        return None
+
+    def _history(self, channel_id: int, query: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /channels/{id}/messages: newest first, like Discord, for after/before/limit."""
+        msgs = sorted(self.history.get(channel_id, []), key=lambda m: int(m["id"]))
+        limit = int(query.get("limit", 50))
+        if "after" in query:
+            after = int(query["after"])
+            page = [m for m in msgs if int(m["id"]) > after][:limit]
+        else:
+            before = int(query.get("before", 1 << 63))
+            page = [m for m in msgs if int(m["id"]) < before][-limit:]
+        return list(reversed(page))
+
+    def _thread_list(self, channel_id: int, private: bool) -> dict[str, Any]:
+        wanted = 12 if private else 11
+        threads = [t for t in self.threads.values()
+                   if int(t["parent_id"]) == channel_id and t["type"] == wanted
+                   and t["thread_metadata"]["archived"]]
+        return {"threads": threads, "members": [], "has_more": False}
+
     async def _rest(self, request: web.Request) -> web.Response:
         rec = await self._record(request)
         p, m = rec.path, rec.method
+        limited = self._rate_limited(rec)
+        if limited is not None:
+            return limited
         if p == "/users/@me":
             if self.reject_token:
                 return self._json({"message": "401: Unauthorized", "code": 0}, 401)
@@ -265,6 +313,25 @@ class FakeDiscord:
             if msg is None:
                 return self._json({"code": 10008, "message": "Unknown Message"}, 404)
             return self._json(msg)
+        match = re.fullmatch(r"/channels/(\d+)/messages", p)
+        if match and m == "GET":
+            return self._json(self._history(int(match[1]), rec.query))
+        if match and m == "POST":
+            return self._json({**self._message(rec, int(match[1])), "webhook_id": None})
+        match = re.fullmatch(r"/channels/(\d+)/messages/(\d+)", p)
+        if match and m == "PATCH":
+            msg = {**self._message(rec, int(match[1])), "id": match[2], "webhook_id": None}
+            return self._json(msg)
+        match = re.fullmatch(r"/guilds/(\d+)/threads/active", p)
+        if match and m == "GET":
+            threads = [t for t in self.threads.values() if t["guild_id"] == match[1]
+                       and not t["thread_metadata"]["archived"]]
+            return self._json({"threads": threads, "members": []})
+        match = re.fullmatch(r"/channels/(\d+)/threads/archived/(public|private)", p)
+        if match and m == "GET":
+            if match[2] == "private" and self.private_threads_forbidden:
+                return self._json({"code": 50013, "message": "Missing Permissions"}, 403)
+            return self._json(self._thread_list(int(match[1]), match[2] == "private"))
         match = re.fullmatch(r"/channels/(\d+)", p)
         if match and m == "GET":
             ch = self.channels.get(int(match[1]))

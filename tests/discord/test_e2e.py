@@ -314,7 +314,7 @@ async def test_sync_is_explicit(start_bot, fake) -> None:
     assert names == {("ask", 1), ("search", 1), ("similar", 1), ("index", 1), ("forget", 1),
                      ("pixrag", 1), (messages.CTX_FIND_SIMILAR, 3), (messages.CTX_ADD, 3)}
     pixrag = next(c for c in put.json if c["name"] == "pixrag")
-    assert {o["name"] for o in pixrag["options"]} == {"autoindex", "stats"}
+    assert {o["name"] for o in pixrag["options"]} == {"autoindex", "backfill", "stats"}
     assert put.headers["Authorization"] == "Bot fake-token"
     await start_bot(sync=True, sync_guild="123")
     assert fake.matching("PUT", f"^/applications/{APP_ID}/guilds/123/commands$")

@@ -42,6 +42,10 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     posted: list[str] = field(default_factory=list)  # ts of each chat.postMessage
+    # channel -> messages, served newest first by conversations.history (cursor pagination)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rate_limits: dict[str, int] = field(default_factory=dict)  # method -> 429s still to send
+    file_hold: asyncio.Event | None = None  # when set, file downloads wait for it
 
     def __post_init__(self) -> None:
         self._cond = asyncio.Condition()
@@ -154,6 +158,11 @@ class FakeSlack:
         elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         await self._record(Call(method, args, dict(request.headers), body))
+        if self.rate_limits.get(method, 0) > 0:
+            # As Slack does: HTTP 429 with Retry-After (seconds); 0 keeps tests fast.
+            self.rate_limits[method] -= 1
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": "0"})
         auth = request.headers.get("Authorization", "")
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if auth != f"Bearer {expected}":
@@ -192,7 +201,22 @@ class FakeSlack:
 
     def api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         msgs = self.threads.get((args["channel"], str(args["ts"])), [])
-        return {"messages": msgs[: int(args.get("limit", 1000))], "has_more": False}
+        return _paginate(msgs, args)
+
+    def api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Newest first within (oldest, latest), exclusive unless ``inclusive``."""
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or 1e12)
+
+        def inside(ts: float) -> bool:
+            if inclusive:
+                return oldest <= ts <= latest
+            return oldest < ts < latest
+
+        msgs = [m for m in self.history.get(args["channel"], []) if inside(float(m["ts"]))]
+        msgs.sort(key=lambda m: float(m["ts"]), reverse=True)
+        return _paginate(msgs, args)
 
     def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         uid = args["user"]
@@ -224,6 +248,8 @@ class FakeSlack:
         self.files_in_flight += 1
         self.files_max_in_flight = max(self.files_max_in_flight, self.files_in_flight)
         try:
+            if self.file_hold is not None:
+                await self.file_hold.wait()
             if self.file_gate is not None:
                 await self.file_gate.wait()
         finally:
@@ -277,6 +303,16 @@ class FakeSlack:
         async with self._cond:
             await asyncio.wait_for(self._cond.wait_for(lambda: envelope_id in self.acks), timeout)
             return self.acks[envelope_id]
+
+
+def _paginate(msgs: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
+    """One page of ``msgs`` by Slack's cursor protocol (the cursor is an offset here)."""
+    start = int(args.get("cursor") or 0)
+    limit = int(args.get("limit") or 100)
+    page = msgs[start:start + limit]
+    more = start + limit < len(msgs)
+    return {"messages": page, "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
 
 # -- payload builders (shapes as documented by Slack) -----------------------------------------

@@ -64,7 +64,8 @@ async def test_bad_signature_is_401_and_calls_nothing(case: str, http_app: str, 
     assert status == 200
     await fake.wait_for("views.publish")
     assert [c.args["user_id"] for c in fake.of("views.publish")] == ["U1"]
-    assert [c.method for c in fake.calls] == ["auth.test", "views.publish"]
+    # users.info: App Home shows admins the backfill button.
+    assert [c.method for c in fake.calls] == ["auth.test", "users.info", "views.publish"]
 
 
 async def test_ask_command_over_http(http_app: str, fake: FakeSlack, service):

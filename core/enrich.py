@@ -1,0 +1,218 @@
+"""Ingestion, phase 2: OCR where there is text, captions, text passages, text vectors and
+keyword rows, for items phase 1 already made findable.
+
+Work comes from a durable queue in the catalog (written in the same transaction as the item's
+row), so it survives a crash and resumes; a lease lets another process take over an item whose
+worker died. The worker yields to queries: while any search is running it waits, so people
+asking questions never queue behind OCR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+
+from PIL import Image
+
+from core.catalog import ItemRow
+from core.chunking import split_passages
+from core.components import Components
+from core.errors import DiskFull, PixragError, StoreError
+from core.imageio import Limits, load_image, to_jpeg
+from core.library.library import ItemWrite
+
+log = logging.getLogger(__name__)
+
+WORK_SIDE = 2048  # OCR needs detail: decode originals at most this large
+BATCH = 8
+LEASE_S = 600.0
+MAX_ATTEMPTS = 3
+CAPTION_CONCURRENCY = 4
+
+TextProgress = Callable[[int, int], None]
+
+
+class QueryGate:
+    """Counts running queries; background work waits while there are any."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def query(self) -> Iterator[None]:
+        self._running += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    async def wait_idle(self, max_wait_s: float = 5.0) -> None:
+        """Wait for no running query, but not forever: a steady stream of questions must not
+        starve indexing completely."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), max_wait_s)
+
+
+class Enricher:
+    def __init__(self, c: Components, gate: QueryGate) -> None:
+        self.c = c
+        self.s = c.settings
+        self.lib = c.library
+        self.gate = gate
+        self.limits = Limits.from_settings(self.s.index)
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self.done = 0
+        self._captions: dict[str, asyncio.Future[str]] = {}
+        # A local VLM server serves a few requests at a time; many items in flight must not
+        # become as many concurrent caption requests.
+        self._caption_slots = asyncio.Semaphore(CAPTION_CONCURRENCY)
+
+    def kick(self) -> None:
+        """New work was queued: make sure a worker runs."""
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name="pixrag-enrich")
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                n = await self.step()
+            except (StoreError, DiskFull) as exc:
+                log.error("text enrichment paused: %s", exc)
+                n = 0
+                await asyncio.sleep(5)
+            async with self._progress:
+                self._progress.notify_all()
+            if n == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 30)
+                if not self._wake.is_set() and await self.lib.pending() == 0:
+                    return  # nothing left: kick() starts a new worker for new work
+
+    async def step(self) -> int:
+        """Enrich one batch from the queue; returns how many items it took."""
+        await self.gate.wait_idle()
+        rows = await self.lib.claim_enrich(BATCH, LEASE_S, MAX_ATTEMPTS)
+        if not rows:
+            return 0
+        results = await asyncio.gather(*(self._one(r) for r in rows), return_exceptions=True)
+        writes: list[ItemWrite] = []
+        for row, res in zip(rows, results, strict=True):
+            if isinstance(res, (StoreError, DiskFull)):
+                raise res
+            if isinstance(res, BaseException):
+                reason = str(res) if isinstance(res, PixragError) else type(res).__name__
+                if not isinstance(res, PixragError):
+                    log.error("text enrichment of %s failed", row.source, exc_info=res)
+                await self.lib.fail_enrich(row.id, reason)
+                continue
+            writes.append(res)
+        if writes:
+            await self.lib.enrich_done(writes)
+        self.done += len(rows)
+        return len(rows)
+
+    async def _one(self, row: ItemRow) -> ItemWrite:
+        texts: list[str] = []
+        image: Image.Image | None = None
+        if row.text.strip():  # a PDF text layer: no OCR needed
+            texts.append(row.text.strip())
+        need_image = (not texts and self.s.index.ocr) or self._captions_on
+        if need_image and row.image_sha:
+            data = await self.lib.blob_bytes(row.image_sha)
+            image = (await self.c.run(self.c.pools.decode, lambda: load_image(
+                data, row.name, self.limits, max_side=WORK_SIDE))).image
+        if image is not None and not texts and self.s.index.ocr:
+            reader = await self.c.reader()
+            if reader is not None:
+                ocr = (await self.c.run(self.c.pools.ocr, reader.read, image)).strip()
+                if ocr:
+                    texts.append(ocr)
+        if image is not None and row.image_sha:
+            caption = await self._caption(row.image_sha, image)
+            if caption:
+                texts.append(caption)
+        pieces = [p.text for t in texts
+                  for p in split_passages(t, max_chars=self.s.text.passage_chars)]
+        vecs = await self.c.text_vectors.submit_many(pieces)
+        passages = [(f"{row.id}#{i}", v, t)
+                    for i, (t, v) in enumerate(zip(pieces, vecs, strict=True))]
+        return ItemWrite(row=replace(row, text="\n".join(texts), stage=2), passages=passages)
+
+    @property
+    def _captions_on(self) -> bool:
+        return self.s.index.captions and self.c.captioner is not None
+
+    async def _caption(self, image_sha: str, image: Image.Image) -> str:
+        if not self._captions_on:
+            return ""
+        running = self._captions.get(image_sha)
+        if running is not None:  # the same image is being captioned right now
+            return await asyncio.shield(running)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._captions[image_sha] = fut
+        text = ""
+        try:
+            text = await self._caption_once(image_sha, image)
+        finally:
+            del self._captions[image_sha]
+            fut.set_result(text)
+        return text
+
+    async def _caption_once(self, image_sha: str, image: Image.Image) -> str:
+        captioner = self.c.captioner
+        assert captioner is not None
+        model = captioner.model_id
+        cached = await self.lib.caption(image_sha, model)
+        if cached is not None:
+            return cached
+        jpeg = await self.c.run(self.c.pools.decode, to_jpeg, image, 1024)
+        try:
+            async with self._caption_slots:
+                text, _usage = await captioner.caption(jpeg)
+        except PixragError as exc:  # captions are optional: index without one
+            log.warning("caption failed for %s: %s", image_sha[:12], exc)
+            return ""
+        await self.lib.put_caption(image_sha, model, text)
+        return text
+
+    async def wait_for(self, ids: Sequence[str], progress: TextProgress | None = None) -> None:
+        """Work until none of ``ids`` is waiting for text (failed ones count as done once
+        they ran out of attempts)."""
+        ids = list(ids)
+        total = len(ids)
+        while True:
+            waiting = await self.lib.read("reading the queue",
+                                          self.lib.catalog.pending_ids, ids)
+            if waiting:
+                failed = {i for i, _ in await self.lib.read(
+                    "reading the queue", self.lib.catalog.enrich_failures, MAX_ATTEMPTS)}
+                waiting -= failed
+            if progress is not None:
+                progress(total - len(waiting), total)
+            if not waiting:
+                return
+            ids = list(waiting)
+            self.kick()
+            async with self._progress:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), 2.0)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,1 @@
+"""Storage: the Library (catalog, vectors, keyword index, blobs) and its backends."""

@@ -1,0 +1,355 @@
+"""Keeping an index healthy: re-embedding after a model change, and checking/repairing.
+
+**Reindex** builds the new vectors beside the live ones: a new collection per changed channel,
+named after the new model so a re-run finds it and resumes (ids are deterministic; what is
+already there is skipped). The live index stays fully searchable by the processes still
+running the old model until the switch, which is one catalog write. Only what changed is
+recomputed: a new CLIP re-embeds images from their stored originals (read one at a time,
+inside the ingestion window); a new text model re-embeds the stored passages; OCR never runs
+again.
+
+**Check** compares the four parts (catalog, vectors, keyword index, blobs) and reports every
+inconsistency; with ``repair`` it fixes what can be fixed: missing vectors are re-embedded from
+the originals, missing keyword rows and text vectors from the catalog's text, thumbnails
+re-made, a lost catalog row rebuilt from its vectors' metadata, and orphans dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from core.catalog import ItemRow
+from core.chunking import split_passages
+from core.components import Components
+from core.errors import PixragError, StoreError
+from core.imageio import Limits, load_image, to_jpeg
+from core.ingest import LIGHT_SIDE, _thumb_source, tile_boxes
+from core.library.library import CHANNELS, ItemWrite, row_from_meta, vector_meta
+from core.store import VectorRecord
+from core.types import Failed, IndexedItem, IndexReport, Skipped
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+WINDOW = 16  # originals decoded at once while re-embedding
+
+
+# re-embedding ---------------------------------------------------------------------------------
+async def reindex(c: Components, *, progress: Progress | None = None,
+                  force: bool = False) -> IndexReport:
+    lib = c.library
+    store = await lib.vectors()
+    rows = await lib.read("reading the catalog", lib.catalog.all, None)
+    report = IndexReport()
+    changed: list[str] = []
+    for channel in CHANNELS:
+        name, _ = store.spec(channel)
+        built = await lib.read("reading the vector store", store.built_with, name)
+        if force or (built is not None and built != lib.models[channel]):
+            changed.append(channel)
+    if not changed:
+        for r in rows:
+            report.skipped.append(Skipped(r.source, "already embedded with the configured "
+                                          "models"))
+        return report
+    failed: dict[str, str] = {}
+    done = 0
+    total = len(rows) * len(changed)
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    for channel in changed:
+        target = _target_name(store.prefix, channel, lib.models[channel], force)
+        next_channel = f"{channel}@next"
+        store.attach(next_channel, target, model=lib.models[channel])
+        have = {r.id for r in await lib.read("reading the vector store", store.records,
+                                             next_channel)}
+
+        if channel == "clip":
+            await _reembed_images(c, next_channel, rows, have, failed, tick)
+        else:
+            await _reembed_text(c, channel, next_channel, rows, have, tick)
+        await lib.write("switching to the new index", lib.switch_collection, channel, target)
+        log.info("the %s index now uses %s (%s)", channel, target, lib.models[channel])
+    for r in rows:
+        if r.id in failed:
+            report.failed.append(Failed(r.source, failed[r.id]))
+        else:
+            report.indexed.append(IndexedItem(r.id, r.source, r.kind))  # type: ignore[arg-type]
+    return report
+
+
+def _target_name(prefix: str, channel: str, model: str, force: bool) -> str:
+    tag = hashlib.sha256(model.encode()).hexdigest()[:10]
+    if force:  # the same model again: a name of its own, still stable for a resumed run
+        tag += "r"
+    return f"{prefix}_{channel}_{tag}"
+
+
+async def _reembed_images(c: Components, channel: str, rows: Sequence[ItemRow],
+                          have: set[str], failed: dict[str, str],
+                          tick: Callable[[int], None]) -> None:
+    lib = c.library
+    clip = await c.clip()
+    limits = Limits.from_settings(c.settings.index)
+    window = asyncio.Semaphore(WINDOW)
+
+    async def one(row: ItemRow) -> None:
+        async with window:
+            try:
+                if row.image_sha is None or row.id in have:
+                    return
+                data = await lib.blob_bytes(row.image_sha)  # lazily, one original at a time
+
+                def prep() -> list[np.ndarray]:
+                    image = load_image(data, row.name, limits, max_side=LIGHT_SIDE).image
+                    crops = tile_boxes(image)
+                    return [clip.preprocess([image])[0], *(clip.preprocess(crops)
+                                                            if crops else [])]
+
+                pixels = await c.run(c.pools.decode, prep)
+                vecs = await c.clip_images.submit_many(pixels)
+                ids = [row.id] + [f"{row.id}#t{n}" for n in range(len(vecs) - 1)]
+                store = await lib.vectors()
+                await lib.write("writing vectors", lambda: store.upsert(
+                    channel, ids, np.stack(vecs), [vector_meta(row)] * len(ids)))
+            except StoreError as exc:
+                if "missing from the blob store" not in str(exc):
+                    raise
+                failed[row.id] = "original bytes missing from the blob store"
+            except PixragError as exc:
+                failed[row.id] = str(exc)
+            finally:
+                tick(1)
+
+    await asyncio.gather(*(one(r) for r in rows))
+
+
+async def _reembed_text(c: Components, channel: str, next_channel: str,
+                        rows: Sequence[ItemRow], have: set[str],
+                        tick: Callable[[int], None]) -> None:
+    """Re-embed the stored passages (the very text the old model saw) with the new model."""
+    lib = c.library
+    records = await lib.vector_records(channel, documents=True)
+    todo = [r for r in records if r.id not in have and r.document]
+    store = await lib.vectors()
+    for start in range(0, len(todo), 256):
+        part = todo[start:start + 256]
+        vecs = await c.text_vectors.submit_many([r.document or "" for r in part])
+        await lib.write("writing vectors", lambda p=part, v=vecs: store.upsert(
+            next_channel, [r.id for r in p], np.stack(v), [dict(r.metadata) for r in p],
+            documents=[r.document or "" for r in p]))
+    tick(len(rows))
+
+
+# checking and repairing -----------------------------------------------------------------------
+@dataclass
+class Problem:
+    kind: str
+    item: str
+    source: str
+    detail: str
+    repaired: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "item": self.item, "source": self.source,
+                "detail": self.detail, "repaired": self.repaired}
+
+
+@dataclass
+class _Scan:
+    rows: dict[str, ItemRow]
+    clip: dict[str, list[VectorRecord]] = field(default_factory=dict)  # item -> records
+    text: dict[str, list[VectorRecord]] = field(default_factory=dict)
+    keyword: set[str] = field(default_factory=set)
+    blobs: set[str] = field(default_factory=set)
+    files: list[tuple[str, str, str, int]] = field(default_factory=list)
+
+
+async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
+    lib = c.library
+    store = await lib.vectors()
+
+    def scan() -> _Scan:
+        s = _Scan(rows={r.id: r for r in lib.catalog.all(None)})
+        for ch, into in (("clip", s.clip), ("text", s.text)):
+            for rec in store.records(ch, documents=ch == "text"):
+                into.setdefault(str(rec.metadata.get("item", rec.id)), []).append(rec)
+        s.keyword = lib.keyword.item_ids()
+        s.blobs = lib.blobs.shas()
+        s.files = lib.catalog.files()
+        return s
+
+    s = await lib.read("scanning the index", scan)
+    problems: list[Problem] = []
+
+    # rows lost from the catalog (a crashed write, an emptied catalog) -------------------------
+    orphans = (set(s.clip) | set(s.text)) - set(s.rows)
+    restored: list[ItemRow] = []
+    drop_vectors: list[tuple[str, str]] = []  # (space, item)
+    for item in sorted(orphans):
+        recs = s.clip.get(item) or s.text.get(item) or []
+        texts = [r.document or "" for r in sorted(s.text.get(item, []), key=_passage_no)]
+        row = row_from_meta(recs[0].metadata, "\n".join(t for t in texts if t)) if recs \
+            else None
+        if row is not None and (row.image_sha is None or row.image_sha in s.blobs
+                                or row.kind == "chunk"):
+            problems.append(Problem("missing_catalog_row", item, row.source,
+                                    "vectors without a catalog row: row rebuilt from them",
+                                    repaired=repair))
+            restored.append(row)
+        else:
+            space = str(recs[0].metadata.get("space", "")) if recs else ""
+            problems.append(Problem("orphan_vectors", item, "",
+                                    "vectors of an item that is not in the catalog",
+                                    repaired=repair))
+            drop_vectors.append((space, item))
+
+    # every catalog row --------------------------------------------------------------------
+    reembed: list[ItemRow] = []
+    retext: list[ItemRow] = []
+    rethumb: list[ItemRow] = []
+    remove: list[ItemRow] = []
+    pending = await lib.read("reading the queue", lib.catalog.pending_ids, list(s.rows))
+    for row in s.rows.values():
+        visual = row.kind in ("image", "page")
+        blob_ok = row.image_sha is not None and row.image_sha in s.blobs
+        if visual and row.image_sha and not blob_ok:
+            problems.append(Problem("missing_original", row.id, row.source,
+                                    "the stored original is missing from the blob store"))
+        if visual and row.id not in s.clip:
+            if blob_ok:
+                problems.append(Problem("missing_clip_vector", row.id, row.source,
+                                        "no image vector: re-embedded from the original",
+                                        repaired=repair))
+                reembed.append(row)
+            elif row.id not in s.text:
+                problems.append(Problem("unfindable_item", row.id, row.source,
+                                        "no vectors and no original: the item is removed",
+                                        repaired=repair))
+                remove.append(row)
+        if visual and blob_ok and not lib.blobs.has_thumbnail(row.id):
+            problems.append(Problem("missing_thumbnail", row.id, row.source,
+                                    "thumbnail re-made from the original", repaired=repair))
+            rethumb.append(row)
+        if row.id in pending or not row.text.strip():
+            continue
+        lacks = [what for what, ok in (("text vectors", row.id in s.text),
+                                       ("keyword rows", row.id in s.keyword)) if not ok]
+        if lacks:
+            problems.append(Problem("missing_text_index", row.id, row.source,
+                                    f"no {' and no '.join(lacks)}: rebuilt from its text",
+                                    repaired=repair))
+            retext.append(row)
+
+    # keyword rows, blobs and file marks nobody refers to -------------------------------------
+    known = set(s.rows) | {r.id for r in restored}
+    stray_keyword = sorted(s.keyword - known)
+    for item in stray_keyword:
+        problems.append(Problem("orphan_keyword_rows", item, "",
+                                "keyword rows of an item that is not in the catalog",
+                                repaired=repair))
+    used = {sha for r in [*s.rows.values(), *restored] for sha in (r.file_sha, r.image_sha)
+            if sha}
+    stray_blobs = sorted(s.blobs - used)
+    for sha in stray_blobs:
+        problems.append(Problem("orphan_original", sha, "",
+                                "a stored original no item uses", repaired=repair))
+    have_files = {(r.space, r.file_sha) for r in [*s.rows.values(), *restored]}
+    stale_files = [(sp, sha) for sp, sha, _, _ in s.files if (sp, sha) not in have_files]
+    for sp, sha in stale_files:
+        problems.append(Problem("stale_file_mark", sha, "",
+                                f"space {sp!r} marks a file as indexed that has no items: "
+                                "indexing it again will work", repaired=repair))
+
+    requeued = 0
+    if repair:
+        requeued = await _repair(c, restored, drop_vectors, reembed, retext, rethumb, remove,
+                                 stray_keyword, stray_blobs, stale_files)
+        await lib.write("recording the repair", lib.catalog.set_meta, "needs_repair", None)
+    counts: dict[str, int] = defaultdict(int)
+    for p in problems:
+        counts[p.kind] += 1
+    return {"items": len(s.rows) + (len(restored) if repair else 0),
+            "ok": not problems, "problems": [p.to_json() for p in problems],
+            "counts": dict(counts), "repaired": repair,
+            "requeued": requeued}
+
+
+def _passage_no(rec: VectorRecord) -> int:
+    tail = rec.id.rsplit("#", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tuple[str, str]],
+                  reembed: list[ItemRow], retext: list[ItemRow], rethumb: list[ItemRow],
+                  remove: list[ItemRow], stray_keyword: list[str], stray_blobs: list[str],
+                  stale_files: list[tuple[str, str]]) -> int:
+    lib = c.library
+    store = await lib.vectors()
+    requeued = 0
+    if restored:
+        # Rows with text are whole again; the others go back to the text queue (OCR).
+        needs_text = [r.id for r in restored if not r.text and r.kind != "chunk"]
+        await lib.write("restoring catalog rows", lambda: lib.catalog.add(
+            [replace(r, stage=2 if r.id not in needs_text else 1) for r in restored],
+            enrich=needs_text))
+        requeued += len(needs_text)
+        files: dict[tuple[str, str], tuple[str, int]] = {}
+        for r in restored:
+            src, n = files.get((r.space, r.file_sha), (r.source, 0))
+            files[(r.space, r.file_sha)] = (src, n + 1)
+        for (sp, sha), (src, n) in files.items():
+            await lib.mark_file(sp, sha, src, n)
+    by_space: dict[str, list[str]] = defaultdict(list)
+    for sp, item in drop_vectors:
+        by_space[sp].append(item)
+    for sp, items in by_space.items():
+        await lib.write("dropping orphan vectors", store.delete_items, sp, items)
+    if reembed:
+        await _reembed_images(c, "clip", reembed, set(), {}, lambda n: None)
+    if retext:
+        ingest_passages = []
+        for row in retext:
+            pieces = [p.text for p in split_passages(row.text,
+                                                     max_chars=c.settings.text.passage_chars)]
+            vecs = await c.text_vectors.submit_many(pieces)
+            ingest_passages.append(ItemWrite(row=replace(row, stage=2), passages=[
+                (f"{row.id}#{i}", v, t) for i, (t, v) in enumerate(zip(pieces, vecs,
+                                                                       strict=True))]))
+        await lib.enrich_done(ingest_passages)
+    if rethumb:
+        limits = Limits.from_settings(c.settings.index)
+        side = c.settings.index.thumbnail_px
+        for row in rethumb:
+            assert row.image_sha is not None
+            data = await lib.blob_bytes(row.image_sha)
+            jpeg = await c.run(c.pools.decode, lambda d=data, r=row: to_jpeg(_thumb_source(
+                load_image(d, r.name, limits, max_side=max(LIGHT_SIDE, side)).image, side),
+                side))
+            await lib.write("writing a thumbnail", lib.blobs.put_thumbnail, row.id, jpeg)
+    for row in remove:
+        await lib.forget(row.space, [row.id])
+    if stray_keyword:
+        await lib.write("dropping orphan keyword rows", lib.keyword.delete_items,
+                        stray_keyword)
+    for sha in stray_blobs:
+        await lib.write("dropping an orphan original", lib.blobs.delete, sha)
+    by_space_files: dict[str, list[str]] = defaultdict(list)
+    for sp, sha in stale_files:
+        by_space_files[sp].append(sha)
+    for sp, shas in by_space_files.items():
+        await lib.write("clearing file marks", lib.catalog.unmark_files, sp, shas)
+    return requeued

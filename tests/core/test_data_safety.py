@@ -1,0 +1,220 @@
+"""Nothing lost: re-indexing beside the live index, bad names, special files, check/repair."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from core.app import open_service
+from core.config import Secrets
+from core.errors import UnsupportedInput
+from core.ingest import read_limited
+from core.maintenance import reindex
+from core.types import Scope, Upload
+from tests.cli.helpers import RELAXED, make_settings, noise_bytes, write_images
+from tests.clipmodel import build_clip
+from tests.corpus import TXT
+
+
+@pytest.fixture(scope="module")
+def other_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_clip(tmp_path_factory.mktemp("clip24"), projection=24, seed=1)
+
+
+async def test_interrupted_reindex_keeps_the_old_index_and_resumes(
+        tmp_path: Path, tiny_clip: Path, other_clip: Path) -> None:
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 12)
+    async with open_service(make_settings(data, tiny_clip, **RELAXED), Secrets({})) as svc:
+        await svc.index_paths(images, "local")
+
+    # Start re-embedding with the new model and stop it half-way (Ctrl-C, kill).
+    async with open_service(make_settings(data, other_clip), Secrets({}),
+                            check_models=False) as svc:
+        halfway = asyncio.Event()
+
+        def progress(done: int, total: int) -> None:
+            if done >= total // 2:
+                halfway.set()
+
+        task = asyncio.ensure_future(reindex(svc.c, progress=progress))
+        await asyncio.wait_for(halfway.wait(), 60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    # The old model still sees the whole index, untouched.
+    async with open_service(make_settings(data, tiny_clip, **RELAXED), Secrets({})) as svc:
+        assert (await svc.stats("local")).items == 12
+        hits = await svc.similar(images[3].read_bytes(), Scope("local"), k=1)
+        assert hits[0].source == str(images[3].resolve())
+        assert (await svc.library.vectors()).count("clip") == 12
+
+    # A re-run finishes the job and switches over.
+    async with open_service(make_settings(data, other_clip), Secrets({}),
+                            check_models=False) as svc:
+        report = await reindex(svc.c)
+        assert len(report.indexed) == 12 and not report.failed
+    async with open_service(make_settings(data, other_clip, **RELAXED), Secrets({})) as svc:
+        store = await svc.library.vectors()
+        assert store.count("clip") == 12
+        assert "pixrag_clip" not in store.collections()  # the old clip collection is gone
+        hits = await svc.similar(images[5].read_bytes(), Scope("local"), k=1)
+        assert hits[0].source == str(images[5].resolve())
+
+
+async def test_text_model_unchanged_means_no_text_work(tmp_path: Path, tiny_clip: Path,
+                                                       other_clip: Path) -> None:
+    data = tmp_path / "data"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text(TXT, encoding="utf-8")
+    async with open_service(make_settings(data, tiny_clip), Secrets({})) as svc:
+        await svc.index_paths([tmp_path / "docs"], "local")
+        text_before = (await svc.library.vectors()).count("text")
+    async with open_service(make_settings(data, other_clip), Secrets({}),
+                            check_models=False) as svc:
+        calls = svc.c.text_vectors.batches
+        await reindex(svc.c)
+        assert svc.c.text_vectors.batches == calls  # no passage re-embedded
+        assert (await svc.library.vectors()).count("text") == text_before
+
+
+async def test_a_bad_file_name_fails_alone_or_indexes(tmp_path: Path, tiny_clip: Path) -> None:
+    folder = tmp_path / "mixed"
+    write_images(folder, 3)
+    bad = os.fsdecode(b"caf\xe9-latin1.png")  # not UTF-8: kept by Python as surrogate escapes
+    (folder / bad).write_bytes(noise_bytes(40))
+    async with open_service(make_settings(tmp_path / "data", tiny_clip), Secrets({})) as svc:
+        report = await svc.index_paths([folder], "local")
+        assert not report.failed, report.failed
+        assert len(report.indexed) == 4
+        shown = [i.source for i in report.indexed if "caf" in i.source]
+        assert shown and shown[0].endswith("caf\\xe9-latin1.png")  # a safe display form
+        # A lone surrogate from a chat upload name, then innocent uploads in the same batch.
+        rep = await svc.index_uploads([
+            Upload("evil\ud800.png", noise_bytes(41), "chat:1"),
+            Upload("fine.png", noise_bytes(42), "chat:2"),
+        ], "local")
+        assert not rep.failed and len(rep.indexed) == 2
+        more = await svc.index_uploads([Upload("next.png", noise_bytes(43), "chat:3")], "local")
+        assert len(more.indexed) == 1
+        assert (await svc.stats("local")).items == 7
+        # Forgetting by the path works for the odd name too.
+        removed = await svc.forget("local", str((folder / bad).resolve()))
+        assert len(removed) == 1
+
+
+async def test_catalog_write_error_rolls_back(tmp_path: Path) -> None:
+    from core.catalog import Catalog, ItemRow
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    good = ItemRow(id="a", space="s", kind="image", source="x", name="x", page=None,
+                   file_sha="f", image_sha=None)
+    with pytest.raises(UnicodeEncodeError):
+        cat.add([ItemRow(id="b", space="s", kind="image", source="bad\ud800", name="n",
+                         page=None, file_sha="g", image_sha=None)])
+    cat.add([good])  # no "cannot start a transaction within a transaction"
+    assert set(cat.get("s", ["a", "b"])) == {"a"}
+    cat.close()
+
+
+async def test_special_files_are_skipped(tmp_path: Path, tiny_clip: Path) -> None:
+    folder = tmp_path / "special"
+    write_images(folder, 2)
+    os.symlink("/dev/zero", folder / "zero.png")
+    os.mkfifo(folder / "pipe.png")
+    async with open_service(make_settings(tmp_path / "data", tiny_clip), Secrets({})) as svc:
+        report = await asyncio.wait_for(svc.index_paths([folder], "local"), 60)
+    reasons = {Path(s.source).name: s.reason for s in report.skipped}
+    assert "device" in reasons["zero.png"] and "pipe" in reasons["pipe.png"]
+    assert len(report.indexed) == 2 and not report.failed
+
+
+def test_max_bytes_is_enforced_while_reading(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedInput, match="not a regular file"):
+        read_limited(Path("/dev/zero"), "zero", 1000)
+    f = tmp_path / "big.bin"
+    f.write_bytes(b"x" * 5000)
+    with pytest.raises(UnsupportedInput, match="limit"):
+        read_limited(f, "big.bin", 1000)
+    assert read_limited(f, "big.bin", 5000) == b"x" * 5000
+
+
+async def test_check_reports_and_repairs(tmp_path: Path, tiny_clip: Path) -> None:
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 4)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text(TXT, encoding="utf-8")
+    settings = make_settings(data, tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths([*images, docs], "local")
+        assert (await svc.check())["ok"]
+        rows = {r.name: r for r in svc.library.catalog.all("local")}
+    # Damage: an emptied keyword index, a lost thumbnail, an orphan original.
+    with sqlite3.connect(data / "keyword.sqlite") as db:
+        db.execute("DELETE FROM docs")
+    os.unlink(data / "blobs" / "thumbs" / f"{rows['img1.png'].id}.jpg")
+    (data / "blobs" / "ab" / "cd").mkdir(parents=True)
+    (data / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)).write_bytes(b"orphan")
+    async with open_service(settings, Secrets({})) as svc:
+        before = await svc.search("Berlin office", Scope("local", admin=True))
+        report = await svc.check()
+        kinds = report["counts"]
+        assert kinds == {"missing_text_index": 1, "missing_thumbnail": 1,
+                         "orphan_original": 1}, report
+        fixed = await svc.check(repair=True)
+        assert all(p["repaired"] for p in fixed["problems"])
+        assert (await svc.check())["ok"]
+        after = await svc.search("Berlin office", Scope("local", admin=True))
+        assert after and after[0].source == str((docs / "notes.txt").resolve())
+        assert "keyword" in after[0].signals and not any("keyword" in h.signals for h in before)
+
+
+async def test_empty_catalog_file_is_rebuilt_from_vectors(tmp_path: Path, tiny_clip: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 3)
+    settings = make_settings(data, tiny_clip, **RELAXED)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths(images, "local")
+    for name in ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"):
+        p = data / name
+        if p.exists():
+            p.write_bytes(b"")
+    async with open_service(settings, Secrets({})) as svc:
+        assert "check --repair" in caplog.text
+        assert (await svc.stats("local")).items == 0
+        report = await svc.check(repair=True)
+        assert report["counts"] == {"missing_catalog_row": 3}
+        assert (await svc.stats("local")).items == 3
+        hits = await svc.similar(images[2].read_bytes(), Scope("local"), k=1)
+        assert hits[0].source == str(images[2].resolve())
+        # The files are known again: re-indexing is a no-op.
+        again = await svc.index_paths(images, "local")
+        assert not again.indexed and len(again.skipped) == 3
+
+
+async def test_lost_original_is_reported(tmp_path: Path, tiny_clip: Path,
+                                         other_clip: Path) -> None:
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 3)
+    async with open_service(make_settings(data, tiny_clip), Secrets({})) as svc:
+        await svc.index_paths(images, "local")
+        row = next(r for r in svc.library.catalog.all("local") if r.name == "img0.png")
+    assert row.image_sha is not None
+    os.unlink(data / "blobs" / row.image_sha[:2] / row.image_sha[2:4] / row.image_sha)
+    async with open_service(make_settings(data, other_clip), Secrets({}),
+                            check_models=False) as svc:
+        report = await reindex(svc.c)
+        assert [f.error for f in report.failed] == ["original bytes missing from the blob store"]
+    async with open_service(make_settings(data, other_clip), Secrets({})) as svc:
+        report = await svc.check()
+        assert report["counts"] == {"missing_original": 1, "unfindable_item": 1}
+        await svc.check(repair=True)
+        assert (await svc.stats("local")).items == 2  # the dead item is gone, not counted
