@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,22 +25,64 @@ from core.types import Answer, Hit, Scope
 log = logging.getLogger("pixrag")
 
 
+#: How often the one-line progress is printed when stderr is not a terminal (CI, docker logs).
+PROGRESS_EVERY_S = 5.0
+K_RANGE = (1, 100)
+
+
+def _k_value(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not K_RANGE[0] <= k <= K_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be between {K_RANGE[0]} and {K_RANGE[1]}, "
+                                         f"not {k}")
+    return k
+
+
+def _space_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pixrag")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def _common(p: argparse.ArgumentParser, *, top: bool) -> None:
     # Global options are accepted before and after the command; after wins.
     d = None if top else argparse.SUPPRESS
-    p.add_argument("--config", type=Path, default=d, help="config file (default ./config.toml)")
-    p.add_argument("--data-dir", type=Path, default=d,
-                   help="data directory (default $PIXRAG_DATA_DIR or ~/.local/share/pixrag)")
-    p.add_argument("--space", default=d, help="space (tenant) to use (default: local)")
+    p.add_argument("--config", type=Path, default=d, metavar="FILE",
+                   help="config file (default: ./config.toml if present)")
+    p.add_argument("--data-dir", type=Path, default=d, metavar="DIR",
+                   help="data directory (default: $PIXRAG_DATA_DIR, else the config's "
+                        "data_dir, ~/.local/share/pixrag)")
+    p.add_argument("--space", type=_space_name, default=d, metavar="NAME",
+                   help="space (tenant) to use (default: local)")
     p.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
-                   help="print one JSON document on stdout")
+                   help="print one JSON document on stdout (default: text for people)")
     p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
-                   help="more logging on stderr")
+                   help="more logging on stderr; -vv for debug (default: warnings only)")
+
+
+def _k(p: argparse.ArgumentParser, default: str = "[retrieval] k, 5") -> None:
+    p.add_argument("-k", type=_k_value, default=None, metavar="N",
+                   help=f"number of results, {K_RANGE[0]}-{K_RANGE[1]} (default: {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pixrag", description="Multimodal RAG over your images, slides and PDFs.")
+        prog="pixrag", description="Multimodal RAG over your images, slides and PDFs.",
+        epilog="Command-line contract, JSON shapes and exit codes: docs/CLI.md")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the version and exit")
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -48,58 +92,82 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = cmd("index", "index files and folders (recursive): images, PDFs, text/markdown")
-    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="files and folders to index (required)")
     p.add_argument("--no-wait", action="store_true",
                    help="return once items are findable by image search; their text (OCR, "
-                   "passages) is indexed by the next run or the bots (default: wait for both)")
+                   "passages) follows in the next run or in the bots (default: wait for both)")
     p = cmd("search", "text -> best images/pages/chunks")
-    p.add_argument("text", nargs="+")
-    p.add_argument("-k", type=int, default=None)
+    p.add_argument("text", nargs="+", metavar="TEXT", help="what to look for (required)")
+    _k(p)
     p = cmd("similar", "reverse image search from a file")
-    p.add_argument("image", type=Path)
-    p.add_argument("-k", type=int, default=None)
+    p.add_argument("image", type=Path, metavar="IMAGE", help="image file to match (required)")
+    _k(p)
     p = cmd("ask", "retrieve + answer, with sources")
-    p.add_argument("question", nargs="*")
-    p.add_argument("-k", type=int, default=None)
-    p.add_argument("--image", type=Path, default=None, help="ask about this image")
+    p.add_argument("question", nargs="*", metavar="QUESTION",
+                   help="the question (default: none; then --image is required)")
+    _k(p)
+    p.add_argument("--image", type=Path, default=None, metavar="FILE",
+                   help="ask about this image (default: none)")
     p = cmd("forget", "remove items (and their blobs) by id or by source path")
-    p.add_argument("refs", nargs="+")
+    p.add_argument("refs", nargs="+", metavar="ID|PATH",
+                   help="item ids, files or folders as they were indexed (required)")
     cmd("stats", "counts per kind, model, store location")
     p = cmd("eval", "recall@1/5 and MRR of labelled queries")
-    p.add_argument("file", type=Path)
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("file", type=Path, metavar="FILE", help="JSON list of labelled queries "
+                   "(required; format in docs/CLI.md)")
+    _k(p, default="10")
+    p.set_defaults(k=10)
     p = cmd("reindex", "re-embed what a model change requires, beside the live index")
     p.add_argument("--force", action="store_true",
-                   help="re-embed images even when the model did not change")
-    p = cmd("migrate", "copy this index into another storage configuration (no re-embedding)")
-    p.add_argument("--to", type=Path, required=True, metavar="CONFIG",
-                   help="config file of the target (e.g. server mode: [store] url, [catalog] "
-                   "url, [blobs] url); PIXRAG_* variables apply to the source only")
+                   help="re-embed images even when the model did not change (default: only "
+                   "what changed)")
     p = cmd("check", "compare catalog, vectors, keyword index and blobs; report problems")
     p.add_argument("--repair", action="store_true",
-                   help="fix what can be fixed (re-embed, rebuild rows, drop orphans)")
+                   help="fix what can be fixed: re-embed, rebuild rows, drop orphans "
+                   "(default: report only)")
+    p = cmd("migrate", "copy this index into another storage configuration (no re-embedding)")
+    p.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+                   help="config file of the target, e.g. server mode with [store] url, "
+                   "[catalog] url, [blobs] url; PIXRAG_* variables apply to the source only "
+                   "(default: none, required)")
+    p = cmd("health", "check the store, the catalog and that the model loads (changes nothing)")
+    p.add_argument("--skip-model", action="store_true",
+                   help="check the store and catalog only (default: also load the model)")
     p = cmd("feedback", "chat feedback (Helpful / Not helpful)")
-    p.add_argument("action", choices=["export"])
-    p.add_argument("--out", type=Path, default=None, help="write to this file (default stdout)")
-    p.add_argument("--all-spaces", action="store_true", help="export every space")
+    p.add_argument("action", choices=["export"], help="what to do: export (required)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write to this file (default: stdout)")
+    p.add_argument("--all-spaces", action="store_true",
+                   help="export every space (default: only --space)")
     p = cmd("discord", "run the Discord bot (DISCORD_TOKEN from the environment)")
     p.add_argument("--sync", action="store_true", default=None,
-                   help="sync slash commands now (globally, or to [discord] sync_guild)")
+                   help="sync slash commands now, globally or to [discord] sync_guild "
+                        "(default: [discord] sync, false)")
     cmd("slack", "run the Slack app (SLACK_BOT_TOKEN + SLACK_APP_TOKEN or SIGNING_SECRET)")
     return parser
 
 
 def _setup_logging(verbose: int, settings: Settings | None, command: str) -> None:
+    from core.config import SECRET_NAMES
+    from core.logformat import configure
+
     long_running = command in ("discord", "slack")
     level = logging.DEBUG if verbose > 1 else logging.INFO if (verbose or long_running) \
         else logging.WARNING
     if settings is not None and long_running and not verbose:
         level = logging.getLevelName(settings.log_level.upper())
         level = level if isinstance(level, int) else logging.INFO
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "chromadb", "urllib3", "discord.gateway", "PIL"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # Before the settings loaded (a config error) the variable is all there is to go by.
+    fmt = settings.log_format if settings is not None \
+        else os.environ.get("PIXRAG_LOG_FORMAT", "text")
+    configure(level, fmt, secrets=[v for k in SECRET_NAMES if (v := os.environ.get(k))])
+    # huggingface_hub logs each retry twice (its own handler and ours): keep it for -v.
+    for noisy in ("httpx", "httpx2", "chromadb", "urllib3", "discord.gateway", "PIL",
+                  "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING if verbose
+                                              else logging.ERROR if noisy == "huggingface_hub"
+                                              else logging.WARNING))
 
 
 def _quiet_libraries() -> None:
@@ -114,13 +182,31 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+    except BrokenPipeError:
+        # The reader went away (`pixrag stats | head -1`): not an error of ours. Python's
+        # documented recipe: point stdout at devnull so the interpreter's final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     settings: Settings | None = None
+    if args.command == "health":
+        # A health check never downloads: a model that is not here is a failed check.
+        os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         settings = load_settings(args.config, data_dir=args.data_dir or _env_data_dir())
         _setup_logging(args.verbose, settings, args.command)
         _quiet_libraries()
         return asyncio.run(_run(args, settings))
+    except BrokenPipeError:
+        raise
     except PixragError as exc:
         if settings is None:
             _setup_logging(args.verbose, None, args.command)
@@ -143,8 +229,28 @@ def _env_data_dir() -> Path | None:
 def _fail(args: argparse.Namespace, message: str) -> int:
     if getattr(args, "json", False):
         print(json.dumps({"error": message}))
-    print(f"pixrag: error: {message}", file=sys.stderr)
+    _say(f"error: {message}", logging.ERROR)
     return 1
+
+
+def _say(message: str, level: int = logging.INFO) -> None:
+    """A line for the person on stderr: ``pixrag: ...``, or with JSON logs one more JSON log
+    line, so a log shipper never meets a line it cannot parse."""
+    if _json_logs():
+        from core.logformat import JsonFormatter
+
+        record = logging.LogRecord("pixrag", level, __file__, 0, message, None, None)
+        print(JsonFormatter().format(record), file=sys.stderr, flush=True)
+    else:
+        print(f"pixrag: {message}", file=sys.stderr, flush=True)
+
+
+def _json_logs() -> bool:
+    from core.logformat import JsonFormatter
+
+    handlers = logging.getLogger().handlers
+    return any(isinstance(h.formatter, JsonFormatter) for h in handlers) or (
+        not handlers and os.environ.get("PIXRAG_LOG_FORMAT") == "json")
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,85 +259,121 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     secrets = Secrets.from_env()
     space = args.space or "local"
     _require_tokens(args.command, settings, secrets)  # before minutes of model loading
-    if args.command == "reindex":
-        async with open_service(settings, secrets, check_models=False) as svc:
-            from core.maintenance import reindex
-
-            report = await reindex(svc.c, progress=_progress_bar(args), force=args.force)
-            return _print_index(args, report)
+    if args.command == "health":
+        return await _health(args, settings, secrets)
     if args.command == "migrate":
         return await _migrate(args, settings, secrets)
+    progress = _progress(args) if args.command in ("index", "reindex") else None
+    maintenance = args.command in ("reindex", "check")
+    async with contextlib.AsyncExitStack() as stack:
+        svc = await stack.enter_async_context(
+            open_service(settings, secrets, check_models=not maintenance))
+        if settings.metrics.port:
+            svc = _serve_metrics(stack, svc, settings)
+        return await _command(args, settings, secrets, svc, space, progress)
+    raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+
+def _serve_metrics(stack: contextlib.AsyncExitStack, svc: Any, settings: Settings) -> Any:
+    from core.metrics import InstrumentedService, Metrics, serve
+
+    metrics = Metrics()
+    stack.callback(serve(metrics, settings.metrics.port, settings.metrics.host))
+    return InstrumentedService(svc, metrics, asyncio.get_running_loop())
+
+
+async def _command(args: argparse.Namespace, settings: Settings, secrets: Secrets, svc: Any,
+                   space: str, progress: Any) -> int:
+    if args.command == "reindex":
+        from core.maintenance import reindex
+
+        report = await reindex(svc.c, progress=progress, force=args.force)
+        return _print_index(args, report)
     if args.command == "check":
-        async with open_service(settings, secrets, check_models=False) as svc:
-            return _print_check(args, await svc.check(repair=args.repair))
-    async with open_service(settings, secrets) as svc:
-        scope = Scope(space=space, admin=True)  # the CLI is the operator's tool
-        if args.command == "index":
-            report = await svc.index_paths(args.paths, space, progress=_progress_bar(args),
-                                           wait=not args.no_wait,
-                                           text_progress=_progress_bar(args, "text"))
-            return _print_index(args, report)
-        if args.command == "search":
-            hits = await svc.search(" ".join(args.text), scope, args.k)
-            return _print_hits(args, hits)
-        if args.command == "similar":
-            data = _read_file(args.image)
-            hits = await svc.similar(data, scope, args.k, name=args.image.name)
-            return _print_hits(args, hits)
-        if args.command == "ask":
-            return await _ask(args, svc, scope)
-        if args.command == "forget":
-            return await _forget(args, svc, space)
-        if args.command == "stats":
-            stats = await svc.stats(space)
+        return _print_check(args, await svc.check(repair=args.repair))
+    scope = Scope(space=space, admin=True)  # the CLI is the operator's tool
+    if args.command == "index":
+        report = await svc.index_paths(args.paths, space, progress=progress,
+                                       wait=not args.no_wait,
+                                       text_progress=_progress(args, "text"))
+        code = _print_index(args, report)
+        missing = [p for p in args.paths if not p.exists()]
+        return 1 if missing else code
+    if args.command == "search":
+        hits = await svc.search(" ".join(args.text), scope, args.k)
+        return _print_hits(args, hits, _best_possible(settings, image_query=False))
+    if args.command == "similar":
+        data = _read_file(args.image)
+        hits = await svc.similar(data, scope, args.k, name=args.image.name)
+        return _print_hits(args, hits, _best_possible(settings, image_query=True))
+    if args.command == "ask":
+        return await _ask(args, svc, scope)
+    if args.command == "forget":
+        return await _forget(args, svc, space)
+    if args.command == "stats":
+        stats = await svc.stats(space)
+        if args.json:
+            _dump(stats.to_json())
+        else:
+            print(f"space {space}: {stats.items} items "
+                  + ", ".join(f"{n} {k}" for k, n in stats.by_kind.items()))
+            print(f"model: {stats.model}  text model: {stats.text_model}")
+            print(f"store: {stats.store}")
+            for name, n in stats.spaces.items():
+                print(f"  {name}: {n}")
+        return 0
+    if args.command == "eval":
+        from core.evaluate import run_eval
+
+        result = await run_eval(svc, scope, args.file, k=args.k)
+        if args.json:
+            _dump(result)
+        else:
+            print(f"n={result['n']}  recall@1={result['recall@1']:.3f}  "
+                  f"recall@5={result['recall@5']:.3f}  mrr={result['mrr']:.3f}")
+            for q in result["per_query"]:
+                label = q.get("query") or q.get("query_image")
+                print(f"  rank {q['rank'] or '-':>3}  {label}")
+        return 0
+    if args.command == "feedback":
+        entries = await svc.export_feedback(None if args.all_spaces else space)
+        text = json.dumps(entries, indent=2, ensure_ascii=False)
+        if args.out:
+            args.out.write_text(text + "\n", encoding="utf-8")
             if args.json:
-                _dump(stats.to_json())
+                _dump({"written": str(args.out), "entries": len(entries)})
             else:
-                print(f"space {space}: {stats.items} items "
-                      + ", ".join(f"{n} {k}" for k, n in stats.by_kind.items()))
-                print(f"model: {stats.model}  text model: {stats.text_model}")
-                print(f"store: {stats.store}")
-                for name, n in stats.spaces.items():
-                    print(f"  {name}: {n}")
-            return 0
-        if args.command == "eval":
-            from core.evaluate import run_eval
+                print(f"wrote {len(entries)} entries to {args.out}")
+        else:
+            print(text)
+        return 0
+    if args.command in ("discord", "slack"):
+        await svc.start_background()  # text left queued by an earlier run resumes
+    if args.command == "discord":
+        from bot.discord.app import run_discord
 
-            result = await run_eval(svc, scope, args.file, k=args.k)
-            if args.json:
-                _dump(result)
-            else:
-                print(f"n={result['n']}  recall@1={result['recall@1']:.3f}  "
-                      f"recall@5={result['recall@5']:.3f}  mrr={result['mrr']:.3f}")
-                for q in result["per_query"]:
-                    label = q.get("query") or q.get("query_image")
-                    print(f"  rank {q['rank'] or '-':>3}  {label}")
-            return 0
-        if args.command == "feedback":
-            entries = await svc.export_feedback(None if args.all_spaces else space)
-            text = json.dumps(entries, indent=2, ensure_ascii=False)
-            if args.out:
-                args.out.write_text(text + "\n", encoding="utf-8")
-                if args.json:
-                    _dump({"written": str(args.out), "entries": len(entries)})
-                else:
-                    print(f"wrote {len(entries)} entries to {args.out}")
-            else:
-                print(text)
-            return 0
-        if args.command in ("discord", "slack"):
-            await svc.start_background()  # text left queued by an earlier run resumes
-        if args.command == "discord":
-            from bot.discord.app import run_discord
+        await run_discord(svc, settings, secrets, sync=args.sync)
+        return 0
+    if args.command == "slack":
+        from bot.slack.app import run_slack
 
-            await run_discord(svc, settings, secrets, sync=args.sync)
-            return 0
-        if args.command == "slack":
-            from bot.slack.app import run_slack
-
-            await run_slack(svc, settings, secrets)
-            return 0
+        await run_slack(svc, settings, secrets)
+        return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+async def _health(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    from core.health import run_checks
+
+    loop = asyncio.get_running_loop()
+    report = await loop.run_in_executor(
+        None, lambda: run_checks(settings, secrets, model=not args.skip_model))
+    if args.json:
+        _dump(report.to_json())
+    else:
+        for name, part in report.parts.items():
+            print(f"{name:<8} {'ok' if part.ok else 'FAILED':<7} {part.detail}")
+    return 0 if report.ok else 1
 
 
 def _require_tokens(command: str, settings: Settings, secrets: Secrets) -> None:
@@ -254,24 +396,67 @@ def _read_file(path: Path) -> bytes:
         raise UnsupportedInput(str(path), f"cannot read file ({exc.strerror or exc})") from exc
 
 
-def _progress_bar(args: argparse.Namespace, what: str = "file") -> Any:
-    if args.json or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
+def _progress(args: argparse.Namespace, phase: str = "files") -> Any:
+    """Progress on stderr (stdout stays the report / the JSON document): a bar on a terminal,
+    else one line every few seconds so CI and container logs show a long run is alive. The
+    first phase's starts before the models load, so the first seconds are not a blank screen;
+    the second phase ("text": OCR, passages) gets a bar of its own."""
+    if sys.stderr.isatty():
+        return _Bar(phase)
+    return _Lines(phase)
 
-    bar: Any = None
 
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit=what, file=sys.stderr, dynamic_ncols=True,
-                       desc="text" if what == "text" else "files")
-        bar.n = done
-        bar.refresh()
+class _Bar:
+    def __init__(self, phase: str = "files") -> None:
+        from tqdm import tqdm
+
+        self.phase = phase
+        # Only the words until there is something to count (a bar of 0 files looks stuck).
+        desc = "loading models..." if phase == "files" else "text (OCR, passages)"
+        self.bar = tqdm(total=None, desc=desc, bar_format="{desc}",
+                        unit="file" if phase == "files" else "item", file=sys.stderr,
+                        dynamic_ncols=True, leave=False, delay=0 if phase == "files" else 1)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.bar_format = None
+            self.bar.set_description("indexing" if self.phase == "files" else "text",
+                                     refresh=False)
+            self.bar.reset(total=total)
+        self.bar.n = done
+        self.bar.refresh()
         if done >= total:
-            bar.close()
+            self.bar.close()
 
-    return update
+
+class _Lines:
+    def __init__(self, phase: str = "files") -> None:
+        self.start = time.monotonic()
+        self.last = self.start
+        self.printed = False
+        self.what = ("indexed", "files") if phase == "files" else ("read the text of", "items")
+        if phase == "files":
+            _say("loading models...")
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        finished = done >= total
+        if now - self.last < PROGRESS_EVERY_S and not (finished and self.printed):
+            return
+        self.last = now
+        self.printed = True
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = f", about {_duration((total - done) / rate)} left" if rate and not finished else ""
+        verb, noun = self.what
+        _say(f"{verb} {done:,} of {total:,} {noun} ({100 * done // max(total, 1)}%)"
+             f", {rate:.1f} {noun}/s{eta}")
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else \
+        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _dump(doc: Any) -> None:
@@ -279,24 +464,46 @@ def _dump(doc: Any) -> None:
 
 
 def _print_index(args: argparse.Namespace, report: Any) -> int:
+    """Print the report; exit 1 when nothing could be done (every file failed)."""
+    everything_failed = bool(report.failed) and not report.indexed and not report.skipped
+    code = 1 if everything_failed else 0
     if args.json:
         _dump(report.to_json())
-        return 0
+        return code
     files = len({i.source for i in report.indexed})
     print(f"indexed {len(report.indexed)} item(s) from {files} file(s), "
           f"{len(report.skipped)} skipped, {len(report.failed)} failed")
+    already = 0
     for s in report.skipped:
-        if s.reason.startswith("already indexed"):
+        if s.reason == "already indexed":  # the same file again: one count, not a list
+            already += 1
             continue
+        # Also "already indexed (same content as OTHER)": a file never indexed under this
+        # path, so say under which one its content is found.
         print(f"  skipped {s.source}: {s.reason}")
-    already = sum(1 for s in report.skipped if s.reason.startswith("already indexed"))
     if already:
         print(f"  {already} file(s) already indexed")
     for f in report.failed:
         print(f"  FAILED {f.source}: {f.error}")
     for w in getattr(report, "warnings", []):
         print(f"  warning {w.source}: {w.error}")
-    return 0
+    return code
+
+
+def _print_check(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    """Exit 1 while problems remain that were not repaired."""
+    if args.json:
+        _dump(report)
+    else:
+        if report["ok"]:
+            print(f"ok: {report['items']} item(s); catalog, vectors, keyword index and blobs "
+                  "agree")
+        for p in report["problems"]:
+            fixed = "  [repaired]" if p["repaired"] else ""
+            print(f"  {p['kind']}: {p['source'] or p['item']}: {p['detail']}{fixed}")
+        if report["problems"] and not report["repaired"]:
+            print("run `pixrag check --repair` to fix what can be fixed")
+    return 1 if any(not p["repaired"] for p in report["problems"]) else 0
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
@@ -319,33 +526,42 @@ async def _migrate(args: argparse.Namespace, settings: Settings, secrets: Secret
     return 0 if report["ok"] else 1
 
 
-def _print_check(args: argparse.Namespace, report: dict[str, Any]) -> int:
-    if args.json:
-        _dump(report)
-    else:
-        if report["ok"]:
-            print(f"ok: {report['items']} item(s), catalog, vectors, keyword index and "
-                  "blobs agree")
-        for p in report["problems"]:
-            fixed = "  [repaired]" if p["repaired"] else ""
-            where = p["source"] or p["item"]
-            print(f"  {p['kind']}: {where}: {p['detail']}{fixed}")
-        if report["problems"] and not report["repaired"]:
-            print("run `pixrag check --repair` to fix what can be fixed")
-    unrepaired = [p for p in report["problems"] if not p["repaired"]]
-    return 0 if not unrepaired else 1
+def _best_possible(settings: Settings, *, image_query: bool) -> float:
+    """The fused score of a result that maxes every signal the query uses: the top of the
+    0-100 relevance scale shown to people (the raw score stays in --json)."""
+    r = settings.retrieval
+    weights = [r.weight_text, r.weight_keyword, r.weight_clip]
+    if image_query:
+        weights.append(r.weight_near_duplicate)
+    if r.fusion == "rrf":
+        return sum(w / (r.rrf_k + 1) for w in weights)
+    return sum(weights)
 
 
-def _print_hits(args: argparse.Namespace, hits: list[Hit]) -> int:
+def relevance(score: float, best: float) -> int:
+    """0-100: the share of the best possible fused score."""
+    return max(0, min(100, round(100 * score / best))) if best > 0 else 0
+
+
+def snippet(text: str, width: int = 96) -> str:
+    """The matched text on one line, trimmed to ``width`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "\u2026"
+
+
+def _print_hits(args: argparse.Namespace, hits: list[Hit], best: float) -> int:
     if args.json:
         _dump({"results": [h.to_json() for h in hits]})
         return 0
     if not hits:
         print("no matches")
+        return 0
+    print("rank  relevance  source")
     for n, h in enumerate(hits, 1):
-        page = f" p.{h.page}" if h.page else ""
-        why = ", ".join(f"{k} {v:.2f}" for k, v in h.signals.items())
-        print(f"{n:>2}. {h.score:.4f}  {h.kind:<5} {h.source}{page}  [{why}]")
+        page = f", page {h.page}" if h.page else ""
+        print(f"{n:>4}  {relevance(h.score, best):>5}/100  {h.origin.link or h.source}{page}")
+        if h.text.strip():
+            print(f"{'':17}{snippet(h.text)}")
     return 0
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import sqlite3
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.config import Secrets, Settings
 from core.library.open import open_library
@@ -25,13 +28,27 @@ log = logging.getLogger(__name__)
 async def open_service(settings: Settings, secrets: Secrets, *,
                        check_models: bool = True) -> AsyncIterator[PixRAG]:
     """Open every resource, yield the service, close everything (also on errors)."""
-    from core.answer import DeferredAnswerer, build_captioner
-    from core.components import Components, Executors
-    from core.service import PixRAG
     from core.textembed import build_text_embedder
 
     text = build_text_embedder(settings.text, secrets)
     models = {"clip": settings.embedding.model, "text": text.model_id}
+    fresh = not settings.data_path.exists()
+    try:
+        async with _open(settings, secrets, models, text, check_models) as service:
+            yield service
+    except BaseException:
+        if fresh:  # a first run that failed (no model yet, say) leaves no empty folder behind
+            _remove_if_empty_index(settings.data_path)
+        raise
+
+
+@contextlib.asynccontextmanager
+async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], text: Any,
+                check_models: bool) -> AsyncIterator[PixRAG]:
+    from core.answer import DeferredAnswerer, build_captioner
+    from core.components import Components, Executors
+    from core.service import PixRAG
+
     async with contextlib.AsyncExitStack() as stack:
         library = await open_library(settings, models, check_models=check_models)
         stack.push_async_callback(library.aclose)
@@ -62,3 +79,24 @@ async def open_service(settings: Settings, secrets: Secrets, *,
         stack.push_async_callback(service.aclose)
         yield service
 
+
+
+#: What a brand-new embedded index holds before anything was indexed.
+_FRESH_FILES = ("catalog.sqlite", "keyword.sqlite")
+
+
+def _remove_if_empty_index(data: Path) -> None:
+    """Remove ``data`` if it holds nothing but the empty catalog files this run created."""
+    if not data.is_dir():
+        return
+    names = [p.name for p in data.iterdir()]
+    if any(not n.startswith(_FRESH_FILES) for n in names):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{data / 'catalog.sqlite'}?mode=ro",
+                                                uri=True)) as db:
+            if db.execute("SELECT count(*) FROM items").fetchone()[0]:
+                return
+    except sqlite3.Error:
+        return
+    shutil.rmtree(data, ignore_errors=True)

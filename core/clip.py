@@ -70,15 +70,38 @@ def _looks_local(model: str) -> bool:
 
 def _missing_model_message(model: str, why: str) -> str:
     # A missing local folder: the hint downloads the default model into that folder.
+    # `hf` is huggingface_hub's current CLI (`huggingface-cli` is gone from it).
     hub_id, folder = ("openai/clip-vit-base-patch32", model) if _looks_local(model) \
         else (model, "/models/clip")
     return (
-        f"cannot load the CLIP model {model!r}: {why}. On a machine with internet a Hub model "
-        f"is downloaded on first use; offline, download it once elsewhere "
-        f"(`huggingface-cli download {hub_id} --local-dir {folder}`), copy the folder here "
+        f"cannot load the CLIP model {model!r}: {why.rstrip('.')}. On a machine with internet "
+        f"a Hub model is downloaded on first use; offline, download it once elsewhere "
+        f"(`hf download {hub_id} --local-dir {folder}`), copy the folder here "
         f"and point the config at it: [embedding] model = \"{folder}\" "
         f"(or PIXRAG_EMBEDDING__MODEL={folder})."
     )
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hub cannot be reached, or None when it can (or a proxy decides).
+
+    One quick TCP connect instead of huggingface_hub's five retries with back-off (~25 s of
+    warnings) before the same verdict on a machine without network."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=5).close()
+    except OSError as exc:
+        return f"the Hugging Face Hub ({constants.ENDPOINT}) is unreachable " \
+               f"({exc.strerror or type(exc).__name__}) and the model is not in the local cache"
+    return None
 
 
 class ClipEmbedder:
@@ -166,6 +189,9 @@ class ClipEmbedder:
                 return cls.from_pretrained(source, local_files_only=True, **kwargs)
             except OSError:
                 pass
+            why = _hub_unreachable()
+            if why is not None:
+                raise ModelError(_missing_model_message(source, why))
         return cls.from_pretrained(source, **kwargs)
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -6,9 +6,10 @@ are read from the environment by :class:`Secrets` and never logged or echoed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -143,9 +144,15 @@ class SlackSettings(_Section):
     admins: list[str] = []  # user ids allowed admin commands besides workspace admins
 
 
+class MetricsSettings(_Section):
+    port: int = Field(0, ge=0, le=65535)  # Prometheus /metrics on this port; 0 = off
+    host: str = "0.0.0.0"  # noqa: S104 - a scraper in another container must reach it
+
+
 class Settings(_Section):
     data_dir: Path = Path("~/.local/share/pixrag")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers
     embedding: EmbeddingSettings = EmbeddingSettings()
     text: TextSettings = TextSettings()
     store: StoreSettings = StoreSettings()
@@ -156,6 +163,7 @@ class Settings(_Section):
     answer: AnswerSettings = AnswerSettings()
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def data_path(self) -> Path:
@@ -192,29 +200,116 @@ class Secrets:
     __str__ = __repr__
 
 
+def _sections() -> dict[str, type[BaseModel]]:
+    return {name: type(f.default) for name, f in Settings.model_fields.items()
+            if isinstance(f.default, BaseModel)}
+
+
+def _suggest(word: str, choices: Iterable[str], fmt: str) -> str:
+    """"; did you mean `x`?" for the closest valid name, or "" when nothing is close."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {fmt.format(close[0])}?" if close else ""
+
+
+# Names a person might give a secret in the config file, and the variable it comes from.
+_SECRET_KEYS = {
+    ("discord", "token"): "DISCORD_TOKEN",
+    ("discord", "bot_token"): "DISCORD_TOKEN",
+    ("slack", "token"): "SLACK_BOT_TOKEN",
+    ("slack", "bot_token"): "SLACK_BOT_TOKEN",
+    ("slack", "app_token"): "SLACK_APP_TOKEN",
+    ("slack", "signing_secret"): "SLACK_SIGNING_SECRET",
+    ("text", "api_key"): "OPENAI_API_KEY",
+}
+
+
+def _secret_variable(section: str, key: str, provider: str = "") -> str | None:
+    """The environment variable a secret-looking key should be, or None if it is no secret."""
+    key = key.lower()
+    if key.upper() in SECRET_NAMES:
+        return key.upper()
+    if (section, key) in _SECRET_KEYS:
+        return _SECRET_KEYS[(section, key)]
+    if key in ("api_key", "apikey", "key") or key.endswith("_api_key"):
+        if provider == "anthropic":
+            return "ANTHROPIC_API_KEY"
+        if provider.startswith("openai"):
+            return "OPENAI_API_KEY"
+        return "ANTHROPIC_API_KEY or OPENAI_API_KEY"
+    if key in ("token", "secret", "password", "bot_token", "app_token", "signing_secret"):
+        return " / ".join(SECRET_NAMES)
+    return None
+
+
+def _secret_error(name: str, variable: str) -> ConfigError:
+    return ConfigError(name, f"secrets are read from the environment only: set {variable} "
+                       "there and remove this key")
+
+
+def _check_key(section: str | None, key: str, name: str, provider: str = "") -> None:
+    """Raise the same ConfigError for a wrong key whether it came from the file or the
+    environment (``name`` is how the user wrote it: ``retrieval.kk`` or PIXRAG_RETRIEVAL__KK)."""
+    sections = _sections()
+    variable = _secret_variable(section or "", key, provider)
+    if section is None:
+        if key in Settings.model_fields:
+            return
+        if variable is not None:
+            raise _secret_error(name, variable)
+        hint = _suggest(key, Settings.model_fields, "`{}`")
+        if not hint:  # a section key written at the top: say where it belongs
+            homes = [s for s, model in sections.items() if key in model.model_fields]
+            if homes:
+                hint = "; it belongs in " + " or ".join(f"[{s}]" for s in homes)
+        raise ConfigError(name, f"unknown key `{key}`{hint}")
+    if section not in sections:
+        raise ConfigError(name, f"unknown section [{section}]"
+                          + _suggest(section, sections, "[{}]"))
+    if key in sections[section].model_fields:
+        return
+    if variable is not None:
+        raise _secret_error(name, variable)
+    raise ConfigError(name, f"unknown key `{key}` in [{section}]"
+                      + _suggest(key, sections[section].model_fields, "`{}`"))
+
+
+def _check_file_keys(raw: Mapping[str, Any]) -> None:
+    sections = _sections()
+    provider = str(raw.get("answer", {}).get("provider", "")) \
+        if isinstance(raw.get("answer"), Mapping) else ""
+    for key, value in raw.items():
+        if key in sections and isinstance(value, Mapping):
+            for sub in value:
+                _check_key(key, str(sub), f"{key}.{sub}", provider)
+        elif key in sections:
+            continue  # a section given a scalar: pydantic names it below
+        elif isinstance(value, Mapping) and _secret_variable("", key) is None:
+            _check_key(key, "", key)  # an unknown [section]
+        else:
+            _check_key(None, key, key, provider)
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``PIXRAG_SECTION__KEY=value`` -> ``{"section": {"key": "value"}}``; unknown names fail."""
     out: dict[str, Any] = {}
-    sections = {
-        name for name, f in Settings.model_fields.items() if isinstance(f.default, BaseModel)
-    }
+    sections = _sections()
+    provider = environ.get("PIXRAG_ANSWER__PROVIDER", "")
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         if "__" in rest:
             section, key = rest.split("__", 1)
-            if section not in sections:
-                raise ConfigError(name, f"unknown section {section!r}")
-            fields = Settings.model_fields[section].annotation.model_fields  # type: ignore[union-attr]
-            if key not in fields:
-                raise ConfigError(name, f"unknown key {key!r} in [{section}]")
+            _check_key(section, key, name, provider)
+            fields = sections[section].model_fields
             value_any: Any = value
             if fields[key].annotation == list[str]:
                 value_any = [v.strip() for v in value.split(",") if v.strip()]
             out.setdefault(section, {})[key] = value_any
         elif rest in Settings.model_fields and rest not in sections:
             out[rest] = value
+        elif rest.upper() in SECRET_NAMES or rest in ("api_key", "token"):
+            raise _secret_error(name, _secret_variable("", rest) or "")
         # Other PIXRAG_* names (e.g. PIXRAG_TEST_...) are not settings: ignore them.
     return out
 
@@ -247,9 +342,7 @@ def load_settings(
             raise ConfigError(str(config_file), "file not found") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(str(config_file), f"not valid TOML ({exc})") from exc
-        for secret in SECRET_NAMES:
-            if _contains_key(raw, secret.lower()):
-                raise ConfigError(secret, "secrets are read from the environment only")
+        _check_file_keys(raw)
     raw = _merge(raw, _env_overrides(env))
     if data_dir is not None:
         raw["data_dir"] = str(data_dir)
@@ -260,12 +353,3 @@ def load_settings(
         key = ".".join(str(p) for p in err["loc"])
         env_name = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
         raise ConfigError(f"{key} (or {env_name})", err["msg"]) from exc
-
-
-def _contains_key(raw: Mapping[str, Any], key: str) -> bool:
-    for k, v in raw.items():
-        if k.lower() == key:
-            return True
-        if isinstance(v, Mapping) and _contains_key(v, key):
-            return True
-    return False

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +14,10 @@ from core.types import Scope
 
 if TYPE_CHECKING:
     from core.service import PixRAG
+
+log = logging.getLogger(__name__)
+
+MAX_SCAN = 20_000  # files looked at next to the eval file for the shared-store warning
 
 
 def load_queries(path: Path) -> list[dict[str, Any]]:
@@ -36,6 +43,7 @@ def _targets(target: Any) -> set[str]:
 
 async def run_eval(service: PixRAG, scope: Scope, path: Path, *, k: int = 10) -> dict[str, Any]:
     queries = load_queries(path)
+    await _warn_other_paths(service, scope.space, path, queries)
     k = max(k, 5)
     per_query: list[dict[str, Any]] = []
     for q in queries:
@@ -65,3 +73,30 @@ async def run_eval(service: PixRAG, scope: Scope, path: Path, *, k: int = 10) ->
         "mrr": sum(1.0 / r for r in ranks if r) / n if n else 0.0,
         "per_query": per_query,
     }
+
+
+async def _warn_other_paths(service: PixRAG, space: str, path: Path,
+                            queries: list[dict[str, Any]]) -> None:
+    """Warn when a labelled target's bytes are indexed under another file name: results then
+    name that other file and the query counts as a miss (e.g. an example image that is
+    byte-identical to an eval image, indexed first into the same store)."""
+    wanted = set().union(*(_targets(q["target"]) for q in queries)) if queries else set()
+    # Bounded: an eval file left in a big folder (a home directory) must not stall the run.
+    near = itertools.islice(path.parent.rglob("*"), MAX_SCAN)
+    files = [f for f in near if f.name in wanted and f.is_file()]
+    lib = service.library
+
+    def lookup() -> list[tuple[Path, str]]:
+        found = []
+        for f in files:
+            source = lib.catalog.file_done(space, hashlib.sha256(f.read_bytes()).hexdigest())
+            if source is not None and Path(source).name != f.name:
+                found.append((f, source))
+        return found
+
+    others = await lib.read("looking up eval files", lookup)
+    if others:
+        f, source = others[0]
+        log.warning("%d labelled target file(s) are indexed under other names, so their "
+                    "queries cannot match (e.g. %s is indexed as %s): index the eval set into "
+                    "its own --data-dir", len(others), f, source)

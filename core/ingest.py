@@ -235,12 +235,13 @@ class Ingestor:
                 first = await asyncio.shield(running)
                 if first is None:  # the twin failed: same bytes, same verdict
                     raise UnsupportedInput(job.name, "same content as a file that failed")
-                report.skipped.append(
-                    Skipped(job.source, f"already indexed (same content as {first})"))
+                report.skipped.append(Skipped(job.source, "already indexed" if first == job.source
+                                              else f"already indexed (same content as {first})"))
                 return report
             # Registered before any await, so a twin arriving meanwhile waits for this one.
             self._inflight[key] = asyncio.get_running_loop().create_future()
             ok = False
+            already: str | None = None
             try:
                 already = await self.lib.file_done(space, file_sha)
                 if already is not None:
@@ -253,7 +254,8 @@ class Ingestor:
                 ok = True
             finally:
                 fut = self._inflight.pop(key)
-                fut.set_result(job.source if ok else None)
+                # The path the content is indexed under, which a twin's message names.
+                fut.set_result((already or job.source) if ok else None)
         except (StoreError, DiskFull):
             raise
         except PixragError as exc:

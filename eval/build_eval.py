@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # ruff: noqa: S311, T201  (seeded random is the point; a script that reports what it built)
-"""Build PixRAG's labelled evaluation set (issue #4).
+"""Build PixRAG's labelled evaluation set.
 
 Regenerates, deterministically and with Pillow only:
 

@@ -1,4 +1,4 @@
-"""Image captions for indexing (issue #4), made by the configured answer provider."""
+"""Image captions for indexing, made by the configured answer provider."""
 
 from __future__ import annotations
 

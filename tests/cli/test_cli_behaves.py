@@ -1,0 +1,246 @@
+"""The CLI behaves for scripts and people: exit codes, argument checks, --version, help,
+readable search results, progress without a terminal, duplicates named, closed pipes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import bot.cli
+from bot.cli import build_parser, main, relevance, snippet
+from tests.cli.helpers import cli_env, pixrag_cmd, write_images
+from tests.corpus import TXT
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Environment for in-process ``main()``; returns the data directory."""
+    data = tmp_path / "data"
+    for k, v in cli_env(data, tiny_clip).items():
+        if k.startswith(("PIXRAG_", "HF_")):
+            monkeypatch.setenv(k, v)
+    return data
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ------------------------------------------------------------------ arguments (no model)
+
+
+@pytest.mark.parametrize("argv", [
+    ["search", "x", "-k", "0"], ["search", "x", "-k", "101"], ["similar", "a.png", "-k", "-3"],
+    ["ask", "q", "-k", "many"], ["eval", "e.json", "-k", "1000"],
+    ["--space", "", "stats"], ["stats", "--space", "  "],
+])
+def test_bad_arguments_are_usage_errors(argv: list[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: pixrag" in err
+    assert ("between 1 and 100" in err or "not a number" in err or "must not be empty" in err)
+
+
+def test_k_bounds_are_accepted() -> None:
+    for k in ("1", "100"):
+        assert build_parser().parse_args(["search", "x", "-k", k]).k == int(k)
+    assert build_parser().parse_args(["eval", "e.json"]).k == 10
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pixrag {version('pixrag')}"
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    out = [("pixrag", parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            out += [(f"pixrag {name}", p) for name, p in action.choices.items()]
+    return out
+
+
+def test_every_argument_has_help_and_its_default() -> None:
+    parsers = _parsers(build_parser())
+    assert len(parsers) > 10
+    for where, parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+                continue
+            name = "/".join(action.option_strings) or action.dest
+            assert action.help, f"{where} {name}: no help text"
+            if action.option_strings and not isinstance(action, argparse._VersionAction):
+                assert "(default: " in action.help, f"{where} {name}: default not shown"
+            elif not action.option_strings:
+                assert "required" in action.help or "default" in action.help, (where, name)
+
+
+def test_relevance_and_snippet() -> None:
+    assert relevance(1.37, 1.37) == 100 and relevance(0.685, 1.37) == 50
+    assert relevance(5.0, 1.37) == 100 and relevance(-0.1, 1.37) == 0
+    assert snippet("  line one\n\n  line   two ") == "line one line two"
+    long = snippet("word " * 100, width=40)
+    assert len(long) == 40 and long.endswith("\u2026") and "\n" not in long
+
+
+# ------------------------------------------------------------------ commands (tiny model)
+
+
+def test_index_exit_codes_keep_the_json_shape(env: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    [good] = write_images(tmp_path / "in", 1)
+    bad = tmp_path / "in" / "broken.png"
+    bad.write_bytes(b"not an image")
+    missing = tmp_path / "nope"
+    # A path that does not exist: exit 1, the rest still indexed, same JSON document.
+    rc, out, _ = _run(capsys, "index", str(good), str(missing), "--json")
+    doc = json.loads(out)
+    assert rc == 1 and set(doc) == {"indexed", "skipped", "failed"}
+    assert [i["source"] for i in doc["indexed"]] == [str(good.resolve())]
+    assert doc["failed"] == [{"source": str(missing), "error": "no such file or folder"}]
+    # Every file failed: exit 1.
+    rc, out, _ = _run(capsys, "index", str(bad), "--json")
+    doc = json.loads(out)
+    assert rc == 1 and doc["indexed"] == [] and len(doc["failed"]) == 1
+    # Some failed, some fine (here: already indexed): the run completed, exit 0.
+    rc, out, _ = _run(capsys, "index", str(good), str(bad))
+    assert rc == 0 and "1 file(s) already indexed" in out and "FAILED" in out
+
+
+def test_same_content_under_a_new_path_names_the_first(env: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    [first] = write_images(tmp_path / "a", 1)
+    copy = tmp_path / "b" / "copy.png"
+    copy.parent.mkdir()
+    shutil.copy(first, copy)
+    assert _run(capsys, "index", str(first))[0] == 0
+    rc, out, _ = _run(capsys, "index", str(copy), str(first))
+    assert rc == 0
+    assert f"skipped {copy.resolve()}: already indexed (same content as {first.resolve()})" \
+        in out
+    assert "1 file(s) already indexed" in out  # the same path again is only counted
+
+
+def test_search_output_for_people(env: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text(TXT, encoding="utf-8")
+    assert _run(capsys, "index", str(docs))[0] == 0
+    rc, out, _ = _run(capsys, "search", "office", "Berlin")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["rank", "relevance", "source"]
+    m = re.fullmatch(r"\s+1\s+(\d+)/100\s+(.+)", lines[1])
+    assert m, lines
+    assert 0 < int(m.group(1)) <= 100 and m.group(2) == str((docs / "notes.txt").resolve())
+    text = lines[2].strip()  # the matched passage: one line, trimmed
+    assert "Berlin" in text and len(text) <= 96 and text in " ".join(TXT.split()) + "\u2026" \
+        or text.endswith("\u2026")
+    # --json keeps the raw fused score and the per-signal scores.
+    rc, out, _ = _run(capsys, "search", "office", "Berlin", "--json")
+    hit = json.loads(out)["results"][0]
+    assert set(hit) == {"id", "source", "kind", "score", "page", "thumbnail", "signals"}
+    assert "text" in hit["signals"]
+    assert int(m.group(1)) == relevance(hit["score"], 1.0 + 0.07 + 0.3)
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(
+        env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(bot.cli, "PROGRESS_EVERY_S", 0.0)
+    write_images(tmp_path / "many", 4)
+    rc, out, err = _run(capsys, "index", str(tmp_path / "many"), "--json")
+    assert rc == 0 and len(json.loads(out)["indexed"]) == 4  # stdout: the document only
+    lines = err.splitlines()
+    assert lines[0] == "pixrag: loading models..."
+    progress = [ln for ln in lines if ln.startswith("pixrag: indexed ")]
+    assert progress[-1].startswith("pixrag: indexed 4 of 4 files (100%)")
+    assert len(progress) >= 2
+
+
+def test_progress_is_quiet_between_intervals(env: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    write_images(tmp_path / "few", 2)
+    rc, _, err = _run(capsys, "index", str(tmp_path / "few"))
+    assert rc == 0 and err.splitlines() == ["pixrag: loading models..."]  # a short run
+
+
+def test_closed_pipe_is_not_an_internal_error(tmp_path: Path, tiny_clip: Path) -> None:
+    # `pixrag stats | head -0`: the reader is gone before pixrag writes a byte.
+    with subprocess.Popen([*pixrag_cmd(), "stats"], cwd=tmp_path, text=True,
+                          env=cli_env(tmp_path / "data", tiny_clip),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read()
+        rc = proc.wait(timeout=180)
+    assert "internal error" not in err and "Traceback" not in err
+    assert "Exception ignored" not in err and "BrokenPipe" not in err
+    assert rc == 1, err
+
+
+def test_unreachable_hub_is_one_line_and_leaves_no_data_dir(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data", "openai/clip-vit-base-patch32",
+                  HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    del env["HF_HUB_OFFLINE"]  # a first run on a machine that tries the Hub
+    proc = subprocess.run([*pixrag_cmd(), "search", "cats"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pixrag: error: cannot load the CLIP model "
+                               "'openai/clip-vit-base-patch32': the Hugging Face Hub "
+                               "(http://127.0.0.1:9) is unreachable")
+    assert "`hf download openai/clip-vit-base-patch32 --local-dir /models/clip`" in lines[0]
+    assert "huggingface-cli" not in lines[0] and ".." not in lines[0]
+    assert not (tmp_path / "data").exists()
+
+
+def test_progress_bar_on_a_terminal_starts_before_the_models(tmp_path: Path,
+                                                             tiny_clip: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    write_images(tmp_path / "in", 3)
+    env = cli_env(tmp_path / "data", tiny_clip)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a 100-column terminal, then pixrag
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        cmd = pixrag_cmd()
+        os.chdir(tmp_path)
+        os.execve(cmd[0], [*cmd, "index", str(tmp_path / "in")], env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert text.startswith("\rloading models...\rindexing:   0%|")
+    assert "indexing: 100%|" in text and "3/3" in text
+    assert text.rstrip().endswith("indexed 3 item(s) from 3 file(s), 0 skipped, 0 failed")

@@ -1,0 +1,92 @@
+"""Config errors in the user's words: the closest valid key, where a key belongs, and where a
+secret must go instead; the same sentence for the file and for the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import load_settings
+from core.errors import ConfigError
+
+
+def _file_error(tmp_path: Path, text: str) -> str:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, environ={})
+    return str(err.value)
+
+
+def _env_error(**env: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ=env)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(("section", "typo", "meant"), [
+    ("embedding", "modle", "model"),
+    ("retrieval", "kk", "k"),
+    ("index", "ocrr", "ocr"),
+    ("answer", "max_token", "max_tokens"),
+])
+def test_unknown_key_suggests_the_closest_in_file_and_env(
+        tmp_path: Path, section: str, typo: str, meant: str) -> None:
+    from_file = _file_error(tmp_path, f"[{section}]\n{typo} = 1\n")
+    env_name = f"PIXRAG_{section.upper()}__{typo.upper()}"
+    from_env = _env_error(**{env_name: "1"})
+    expected = f"unknown key `{typo}` in [{section}]; did you mean `{meant}`?"
+    assert from_file == f"config {section}.{typo}: {expected}"
+    assert from_env == f"config {env_name}: {expected}"
+
+
+def test_unknown_section_and_misplaced_key(tmp_path: Path) -> None:
+    assert _file_error(tmp_path, "[embeding]\nmodel = 'x'\n").endswith(
+        "unknown section [embeding]; did you mean [embedding]?")
+    assert _env_error(PIXRAG_EMBEDING__MODEL="x").endswith(
+        "unknown section [embeding]; did you mean [embedding]?")
+    # A section key written at the top of the file: say which section it belongs to.
+    msg = _file_error(tmp_path, "provider = 'openai'\n")
+    assert msg == ("config provider: unknown key `provider`; it belongs in [text] or "
+                   "[answer]")
+    assert _file_error(tmp_path, "log_levl = 'INFO'\n").endswith("did you mean `log_level`?")
+    # Nothing close: no guess.
+    assert _file_error(tmp_path, "[retrieval]\nzzzzzz = 1\n").endswith(
+        "unknown key `zzzzzz` in [retrieval]")
+
+
+@pytest.mark.parametrize(("toml", "env_name", "variable"), [
+    ("[answer]\nprovider = 'anthropic'\napi_key = 'sk-ant-x'\n", "PIXRAG_ANSWER__API_KEY",
+     "ANTHROPIC_API_KEY"),
+    ("[answer]\nprovider = 'openai'\napi_key = 'sk-x'\n", "PIXRAG_ANSWER__API_KEY",
+     "OPENAI_API_KEY"),
+    ("[discord]\ntoken = 'abc'\n", "PIXRAG_DISCORD__TOKEN", "DISCORD_TOKEN"),
+    ("[slack]\nsigning_secret = 'abc'\n", "PIXRAG_SLACK__SIGNING_SECRET",
+     "SLACK_SIGNING_SECRET"),
+    ("[slack]\napp_token = 'xapp'\n", "PIXRAG_SLACK__APP_TOKEN", "SLACK_APP_TOKEN"),
+    ("openai_api_key = 'sk-x'\n", "PIXRAG_OPENAI_API_KEY", "OPENAI_API_KEY"),
+])
+def test_secret_in_config_names_the_variable(tmp_path: Path, toml: str, env_name: str,
+                                             variable: str) -> None:
+    from_file = _file_error(tmp_path, toml)
+    provider = "openai" if "'openai'" in toml else "anthropic"
+    from_env = _env_error(**{env_name: "secret-value", "PIXRAG_ANSWER__PROVIDER": provider})
+    tail = (f"secrets are read from the environment only: set {variable} there and remove "
+            "this key")
+    assert from_file.endswith(tail) and from_env.endswith(tail)
+    assert env_name in from_env
+    for msg in (from_file, from_env):
+        assert "secret-value" not in msg and "sk-" not in msg and "xapp" not in msg
+
+
+def test_api_key_without_provider_names_both_variables(tmp_path: Path) -> None:
+    assert "set ANTHROPIC_API_KEY or OPENAI_API_KEY there" in _file_error(
+        tmp_path, "[answer]\napi_key = 'k'\n")
+
+
+def test_other_pixrag_variables_are_not_settings() -> None:
+    # Only PIXRAG_<SECTION>__<KEY> and top-level keys are settings; other names are ignored.
+    s = load_settings(None, environ={"PIXRAG_TEST_TOKEN": "x", "PIXRAG_LOG_FORMAT": "json",
+                                     "PIXRAG_METRICS__PORT": "9100"})
+    assert s.log_format == "json" and s.metrics.port == 9100
