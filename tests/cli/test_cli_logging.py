@@ -1,4 +1,4 @@
-"""Library start-up noise: each library warning reaches stderr once, not twice."""
+"""Library start-up noise: a Hugging Face hub message reaches stderr once, not twice."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import logging
 from bot.cli import _quiet_libraries, _setup_logging
 _setup_logging(0, None, "slack")
 _quiet_libraries()
-logging.getLogger("huggingface_hub.utils._http").warning("hub retry notice")
+from huggingface_hub.utils import logging as hub_logging  # adds the hub's own handler
+hub_logging.get_logger("huggingface_hub.utils._http").error("hub retry notice")
 """
 
 
