@@ -125,7 +125,7 @@ def per_image(fn: Callable[[Any], Any], items: list[Any], repeat: int = 1) -> fl
 def machine() -> dict[str, Any]:
     import torch
 
-    from core.clip import cpu_has_bf16
+    from core.models.clip import cpu_has_bf16
 
     return {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "bf16": cpu_has_bf16(), "torch": torch.__version__, "python": platform.python_version(),
@@ -262,11 +262,11 @@ def instrument(c: Any) -> dict[str, float]:
 # stages ---------------------------------------------------------------------------------------
 def run_stages(model_dir: Path, paths: list[Path], batch: int) -> dict[str, Any]:
     """Each step alone, single caller, median ms per image."""
-    from core import neardup
-    from core.clip import ClipEmbedder
     from core.config import IndexSettings
-    from core.imageio import Limits, load_image, to_jpeg
     from core.ingest import WORK_SIDE, _thumb_source
+    from core.media import neardup
+    from core.media.imageio import Limits, load_image, to_jpeg
+    from core.models.clip import ClipEmbedder
 
     limits = Limits.from_settings(IndexSettings())
     sample = paths[:8]

@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from core.keyword import KeywordDoc, KeywordIndex
+from core.library.keyword import KeywordDoc, KeywordIndex
 from core.library.pg_keyword import PgKeywordIndex, normalise, query_words
 from core.types import PUBLIC
 

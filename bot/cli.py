@@ -176,6 +176,11 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:  # already imported (an embedding program): tell it
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
     # The hub adds its own stderr handler when imported and also propagates to ours: every
     # warning printed twice. The logger object exists before the import: no import needed.
     logging.getLogger("huggingface_hub").propagate = False
@@ -508,7 +513,7 @@ def _print_check(args: argparse.Namespace, report: dict[str, Any]) -> int:
 
 async def _migrate(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
     from core.migrate import migrate
-    from core.textembed import build_text_embedder
+    from core.models.textembed import build_text_embedder
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXRAG_")}
     target = load_settings(args.to, environ=env)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 async def open_service(settings: Settings, secrets: Secrets, *,
                        check_models: bool = True) -> AsyncIterator[PixRAG]:
     """Open every resource, yield the service, close everything (also on errors)."""
-    from core.textembed import build_text_embedder
+    from core.models.textembed import build_text_embedder
 
     text = build_text_embedder(settings.text, secrets)
     models = {"clip": settings.embedding.model, "text": text.model_id}
@@ -62,12 +62,12 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
         emb = settings.embedding
 
         def load_clip():  # type: ignore[no-untyped-def]
-            from core.clip import ClipEmbedder
+            from core.models.clip import ClipEmbedder
 
             return ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype)
 
         def load_reader():  # type: ignore[no-untyped-def]
-            from core.ocr import RapidReader
+            from core.media.ocr import RapidReader
 
             return RapidReader()
 
@@ -82,11 +82,12 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
 
 
 #: What a brand-new embedded index holds before anything was indexed.
-_FRESH_FILES = ("catalog.sqlite", "keyword.sqlite")
+_FRESH_FILES = ("catalog.sqlite", "keyword.sqlite", "chroma")
 
 
 def _remove_if_empty_index(data: Path) -> None:
-    """Remove ``data`` if it holds nothing but the empty catalog files this run created."""
+    """Remove ``data`` if it holds nothing but the empty index files this run created (the
+    folder did not exist before it started)."""
     if not data.is_dir():
         return
     names = [p.name for p in data.iterdir()]

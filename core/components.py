@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from core.batching import MicroBatcher
 from core.config import Settings
 from core.library.library import Library
-from core.priority import INDEX, QUERY, PriorityExecutor
+from core.models.batching import MicroBatcher
+from core.models.priority import INDEX, QUERY, PriorityExecutor
 from core.protocols import Captioner, TextEmbedder, TextReader
 
 if TYPE_CHECKING:
-    from core.clip import ClipEmbedder
+    from core.models.clip import ClipEmbedder
 
 log = logging.getLogger(__name__)
 

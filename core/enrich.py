@@ -17,12 +17,12 @@ from dataclasses import replace
 
 from PIL import Image
 
-from core.catalog import ItemRow
-from core.chunking import split_passages
 from core.components import Components
 from core.errors import DiskFull, PixragError, StoreError
-from core.imageio import Limits, load_image, to_jpeg
+from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
+from core.media.chunking import split_passages
+from core.media.imageio import Limits, load_image, to_jpeg
 
 log = logging.getLogger(__name__)
 

@@ -109,8 +109,8 @@ def check_store(settings: Settings) -> str:
 
 
 def check_model(settings: Settings, secrets: Secrets) -> str:
-    from core.clip import ClipEmbedder
-    from core.textembed import build_text_embedder
+    from core.models.clip import ClipEmbedder
+    from core.models.textembed import build_text_embedder
 
     emb = settings.embedding
     clip = ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype)

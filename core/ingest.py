@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core import neardup
-from core.catalog import ItemRow
-from core.chunking import split_document, split_passages
 from core.components import Components
 from core.errors import DiskFull, PixragError, StoreError, UnsupportedInput
-from core.imageio import Limits, decode_text, load_image, sniff, to_jpeg
+from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
-from core.pdf import page_count, render_pages
+from core.media import neardup
+from core.media.chunking import split_document, split_passages
+from core.media.imageio import Limits, decode_text, load_image, sniff, to_jpeg
+from core.media.pdf import page_count, render_pages
 from core.types import Failed, IndexedItem, IndexReport, Kind, Origin, Skipped, Upload
 
 log = logging.getLogger(__name__)

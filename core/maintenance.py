@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from core.catalog import ItemRow
-from core.chunking import split_passages
 from core.components import Components
 from core.errors import PixragError, StoreError
-from core.imageio import Limits, load_image, to_jpeg
 from core.ingest import LIGHT_SIDE, _thumb_source, tile_boxes
+from core.library.catalog import ItemRow
 from core.library.library import CHANNELS, ItemWrite, row_from_meta, vector_meta
-from core.store import VectorRecord
+from core.library.vectors import VectorRecord
+from core.media.chunking import split_passages
+from core.media.imageio import Limits, load_image, to_jpeg
 from core.types import Failed, IndexedItem, IndexReport, Skipped
 
 log = logging.getLogger(__name__)

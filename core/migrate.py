@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from core.catalog import STATE_TABLES
 from core.config import Settings
 from core.errors import PixragError
+from core.library.catalog import STATE_TABLES
 from core.library.library import CHANNELS, Library
 from core.library.open import open_library
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from core import neardup
-from core.catalog import ItemRow
 from core.components import Components
 from core.config import RetrievalSettings
-from core.imageio import Limits, load_image
+from core.library.catalog import ItemRow
+from core.media import neardup
+from core.media.imageio import Limits, load_image
 from core.types import Hit, Scope
 
 _WORD = re.compile(r"[\w][\w\-\.]*[\w]|\w", re.UNICODE)

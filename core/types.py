@@ -123,12 +123,14 @@ class IndexReport:
     warnings: list[Failed] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "indexed": [{"id": i.id, "source": i.source, "kind": i.kind} for i in self.indexed],
             "skipped": [asdict(s) for s in self.skipped],
             "failed": [asdict(f) for f in self.failed],
-            "warnings": [asdict(w) for w in self.warnings],
         }
+        if self.warnings:  # only when there are some: the usual document keeps its shape
+            doc["warnings"] = [asdict(w) for w in self.warnings]
+        return doc
 
     def extend(self, other: IndexReport) -> None:
         self.indexed.extend(other.indexed)

@@ -17,7 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import convert, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps, thread_history
-from core import pdf
+from core.media import pdf
 from core.types import Answer, Hit, Turn
 
 log = logging.getLogger(__name__)

@@ -31,12 +31,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.batching import MicroBatcher
-from core.catalog import ItemRow
 from core.errors import ModelMismatch, StoreError, StoreUnavailable, from_os_error
-from core.keyword import KeywordDoc
+from core.library.catalog import ItemRow
+from core.library.keyword import KeywordDoc
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
-from core.store import VectorRecord, VectorStore
+from core.library.vectors import VectorRecord, VectorStore
+from core.models.batching import MicroBatcher
 from core.types import Hit, Origin, Scope
 
 log = logging.getLogger(__name__)

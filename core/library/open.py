@@ -11,7 +11,7 @@ from pathlib import Path
 from core.config import Settings
 from core.library.library import Library
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
-from core.store import VectorStore
+from core.library.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
             catalog.close()
             raise
     else:
-        from core.catalog import Catalog
-        from core.keyword import KeywordIndex
+        from core.library.catalog import Catalog
+        from core.library.keyword import KeywordIndex
 
         data.mkdir(parents=True, exist_ok=True)
         catalog = Catalog(data / "catalog.sqlite", timeout_s=timeout)
@@ -53,7 +53,7 @@ def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
                                 cache_bytes=settings.blobs.cache_mb * 1024 * 1024,
                                 read_timeout_s=timeout)
         else:
-            from core.blobs import BlobStore
+            from core.library.blobs import BlobStore
 
             blobs = BlobStore(data / "blobs")
     except BaseException:

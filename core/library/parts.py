@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.catalog import ItemRow
-from core.keyword import KeywordDoc
+from core.library.catalog import ItemRow
+from core.library.keyword import KeywordDoc
 
 
 class CatalogPart(Protocol):

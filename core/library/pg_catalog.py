@@ -1,4 +1,4 @@
-"""The item catalog in PostgreSQL: the server-mode twin of :class:`core.catalog.Catalog`.
+"""The item catalog in PostgreSQL: the server-mode twin of :class:`core.library.catalog.Catalog`.
 
 Same methods, arguments, return values and write-order role (the item row is the commit
 marker, written last and deleted first). Several hosts share one database:
@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from core.catalog import STATE_TABLES, ItemRow
+from core.library.catalog import STATE_TABLES, ItemRow
 from core.library.pg_database import PgDatabase, _clean
 
 _STATE_COLUMNS = {

@@ -1,4 +1,4 @@
-"""Keyword search in PostgreSQL: the server-mode twin of :class:`core.keyword.KeywordIndex`.
+"""Keyword search in PostgreSQL: the server-mode twin of :class:`core.library.keyword.KeywordIndex`.
 
 Same methods and meaning: passages upserted by ``doc_id``, searched within one space (and
 audiences), one result per item (its best passage), scores higher-is-better, ranked by BM25
@@ -14,9 +14,9 @@ with a GIN index, built with the ``pixrag_english`` configuration: PostgreSQL's 
 Snowball stemmer ("running" finds "run", like FTS5's porter) *without* its stop-word list,
 because, as in FTS5, every word is indexed and the query side decides what to drop.
 
-Queries. The words are exactly those :func:`core.keyword.fts_query` keeps (stop words dropped
-unless nothing else is left, at most 32, punctuation-only words ignored). Each word becomes a
-``phraseto_tsquery`` of its normalised form and the phrases are OR-ed with ``||``: user text
+Queries. The words are exactly those :func:`core.library.keyword.fts_query` keeps (stop words
+dropped unless nothing else is left, at most 32, punctuation-only words ignored). Each word becomes
+a ``phraseto_tsquery`` of its normalised form and the phrases are OR-ed with ``||``: user text
 never reaches ``to_tsquery`` syntax, ``INV-20931`` matches exactly the phrase ``inv 20931``
 and ``20931`` alone still finds it.
 
@@ -44,7 +44,7 @@ from typing import Any
 
 import psycopg
 
-from core.keyword import KeywordDoc, fts_query
+from core.library.keyword import KeywordDoc, fts_query
 from core.library.pg_database import PgDatabase
 
 log = logging.getLogger(__name__)

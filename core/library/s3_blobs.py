@@ -1,6 +1,6 @@
 """Originals and thumbnails in an S3-compatible bucket (S3, MinIO, R2), with a local cache.
 
-The server-mode twin of :class:`core.blobs.BlobStore`: same methods, arguments and return
+The server-mode twin of :class:`core.library.blobs.BlobStore`: same methods, arguments and return
 values. Objects, under ``s3://bucket/prefix``::
 
     <prefix>/blobs/ab/cd/abcd...(64 hex)   original bytes, named by their sha256

@@ -98,7 +98,7 @@ def test_images_carry_what_the_docs_promise() -> None:
 
 
 def test_bundled_text_model_is_the_published_one() -> None:
-    from core.textembed import bundled_model_dir
+    from core.models.textembed import bundled_model_dir
 
     folder = bundled_model_dir()
     for name, sha in PUBLISHED_MINILM.items():

@@ -52,7 +52,7 @@ def test_health_checks_without_side_effects(tmp_path: Path, tiny_clip: Path,
     assert doc["ok"] is True
     assert all(p["ok"] for p in doc["parts"].values())
     assert "2 items" in doc["parts"]["catalog"]["detail"]
-    assert "2 collections" in doc["parts"]["store"]["detail"]
+    assert "collections in" in doc["parts"]["store"]["detail"]  # made by the first write
     assert str(tiny_clip) in doc["parts"]["model"]["detail"]
     assert _snapshot(data) == before  # nothing written, nothing created
 
@@ -203,9 +203,10 @@ def test_cli_logs_json_lines_when_asked(tmp_path: Path, tiny_clip: Path) -> None
     assert all({"time", "level", "logger", "message"} <= set(d) for d in docs)
     assert docs[0] == {**docs[0], "logger": "pixrag", "level": "INFO",
                        "message": "loading models..."}
-    assert any(d["logger"] == "core.clip" and "loaded" in d["message"] for d in docs)
+    assert any(d["logger"] == "core.models.clip" and "loaded" in d["message"] for d in docs)
     # An error is a JSON line too.
     env["PIXRAG_EMBEDDING__MODEL"] = str(tmp_path / "no-model")
+    env["PIXRAG_DATA_DIR"] = str(tmp_path / "other-data")  # not a model mismatch
     proc = subprocess.run([*pixrag_cmd(), "search", "x"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 1
@@ -214,9 +215,10 @@ def test_cli_logs_json_lines_when_asked(tmp_path: Path, tiny_clip: Path) -> None
     # Text stays the default.
     env.pop("PIXRAG_LOG_FORMAT")
     env["PIXRAG_EMBEDDING__MODEL"] = str(tiny_clip)
-    proc = subprocess.run([*pixrag_cmd(), "-v", "stats"], cwd=tmp_path, env=env,
+    env["PIXRAG_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.run([*pixrag_cmd(), "-v", "search", "x"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=180, check=False)
-    assert " INFO core.clip: CLIP " in proc.stderr
+    assert " INFO core.models.clip: CLIP " in proc.stderr  # the text tower, for the query
 
 
 def test_metrics_port_taken_is_a_config_error() -> None:

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core.batching import MicroBatcher
 from core.errors import StoreUnavailable
+from core.models.batching import MicroBatcher
 
 
 def _upper(items: list[str]) -> list[str]:

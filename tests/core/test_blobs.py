@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.blobs import BlobStore
+from core.library.blobs import BlobStore
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from core.chunking import Passage, split_document, split_passages
+from core.media.chunking import Passage, split_document, split_passages
 
 PROSE = (
     "Quarterly revenue grew 12% in Europe. Costs were flat.\n\n"

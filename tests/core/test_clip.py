@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.clip import ClipEmbedder
 from core.errors import ModelError
+from core.models.clip import ClipEmbedder
 from tests.cli.helpers import noise_image
 
 

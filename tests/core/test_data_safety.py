@@ -109,7 +109,7 @@ async def test_a_bad_file_name_fails_alone_or_indexes(tmp_path: Path, tiny_clip:
 
 
 async def test_catalog_write_error_rolls_back(tmp_path: Path) -> None:
-    from core.catalog import Catalog, ItemRow
+    from core.library.catalog import Catalog, ItemRow
 
     cat = Catalog(tmp_path / "c.sqlite")
     good = ItemRow(id="a", space="s", kind="image", source="x", name="x", page=None,

@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.config import IndexSettings
 from core.errors import UnsupportedImage, UnsupportedInput
-from core.imageio import Decoded, Limits, decode_text, load_image, sniff, to_jpeg, to_rgb
+from core.media.imageio import Decoded, Limits, decode_text, load_image, sniff, to_jpeg, to_rgb
 from tests import corpus
 
 LIMITS = Limits.from_settings(IndexSettings())
@@ -212,7 +212,7 @@ def test_corrupt_png_body() -> None:
 def test_200mp_photo_decodes_in_draft_mode(
     huge_jpeg: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="core.imageio")
+    caplog.set_level(logging.DEBUG, logger="core.media.imageio")
     d = load_image(huge_jpeg, "phone.jpg", LIMITS, max_side=2040)
     # 16320x12240 is above Pillow's own bomb limit (178 MP): no error, no warning.
     assert (d.width, d.height) == (16_320, 12_240)
@@ -223,7 +223,7 @@ def test_200mp_photo_decodes_in_draft_mode(
 
 
 def test_200mp_photo_other_target(huge_jpeg: bytes, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="core.imageio")
+    caplog.set_level(logging.DEBUG, logger="core.media.imageio")
     d = load_image(huge_jpeg, "phone.jpg", LIMITS, max_side=1000)
     assert d.image.size == (1000, 750)
     assert "decoded at 2040x1530 (draft)" in caplog.text  # 1/8 is the smallest DCT scale

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import StoreError
-from core.keyword import KeywordDoc, KeywordIndex, fts_query
+from core.library.keyword import KeywordDoc, KeywordIndex, fts_query
 from core.types import PUBLIC
 
 FILLER = [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-from core import neardup
+from core.media import neardup
 
 # ---------------------------------------------------------------- synthetic originals
 

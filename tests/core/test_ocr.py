@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from core.ocr import RapidReader
+from core.media.ocr import RapidReader
 from core.protocols import TextReader
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import UnsupportedInput
-from core.pdf import page_count, render_pages
+from core.media.pdf import page_count, render_pages
 from tests import corpus
 
 TWO_PAGES = corpus.pdf_bytes(

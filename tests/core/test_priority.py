@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from core.priority import INDEX, QUERY, PriorityExecutor
+from core.models.priority import INDEX, QUERY, PriorityExecutor
 
 
 def test_queries_jump_the_queue() -> None:

@@ -14,14 +14,14 @@ import pytest
 
 from core.config import Secrets, TextSettings
 from core.errors import ConfigError, ModelError
-from core.protocols import TextEmbedder
-from core.textembed import (
+from core.models.textembed import (
     BUNDLED_ID,
     MiniLMEmbedder,
     OpenAITextEmbedder,
     build_text_embedder,
     bundled_model_dir,
 )
+from core.protocols import TextEmbedder
 
 
 @pytest.fixture(scope="module")

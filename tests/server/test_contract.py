@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from core.blobs import BlobStore
-from core.catalog import Catalog, ItemRow
-from core.keyword import KeywordDoc, KeywordIndex
+from core.library.blobs import BlobStore
+from core.library.catalog import Catalog, ItemRow
+from core.library.keyword import KeywordDoc, KeywordIndex
 from core.library.pg_catalog import PgCatalog
 from core.library.pg_keyword import PgKeywordIndex
 from core.library.s3_blobs import S3BlobStore

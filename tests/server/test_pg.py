@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from core.catalog import ItemRow
 from core.errors import ConfigError, StoreError, StoreUnavailable
-from core.keyword import KeywordDoc, KeywordIndex
 from core.library import pg_catalog, pg_keyword
+from core.library.catalog import ItemRow
+from core.library.keyword import KeywordDoc, KeywordIndex
 from core.library.pg_catalog import PgCatalog
 from core.library.pg_database import redact
 from core.library.pg_keyword import PgKeywordIndex, normalise, query_words
@@ -302,8 +302,8 @@ def test_many_matches_are_capped_and_still_filtered(pg_url: str,
 
 _WRITER = """
 import sys
-from core.catalog import ItemRow
-from core.keyword import KeywordDoc
+from core.library.catalog import ItemRow
+from core.library.keyword import KeywordDoc
 from core.library.pg_catalog import PgCatalog
 from core.library.pg_keyword import PgKeywordIndex
 url, host = sys.argv[1], sys.argv[2]

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-from core.imageio import to_rgb
+from core.media.imageio import to_rgb
 
 #: Views of the trimmed image that are hashed, as (left, top, right, bottom) fractions: the
 #: whole, a centre crop, and crops anchored at each corner and side, so that a copy cropped

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from core.clip import LOAD_LOCK
 from core.config import Secrets, TextSettings
 from core.errors import ConfigError, ModelError
+from core.models.clip import LOAD_LOCK
 from core.protocols import TextEmbedder
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class MiniLMEmbedder:
             return
         source = str(Path(self._source).expanduser()) if self._local else self._source
         try:
-            # One model load at a time in the process (see core.clip.LOAD_LOCK).
+            # One model load at a time in the process (see core.models.clip.LOAD_LOCK).
             with LOAD_LOCK:
                 from transformers import AutoModel, AutoTokenizer
 

@@ -1,0 +1,1 @@
+"""Media: decoding images and PDFs, OCR, perceptual hashes, text chunking."""

@@ -1,0 +1,1 @@
+"""Models: CLIP, the sentence model, micro-batching, priority lanes of the model threads."""
