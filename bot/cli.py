@@ -181,6 +181,9 @@ def _quiet_libraries() -> None:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+    # The hub adds its own stderr handler when imported and also propagates to ours: every
+    # warning printed twice. The logger object exists before the import: no import needed.
+    logging.getLogger("huggingface_hub").propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

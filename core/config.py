@@ -74,6 +74,9 @@ class IndexSettings(_Section):
     max_pdf_pages: int = Field(1000, ge=1)
     pdf_dpi: int = Field(144, ge=36, le=600)
     thumbnail_px: int = Field(384, ge=32, le=2048)
+    # Chat uploads in flight at once, process-wide: downloads wait for room (bounds memory).
+    inflight_files: int = Field(32, ge=1)
+    inflight_mb: float = Field(256.0, gt=0)
     ocr: bool = True
     captions: bool = False
     caption_model: str = ""  # "" = the [answer] model
@@ -124,6 +127,7 @@ class DiscordSettings(_Section):
     max_attachment_mb: float = Field(25.0, gt=0)
     max_attachments: int = Field(10, ge=1, le=10)
     max_thumbnails: int = Field(4, ge=0, le=10)
+    autoindex_per_minute: int = Field(20, ge=1)  # auto-indexed messages per channel
     # Privileged intent (enable it in the Developer Portal): auto-index needs it to see the
     # attachments of ordinary messages. false = slash commands and context menus only.
     message_content: bool = True
@@ -136,6 +140,7 @@ class SlackSettings(_Section):
     rate_per_minute: int = Field(6, ge=1)
     max_file_mb: float = Field(25.0, gt=0)
     max_thumbnails: int = Field(4, ge=0, le=10)
+    autoindex_per_minute: int = Field(20, ge=1)  # auto-indexed messages per channel
     admins: list[str] = []  # user ids allowed admin commands besides workspace admins
 
 

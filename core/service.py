@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+from core.admission import Admission
 from core.answer import Answerer
 from core.components import Components
 from core.enrich import MAX_ATTEMPTS, Enricher, QueryGate
@@ -39,6 +40,10 @@ class PixRAG:
         self._ingestor = Ingestor(components)
         self._retriever = Retriever(components)
         self.enricher = Enricher(components, self.gate)
+        # Chat uploads in flight, process-wide: adapters hold a ticket from before the
+        # download until indexing is done with the bytes.
+        idx = self.settings.index
+        self.admission = Admission(idx.inflight_files, int(idx.inflight_mb * 1024 * 1024))
 
     async def aclose(self) -> None:
         await self.enricher.aclose()
@@ -186,7 +191,9 @@ class PixRAG:
         lib = self.library
         safe = display_text(ref)  # names are stored in their display form
         rows = list((await lib.rows(view, [safe])).values()) or await lib.find(view, source=safe)
-        if not rows and await self.c.run(self.c.pools.decode, os.path.exists, ref):
+        # Paths are the operator's: a chat user (a scope) cannot probe the host's files.
+        if not rows and scope is None and await self.c.run(
+                self.c.pools.decode, os.path.exists, ref):
             resolved = display_text(str(Path(ref).resolve()))
             rows = await lib.find(view, source=resolved)
             if not rows and await self.c.run(self.c.pools.decode, os.path.isdir, ref):
@@ -198,14 +205,17 @@ class PixRAG:
 
     async def forget_origin(
         self, space: str, *, message: str | None = None, attachment: str | None = None,
-        channel: str | None = None,
+        channel: str | None = None, scope: Scope | None = None,
     ) -> list[str]:
         """Remove what was indexed from a chat message, one attachment/file of it, or both.
-        ``channel`` narrows a message id that is only unique per channel (Slack's ts)."""
+        ``channel`` narrows a message id that is only unique per channel (Slack's ts);
+        ``scope`` (a user's request) keeps to the items that scope can see."""
         if message is None and attachment is None:
             raise PixragError("forget_origin needs a message or an attachment")
-        rows = await self.library.find(Scope(space=space, admin=True), message=message,
-                                       attachment=attachment, channel=channel)
+        if scope is not None and scope.space != space:
+            raise PermissionDenied("cannot forget items of another space")
+        rows = await self.library.find(scope or Scope(space=space, admin=True),
+                                       message=message, attachment=attachment, channel=channel)
         if not rows:
             return []
         return await self._remove(space, [r.id for r in rows])
@@ -230,6 +240,19 @@ class PixRAG:
     async def has_attachments(self, space: str, attachment_ids: Sequence[str]) -> set[str]:
         """Which chat attachment/file ids already have items in ``space`` (cheap skip)."""
         return await self.library.has_attachments(space, attachment_ids)
+
+    async def similar_to_item(
+        self, scope: Scope, item_id: str, k: int | None = None
+    ) -> list[Hit]:
+        """"More like this": reverse search from an indexed item ``scope`` can see (the item
+        itself left out). NotFound when it is not visible or has no image."""
+        row = await self.library.row(scope, item_id)
+        if row is None or not row.image_sha:
+            raise NotFound(f"item {item_id!r} is not in this index")
+        data = await self.library.blob_bytes(row.image_sha)
+        kk = self._k(k)
+        hits = await self.similar(data, scope, kk + 1, name=row.name or "image")
+        return [h for h in hits if h.id != item_id][:kk]
 
     async def stats(self, space: str) -> Stats:
         lib = self.library

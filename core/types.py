@@ -40,12 +40,20 @@ class Scope:
     space: str
     channel: str = ""
     admin: bool = False  # sees private items of every channel in the space (CLI, admin cmds)
+    # The channel ``channel`` lives in (a thread's parent): its items are visible here too,
+    # while the thread's own private items stay invisible from the parent.
+    parent: str = ""
 
     def audiences(self) -> list[str] | None:
         """Audience values visible to this scope; ``None`` means all (admin)."""
         if self.admin:
             return None
-        return [PUBLIC, self.channel] if self.channel else [PUBLIC]
+        return [PUBLIC, *dict.fromkeys(c for c in (self.channel, self.parent) if c)]
+
+    def sees(self, audience: str) -> bool:
+        """Whether an item with this ``audience`` is visible to this scope."""
+        visible = self.audiences()
+        return visible is None or audience in visible
 
 
 @dataclass(frozen=True)

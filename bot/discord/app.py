@@ -2,30 +2,30 @@
 
 Command sync is deliberate (``pixrag discord --sync`` or ``[discord] sync = true``), done in
 ``setup_hook`` before the gateway connects, never in ``on_ready`` and never by default.
+
+Imports point one way: this module wires ``commands``, ``events`` and ``views`` (buttons),
+which use the flows in ``replies``; none of them imports this module.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Literal
 
+import aiohttp
 import discord
 from discord.ext import commands
 
-from bot.backfill import Backfills
-from bot.discord import backfill, failure, views
-from bot.discord import commands as pixrag_commands
+from bot.discord import backfill, failure, replies, views
+from bot.discord.commands import PixragCommands
+from bot.discord.deps import Deps
 from bot.discord.events import IndexEvents
+from bot.startup import TRANSIENT, PlatformUnreachable, Retry, unreachable, with_retries
 from core.config import Secrets, Settings
 from core.errors import ConfigError
-from core.ratelimit import RateLimiter
 from core.service import PixRAG
 
 log = logging.getLogger(__name__)
-
-AUTOINDEX_TTL_S = 60.0  # other bot processes may change the channel list: re-read it this often
-STREAM_EDIT_INTERVAL_S = 1.5  # Discord rate-limits message edits; one edit per 1.5 s is safe
 
 
 def intents_for(settings: Settings) -> discord.Intents:
@@ -37,25 +37,43 @@ def intents_for(settings: Settings) -> discord.Intents:
 
 class PixragBot(commands.Bot):
     def __init__(self, service: PixRAG, settings: Settings, *, sync: bool = False) -> None:
+        # The bot never joins voice: the "PyNaCl / davey is not installed" start-up notices
+        # are noise for operators.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,  # no text commands: slash commands only
             intents=intents_for(settings),
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
         )
-        self.service = service
-        self.settings = settings
+        self.deps = Deps(service, settings)
         self.sync_commands = sync
-        self.rate_per_minute = settings.discord.rate_per_minute
-        self.limiter = RateLimiter(settings.discord.rate_per_minute)
-        self.shown = views.ShownMemory()
-        self.stream_interval = STREAM_EDIT_INTERVAL_S
-        self._autoindex: dict[str, tuple[float, set[str]]] = {}
-        self.backfills = Backfills()
+
+    # What handlers and tests reach through the bot; the state itself lives in ``deps``.
+    @property
+    def service(self) -> PixRAG:
+        return self.deps.service
+
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings
+
+    @property
+    def rate_per_minute(self) -> int:  # read by the error handler for its message
+        return self.deps.rate_per_minute
+
+    @property
+    def stream_interval(self) -> float:
+        return self.deps.stream_interval
+
+    @stream_interval.setter
+    def stream_interval(self, value: float) -> None:
+        self.deps.stream_interval = value
 
     async def setup_hook(self) -> None:
-        await self.add_cog(pixrag_commands.PixragCommands(self))
-        await self.add_cog(IndexEvents(self))
+        await self.add_cog(PixragCommands(self.deps, self.tree))
+        await self.add_cog(IndexEvents(self.deps, self))
         self.add_dynamic_items(views.FeedbackButton, views.MoreButton, backfill.CancelButton)
         self.tree.error(failure.handle)
         if self.sync_commands:
@@ -73,7 +91,7 @@ class PixragBot(commands.Bot):
             log.info("synced %d global command(s) (may take up to an hour to appear)", len(synced))
 
     async def close(self) -> None:
-        await self.backfills.aclose()  # each run's cursor stays at its last finished page
+        await self.deps.backfills.aclose()  # each run's cursor stays at its last finished page
         await super().close()
 
     async def on_ready(self) -> None:
@@ -89,37 +107,43 @@ class PixragBot(commands.Bot):
         # event with what it was about (message, channel and guild ids are in the reprs).
         log.exception("unexpected error in %s (args=%r)", event_method, args)
 
-    def check_rate(self, interaction: discord.Interaction) -> None:
-        self.limiter.check(str(interaction.user.id))
-
-    async def autoindex_channels(self, space: str) -> set[str]:
-        cached = self._autoindex.get(space)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < AUTOINDEX_TTL_S:
-            return cached[1]
-        channels = set(await self.service.autoindex_channels(space))
-        self._autoindex[space] = (now, channels)
-        return channels
-
-    async def set_autoindex(self, space: str, channel: str, on: bool) -> None:
-        await self.service.set_autoindex(space, channel, on)
-        self._autoindex.pop(space, None)
-
+    # views.ButtonHost: button clicks land here and go to their flows.
     async def on_feedback(
         self, interaction: discord.Interaction, verdict: Literal["up", "down"], token: str
     ) -> None:
-        await pixrag_commands.record_feedback(self, interaction, verdict, token)
+        await replies.record_feedback(self.deps, interaction, verdict, token)
 
     async def on_more_like(self, interaction: discord.Interaction, item_id: str) -> None:
-        await pixrag_commands.more_like(self, interaction, item_id)
+        await replies.more_like(self.deps, interaction, item_id)
 
 
 def build_bot(service: PixRAG, settings: Settings, *, sync: bool = False) -> PixragBot:
     return PixragBot(service, settings, sync=sync)
 
 
+async def probe_discord(retry: Retry) -> None:
+    """Is Discord's API reachable at all? (Any HTTP answer counts; tokens are checked by the
+    login.) Bounded retries, then PlatformUnreachable: discord.py itself would fail the
+    login with a raw connection error, or retry the gateway forever."""
+
+    async def once() -> None:
+        timeout = aiohttp.ClientTimeout(total=retry.timeout_s)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"{discord.http.Route.BASE}/gateway") as resp,
+        ):
+            await resp.read()
+
+    await with_retries("Discord", once, retry)
+
+
 async def run_discord(
-    service: PixRAG, settings: Settings, secrets: Secrets, *, sync: bool | None = None
+    service: PixRAG,
+    settings: Settings,
+    secrets: Secrets,
+    *,
+    sync: bool | None = None,
+    retry: Retry | None = None,
 ) -> None:
     """Run the bot until cancelled or closed. The token comes from ``DISCORD_TOKEN``."""
     token = secrets.get("DISCORD_TOKEN")
@@ -129,12 +153,23 @@ async def run_discord(
             "not set: copy the bot token from the Discord Developer Portal (Bot page) and "
             "export DISCORD_TOKEN=... (see docs/DISCORD.md)",
         )
+    retry = retry or Retry()
+    await probe_discord(retry)
     do_sync = settings.discord.sync if sync is None else sync
     async with build_bot(service, settings, sync=do_sync) as bot:
         try:
-            await bot.start(token)
+            await bot.login(token)
         except discord.LoginFailure as exc:
             raise ConfigError("DISCORD_TOKEN", "Discord rejected this token; reset it") from exc
+        except discord.HTTPException as exc:
+            raise PlatformUnreachable(
+                f"Discord answered HTTP {exc.status} to the login; try again later"
+            ) from exc
+        except TRANSIENT as exc:  # the network dropped between the probe and the login
+            raise unreachable("Discord", exc) from exc
+        try:
+            # Connected once, discord.py reconnects by itself (with back-off) after drops.
+            await bot.connect(reconnect=True)
         except discord.PrivilegedIntentsRequired as exc:
             raise ConfigError(
                 "discord.message_content",

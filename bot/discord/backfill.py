@@ -2,8 +2,9 @@
 
 The channel's history is read page by page, oldest first from the stored cursor, then the
 history of its threads (active, archived public, archived private when the bot may see them).
-Each attachment becomes an Upload through :func:`bot.discord.convert.uploads_from`, exactly as
-a live auto-indexed one (same Origin, same private-channel rule). discord.py waits out HTTP 429
+Each attachment is downloaded like a live one (:func:`bot.discord.download.download`: streamed,
+cut off past its announced size) and becomes the same Upload (same Origin, same
+private-channel rule). discord.py waits out HTTP 429
 answers itself (``retry_after``) and paces requests per rate-limit bucket.
 
 Progress is one message in the backfilled channel, edited in place, with a Cancel button; the
@@ -19,17 +20,16 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import discord
 
 from bot.backfill import Backfill, Candidate, Cursors, Page, Progress, Walker
-from bot.discord import convert, failure, messages, render
+from bot.discord import access, convert, download, failure, messages, render
 from bot.discord.convert import Refused
+from bot.discord.deps import Deps, HasDeps
+from bot.discord.markdown import shorten
 from core.types import Upload
-
-if TYPE_CHECKING:
-    from bot.discord.app import PixragBot
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,20 @@ def target_channel(
 
 
 async def start(
-    bot: PixragBot,
+    deps: Deps,
     interaction: discord.Interaction,
     channel: discord.TextChannel | None,
     since: str | None,
 ) -> None:
     """Check, announce, and run the backfill in the background (one per channel at a time)."""
-    from bot.discord.commands import require_manager  # commands imports this module
-
     if interaction.guild_id is None:
         raise Refused(messages.DM_ONLY_GUILD)
-    require_manager(bot, interaction)
+    access.require_manager(deps.settings, interaction)
     target = target_channel(interaction, channel)
     since_at = parse_since(since)
     space = convert.space_for(interaction.guild_id, interaction.user.id)
     key = str(target.id)
-    if not await bot.backfills.reserve(bot.service, space, key):
+    if not await deps.backfills.reserve(deps.service, space, key):
         raise Refused(messages.BACKFILL_RUNNING.format(channel=target.mention))
     try:
         await interaction.response.send_message(
@@ -88,13 +86,13 @@ async def start(
             allowed_mentions=discord.AllowedMentions.none(),
         )
     except discord.HTTPException as exc:
-        await bot.backfills.release(space, key)
+        await deps.backfills.release(space, key)
         log.info("cannot post backfill progress in %s: %s", target.id, exc)
         await interaction.followup.send(
             messages.BACKFILL_CANNOT_POST.format(channel=target.mention), ephemeral=True)
         return
     except BaseException:
-        await bot.backfills.release(space, key)
+        await deps.backfills.release(space, key)
         raise
 
     async def report(p: Progress) -> None:
@@ -108,8 +106,8 @@ async def start(
         except discord.HTTPException as exc:
             log.warning("backfill progress edit in %s failed: %s", target.id, exc)
 
-    run = Backfill(bot.service, space, walker(bot, target, since_at), report)
-    bot.backfills.start(space, key, run)
+    run = Backfill(deps.service, space, walker(deps, target, since_at), report)
+    deps.backfills.start(space, key, run)
     log.info("backfill of %s in %s started by %s (since %s)", target.id, space,
              interaction.user.id, since_at)
 
@@ -132,7 +130,7 @@ def progress_text(p: Progress, channel: str) -> str:
         lines.append(messages.BACKFILL_REASON.format(name=name, reason=reason))
     if p.failed > min(len(p.reasons), MAX_REASONS_SHOWN):
         lines.append(messages.BACKFILL_MORE.format(n=p.failed - MAX_REASONS_SHOWN))
-    return render.shorten("\n".join(lines), render.CONTENT_LIMIT)
+    return shorten("\n".join(lines), render.CONTENT_LIMIT)
 
 
 # ---- walking the history --------------------------------------------------------------------
@@ -158,7 +156,7 @@ def _resume_point(saved: str | None, since_id: int) -> tuple[int, int]:
     return since_id, since_id
 
 
-def walker(bot: PixragBot, channel: discord.TextChannel, since: datetime | None) -> Walker:
+def walker(deps: Deps, channel: discord.TextChannel, since: datetime | None) -> Walker:
     since_id = _snowflake(since)
 
     async def walk(cursors: Cursors) -> AsyncIterator[Page]:
@@ -166,17 +164,17 @@ def walker(bot: PixragBot, channel: discord.TextChannel, since: datetime | None)
         # the pages are, by the timestamps in the message ids.
         last = channel.last_message_id
         end = discord.utils.snowflake_time(last) if last else datetime.now(UTC)
-        async for page in _stream(bot, channel, since_id, cursors, end):
+        async for page in _stream(deps, channel, since_id, cursors, end):
             yield page
         for thread in await _threads(channel):
-            async for page in _stream(bot, thread, since_id, cursors, None):
+            async for page in _stream(deps, thread, since_id, cursors, None):
                 yield page
 
     return walk
 
 
 async def _stream(
-    bot: PixragBot,
+    deps: Deps,
     ch: discord.TextChannel | discord.Thread,
     since_id: int,
     cursors: Cursors,
@@ -205,27 +203,29 @@ async def _stream(
         yield Page(
             stream=str(ch.id),
             cursor=json.dumps({"since": first, "after": after}),
-            candidates=[c for m in batch for c in candidates(bot, m)],
+            candidates=[c for m in batch for c in candidates(deps, m)],
             position=position,
         )
         if len(batch) < PAGE_SIZE:
             return
 
 
-def candidates(bot: PixragBot, message: discord.Message) -> list[Candidate]:
+def candidates(deps: Deps, message: discord.Message) -> list[Candidate]:
     """The files of ``message`` that live auto-indexing would take (people's, not bots')."""
     if message.author.bot:
         return []
     return [
-        Candidate(str(att.id), att.filename, partial(_fetch, bot, message, att))
+        Candidate(str(att.id), att.filename, partial(_fetch, deps, message, att))
         for att in message.attachments
         if convert.is_indexable(att)
     ]
 
 
-async def _fetch(bot: PixragBot, message: discord.Message, att: discord.Attachment) -> Upload:
-    (upload,) = await convert.uploads_from(message, [att], bot.settings.discord)
-    return upload
+async def _fetch(deps: Deps, message: discord.Message, att: discord.Attachment) -> Upload:
+    # One file at a time per run (the runner indexes each before fetching the next), so a
+    # backfill holds at most one download's bytes; the size cap applies while streaming.
+    data = await download.download(att, deps.settings.discord)
+    return Upload(att.filename, data, message.jump_url, convert.origin_for(message, att))
 
 
 async def _threads(channel: discord.TextChannel) -> list[discord.Thread]:
@@ -269,7 +269,7 @@ class CancelButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
-            await cancel(cast("PixragBot", interaction.client), interaction, self.channel_id)
+            await cancel(cast(HasDeps, interaction.client).deps, interaction, self.channel_id)
         except Exception as exc:  # one handler for commands and buttons alike
             await failure.handle(interaction, exc)
 
@@ -280,13 +280,11 @@ def cancel_view(channel_id: int) -> discord.ui.View:
     return view
 
 
-async def cancel(bot: PixragBot, interaction: discord.Interaction, channel_id: int) -> None:
-    from bot.discord.commands import require_manager
-
-    require_manager(bot, interaction)
+async def cancel(deps: Deps, interaction: discord.Interaction, channel_id: int) -> None:
+    access.require_manager(deps.settings, interaction)
     space = convert.space_for(interaction.guild_id, interaction.user.id)
     mention = f"<#{channel_id}>"
-    if bot.backfills.cancel(space, str(channel_id)):
+    if deps.backfills.cancel(space, str(channel_id)):
         log.info("backfill of %s in %s cancelled by %s", channel_id, space, interaction.user.id)
         text = messages.BACKFILL_CANCELLING.format(channel=mention)
     else:

@@ -1,8 +1,10 @@
 """Discord objects -> core values (Scope, Origin, Upload). Platform objects stop here.
 
 Privacy: a guild channel is private when the @everyone role cannot view it (its own permission
-overwrites, else the role's base permissions); threads follow their parent (private threads are
-private); DMs are private. When the bot cannot tell (guild or parent not cached) it fails
+overwrites, else the role's base permissions); public threads follow their parent and are filed
+under it; a private thread is private and filed under its *own* id, so members of the parent
+channel do not see it. A query inside a thread sees public items, the parent's and the
+thread's. DMs are private. When the bot cannot tell (guild or parent not cached) it fails
 closed and treats the channel as private, so an item never leaks to a wider audience.
 """
 
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 import discord
 
 from bot.discord import messages
+from bot.discord.markdown import code
 from core.config import DiscordSettings
 from core.errors import PixragError
-from core.types import Origin, Scope, Upload
+from core.types import Origin, Scope
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,23 @@ def space_for(guild_id: int | None, user_id: int) -> str:
     return f"discord:{guild_id}" if guild_id else f"discord:dm:{user_id}"
 
 
+def _is_private_thread(channel: object) -> bool:
+    return (
+        isinstance(channel, discord.Thread)
+        and channel.type is discord.ChannelType.private_thread
+    )
+
+
 def channel_key(channel: object) -> str:
-    """The channel id items are filed under: threads use their parent (they inherit it)."""
+    """The channel id items are filed under: a public thread uses its parent (it inherits the
+    parent's audience); a private thread its own id (its audience is its members)."""
+    if isinstance(channel, discord.Thread) and not _is_private_thread(channel):
+        return str(channel.parent_id)
+    return str(getattr(channel, "id", "") or "")
+
+
+def autoindex_key(channel: object) -> str:
+    """The channel whose auto-index setting applies: threads follow their parent."""
     if isinstance(channel, discord.Thread):
         return str(channel.parent_id)
     return str(getattr(channel, "id", "") or "")
@@ -83,11 +101,13 @@ def is_private(channel: object) -> bool:
     return not everyone.permissions.view_channel
 
 
-def scope_for(interaction: discord.Interaction) -> Scope:
-    return Scope(
-        space=space_for(interaction.guild_id, interaction.user.id),
-        channel=channel_key(interaction.channel) or str(interaction.channel_id or ""),
-    )
+def scope_for(interaction: discord.Interaction, *, admin: bool = False) -> Scope:
+    """Who asks, and where: in a thread the thread itself plus its parent channel."""
+    space = space_for(interaction.guild_id, interaction.user.id)
+    channel = interaction.channel
+    if isinstance(channel, discord.Thread):
+        return Scope(space, str(channel.id), admin, parent=str(channel.parent_id or ""))
+    return Scope(space, str(getattr(channel, "id", "") or interaction.channel_id or ""), admin)
 
 
 def message_space(message: discord.Message) -> str:
@@ -139,29 +159,12 @@ def check_attachments(attachments: Sequence[discord.Attachment], cfg: DiscordSet
         if att.size > limit:
             raise Refused(
                 messages.TOO_LARGE.format(
-                    name=att.filename, size=att.size / 1024 / 1024, limit=cfg.max_attachment_mb
+                    name=code(att.filename), size=att.size / 1024 / 1024,
+                    limit=cfg.max_attachment_mb,
                 )
             )
         if not att.url.startswith(ALLOWED_CDN_PREFIXES):
-            raise Refused(messages.NOT_DISCORD_URL.format(name=att.filename))
-
-
-async def download(attachment: discord.Attachment, cfg: DiscordSettings) -> bytes:
-    """Fetch one attachment's bytes after :func:`check_attachments`-style checks."""
-    check_attachments([attachment], cfg)
-    try:
-        data = await attachment.read()
-    except (discord.HTTPException, discord.NotFound) as exc:
-        log.warning("download of attachment %s failed: %s", attachment.id, exc)
-        raise Refused(messages.DOWNLOAD_FAILED.format(name=attachment.filename)) from exc
-    # The CDN could send more than the metadata said: hold it to the same limit.
-    if len(data) > cfg.max_attachment_mb * 1024 * 1024:
-        raise Refused(
-            messages.TOO_LARGE.format(
-                name=attachment.filename, size=len(data) / 1024 / 1024, limit=cfg.max_attachment_mb
-            )
-        )
-    return data
+            raise Refused(messages.NOT_DISCORD_URL.format(name=code(att.filename)))
 
 
 def interaction_origin(interaction: discord.Interaction, attachment: discord.Attachment) -> Origin:
@@ -174,28 +177,3 @@ def interaction_origin(interaction: discord.Interaction, attachment: discord.Att
         author=str(interaction.user.id),
         private=is_private(interaction.channel) if interaction.guild_id else True,
     )
-
-
-async def uploads_from(
-    message: discord.Message, attachments: Sequence[discord.Attachment], cfg: DiscordSettings
-) -> list[Upload]:
-    """Download ``attachments`` of ``message`` as core uploads (checks first, then fetches)."""
-    check_attachments(attachments, cfg)
-    out = []
-    for att in attachments:
-        data = await download(att, cfg)
-        out.append(Upload(att.filename, data, message.jump_url, origin_for(message, att)))
-    return out
-
-
-async def uploads_from_interaction(
-    interaction: discord.Interaction,
-    attachments: Sequence[discord.Attachment],
-    cfg: DiscordSettings,
-) -> list[Upload]:
-    check_attachments(attachments, cfg)
-    out = []
-    for att in attachments:
-        data = await download(att, cfg)
-        out.append(Upload(att.filename, data, att.filename, interaction_origin(interaction, att)))
-    return out

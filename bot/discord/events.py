@@ -7,23 +7,20 @@ or after a restart) are handled too.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
-from bot.discord import convert
+from bot.discord import convert, download
+from bot.discord.deps import Deps
 from core.errors import NotFound, PixragError
-
-if TYPE_CHECKING:
-    from bot.discord.app import PixragBot
 
 log = logging.getLogger(__name__)
 
 INDEXED_REACTION = "\N{WHITE HEAVY CHECK MARK}"
 
 
-def raw_space(bot: PixragBot, guild_id: int | None, channel_id: int) -> str | None:
+def raw_space(bot: discord.Client, guild_id: int | None, channel_id: int) -> str | None:
     """Space of a raw event; for DMs it needs the cached DM channel (else None)."""
     if guild_id is not None:
         return convert.space_for(guild_id, 0)
@@ -33,7 +30,8 @@ def raw_space(bot: PixragBot, guild_id: int | None, channel_id: int) -> str | No
 
 
 class IndexEvents(commands.Cog):
-    def __init__(self, bot: PixragBot) -> None:
+    def __init__(self, deps: Deps, bot: discord.Client) -> None:
+        self.deps = deps
         self.bot = bot
 
     @commands.Cog.listener()
@@ -41,10 +39,10 @@ class IndexEvents(commands.Cog):
         if message.author.bot or message.guild is None or not message.attachments:
             return
         space = convert.message_space(message)
-        channel = convert.channel_key(message.channel)
-        if channel not in await self.bot.autoindex_channels(space):
+        channel = convert.autoindex_key(message.channel)
+        if channel not in await self.deps.autoindex_channels(space):
             return
-        cfg = self.bot.settings.discord
+        cfg = self.deps.settings.discord
         limit = cfg.max_attachment_mb * 1024 * 1024
         wanted = [a for a in message.attachments if convert.is_indexable(a)]
         # Nobody asked for a reply here: skip what breaks the limits instead of refusing.
@@ -59,9 +57,17 @@ class IndexEvents(commands.Cog):
             )
         if not atts:
             return
+        if not self.deps.autoindex_allowed(space, channel):
+            # No reaction tells the poster it was not indexed; /index can still add it.
+            log.warning(
+                "auto-index of message %s skipped: more than %d messages a minute in channel %s",
+                message.id, cfg.autoindex_per_minute, channel,
+            )
+            return
+        admission = self.deps.service.admission
         try:
-            uploads = await convert.uploads_from(message, atts, cfg)
-            report = await self.bot.service.index_uploads(uploads, space)
+            async with download.message_uploads(admission, message, atts, cfg) as uploads:
+                report = await self.deps.service.index_uploads(uploads, space)
         except PixragError as exc:
             log.warning("auto-index of message %s in %s failed: %s", message.id, space, exc)
             return
@@ -119,15 +125,18 @@ class IndexEvents(commands.Cog):
         atts = [a for a in message.attachments if convert.is_indexable(a)]
         if not atts:
             return
+        cfg = self.deps.settings.discord
         try:
-            uploads = await convert.uploads_from(message, atts, self.bot.settings.discord)
-            await self.bot.service.index_uploads(uploads, space)
+            async with download.message_uploads(
+                self.deps.service.admission, message, atts, cfg
+            ) as uploads:
+                await self.deps.service.index_uploads(uploads, space)
         except PixragError as exc:
             log.warning("re-index of edited message %s failed: %s", message.id, exc)
 
     async def _forget(self, space: str, message_id: int, attachment_id: int | None) -> list[str]:
         try:
-            removed = await self.bot.service.forget_origin(
+            removed = await self.deps.service.forget_origin(
                 space,
                 message=str(message_id),
                 attachment=str(attachment_id) if attachment_id is not None else None,

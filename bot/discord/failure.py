@@ -1,7 +1,10 @@
 """The adapter's one error handler (slash commands, context menus and buttons).
 
-PixragError messages are written for users: they are shown, ephemeral. Anything else is a bug:
-it is logged with context and the user gets a short apology, never a traceback.
+What a user sees is :func:`core.errors.public_message`: a user error's own message, an
+operational error's fixed sentence (the detail, with library text and paths, goes to the log
+only), or, for anything else (a bug), a short apology; never a traceback. The adapter's own
+refusals are written in Discord markdown already; core's messages name user input (file
+names), so they are escaped.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import discord
 from discord import app_commands
 
 from bot.discord import messages
-from core.errors import PixragError, RateLimited
+from bot.discord.convert import Refused
+from bot.discord.markdown import escape
+from core.errors import OperationalError, RateLimited, public_message
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +46,15 @@ def user_message(error: BaseException, interaction: discord.Interaction) -> str 
     if isinstance(error, RateLimited):
         limit = getattr(interaction.client, "rate_per_minute", 0)
         return messages.rate_limited(limit, error.retry_after) if limit else str(error)
-    if isinstance(error, PixragError):
+    if isinstance(error, Refused):
         return str(error)
+    text = public_message(error)
+    if text is not None:
+        return escape(text)
     if isinstance(error, app_commands.NoPrivateMessage):
         return messages.DM_ONLY_GUILD
     if isinstance(error, app_commands.CheckFailure):
-        return str(error) or messages.APOLOGY
+        return messages.NOT_ALLOWED_HERE
     return None
 
 
@@ -56,6 +64,9 @@ async def handle(interaction: discord.Interaction, error: BaseException) -> None
     if text is None:
         log.error("unexpected error handling %s", _describe(interaction), exc_info=error)
         text = messages.APOLOGY
+    elif isinstance(error, OperationalError):
+        # The detail (library text, paths) is for the operator only.
+        log.error("%s handling %s: %s", type(error).__name__, _describe(interaction), error)
     else:
         log.info("refused %s: %s", _describe(interaction), text)
     await send_ephemeral(interaction, text)

@@ -1,4 +1,7 @@
-"""Every user-visible string of the Discord adapter, in one place."""
+"""Every user-visible string of the Discord adapter, in one place.
+
+Placeholders for names and references take :func:`bot.discord.markdown.code` output (already
+an inline code span); untrusted text never fills a placeholder raw."""
 
 from __future__ import annotations
 
@@ -7,15 +10,18 @@ NO_RESULTS = (
     "Nothing in this server's index matches that. Try other words, or `/index` some images."
 )
 NO_SOURCES_ANSWER = "I found nothing indexed here that answers this."
-NOT_AN_IMAGE = "`{name}` is not an image. Attach a PNG, JPEG, WebP or GIF."
+NOT_AN_IMAGE = "{name} is not an image. Attach a PNG, JPEG, WebP or GIF."
 NO_ATTACHMENTS = (
     "Attach at least one image or PDF to `/index`, or give a link to a message that has some."
 )
 MESSAGE_HAS_NO_IMAGES = "That message has no images or PDFs I can use."
-TOO_LARGE = "`{name}` is {size:.1f} MB; the limit here is {limit:g} MB. Try a smaller file."
+TOO_LARGE = "{name} is {size:.1f} MB; the limit here is {limit:g} MB. Try a smaller file."
 TOO_MANY = "At most {limit} attachments at a time, please (you gave {count})."
-NOT_DISCORD_URL = "I only fetch files uploaded to Discord itself (`{name}` is hosted elsewhere)."
-DOWNLOAD_FAILED = "I could not download `{name}` from Discord. Try uploading it again."
+NOT_DISCORD_URL = "I only fetch files uploaded to Discord itself ({name} is hosted elsewhere)."
+DOWNLOAD_FAILED = "I could not download {name} from Discord. Try uploading it again."
+LARGER_THAN_SAID = (
+    "{name} turned out larger than Discord announced (or than {limit:g} MB): not downloaded."
+)
 BAD_LINK = "That is not a link to a message in this server. Use *Copy Message Link* on a message."
 LINK_NOT_FOUND = "I cannot read that message (deleted, or a channel I cannot see)."
 RATE_LIMITED = "Easy there! You can send {limit} requests a minute; try again in {seconds} s."
@@ -25,9 +31,10 @@ NOT_ADMIN = "Only server admins (**Manage Server**) can change auto-indexing."
 NOT_ALLOWED_FORGET = (
     "Only the person who posted it or a PixRAG manager can remove that from the index."
 )
+NOT_ALLOWED_HERE = "You cannot use that command here."
 DM_ONLY_GUILD = "Auto-indexing is for server channels; in DMs use `/index` directly."
 FORGOT = "Removed {count} item(s) from the index."
-NOTHING_TO_FORGET = "Nothing indexed matches `{ref}`."
+NOTHING_TO_FORGET = "Nothing indexed here matches {ref}."
 AUTOINDEX_ON = (
     "Auto-indexing is **on** in {channel}: images and PDFs posted here will be searchable"
     "{privacy}. Deleting a message removes what was indexed from it."
@@ -38,8 +45,8 @@ STATS = (
     "**{items}** item(s) indexed here{kinds}. Model: `{model}`. Auto-indexed channels: {channels}."
 )
 INDEXED = "Indexed {indexed} item(s)."
-INDEX_SKIPPED = "Skipped `{source}`: {reason}"
-INDEX_FAILED = "Could not index `{source}`: {error}"
+INDEX_SKIPPED = "Skipped {source}: {reason}"
+INDEX_FAILED = "Could not index {source}: {error}"
 FEEDBACK_THANKS = "Thanks for the feedback!"
 FEEDBACK_EXPIRED = "Thanks! (This reply is too old to link your feedback to its question.)"
 MORE_GONE = "That item is no longer in the index."
@@ -52,6 +59,7 @@ NOT_HELPFUL = "Not helpful"
 MORE_LIKE = "More like #{n}"
 CTX_FIND_SIMILAR = "Find similar images"
 CTX_ADD = "Add to PixRAG"
+
 
 
 def rate_limited(limit: int, retry_after: float) -> str:

@@ -1,4 +1,8 @@
-"""Core results -> Discord content, embeds and files, within Discord's limits."""
+"""Core results -> Discord content, embeds and files, within Discord's limits.
+
+Everything that came from outside (file names, OCR/page text, questions, model answers) goes
+through :mod:`bot.discord.markdown` first: it is shown, never interpreted.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path, PurePosixPath
 import discord
 
 from bot.discord import messages
+from bot.discord.markdown import escape_within, neutralise
 from core.types import Answer, Hit
 
 CONTENT_LIMIT = 2000
@@ -33,18 +38,6 @@ class Rendered:
     ids: list[str] = field(default_factory=list)  # item ids shown, in order
 
 
-def shorten(text: str, limit: int) -> str:
-    """Cut ``text`` to ``limit`` characters at a word boundary, marking the cut with '…'."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip() + "…"
-
-
 def split_text(text: str, limit: int = CONTENT_LIMIT) -> list[str]:
     """Split at paragraph, line or word boundaries into pieces of at most ``limit`` chars."""
     text = text.strip()
@@ -56,6 +49,8 @@ def split_text(text: str, limit: int = CONTENT_LIMIT) -> list[str]:
             cut = window.rfind(" ")
         if cut < limit // 2:
             cut = limit  # one very long word: hard cut
+            if text[cut - 1] == "\\":  # never split an escape from what it escapes
+                cut -= 1
         parts.append(text[:cut].rstrip())
         text = text[cut:].lstrip()
     if text:
@@ -84,9 +79,9 @@ def hit_embed(
     if not cited:
         lines[0] += f" · {messages.ALSO_RETRIEVED}"
     if hit.text:
-        lines.append(shorten(hit.text.replace("\n", " "), _SNIPPET))
+        lines.append(escape_within(" ".join(hit.text.split()), _SNIPPET))
     embed = discord.Embed(
-        title=shorten(f"[{n}] {title_of(hit)}", _TITLE),
+        title=f"[{n}] " + escape_within(title_of(hit), _TITLE),
         url=_link(hit),
         description="\n".join(lines),
         colour=EMBED_COLOR,
@@ -125,18 +120,18 @@ def sources(
 def gallery(query: str, hits: list[Hit], max_thumbnails: int) -> Rendered:
     """Search / similar results: a header line and one embed (with image) per match."""
     out = sources(hits, max_thumbnails, big=True)
-    out.content = shorten(f"> {query}", CONTENT_LIMIT) if query else ""
+    out.content = _quoted(query).rstrip("\n")
     return out
 
 
 def answer_pieces(question: str, answer: Answer, max_thumbnails: int) -> list[Rendered]:
     """The final answer: first message has text + source embeds + thumbnails; overflow follows."""
-    body = answer.text.strip()
+    body = neutralise(answer.text.strip())  # model text may quote sources: links defused
     if answer.status == "no_sources":
         body = body or messages.NO_SOURCES_ANSWER
     elif answer.status == "unavailable":
         body = f"{messages.ANSWER_UNAVAILABLE}\n\n{body}".strip()
-    header = shorten(f"> {question}", 300) + "\n" if question else ""
+    header = _quoted(question)
     chunks = split_text(header + body) or [header.strip() or messages.NO_SOURCES_ANSWER]
     if len(chunks) > 1 + MAX_EXTRA_MESSAGES:
         chunks = chunks[: 1 + MAX_EXTRA_MESSAGES]
@@ -151,9 +146,13 @@ def answer_pieces(question: str, answer: Answer, max_thumbnails: int) -> list[Re
 
 def streaming(question: str, text: str) -> str:
     """The reply while the answer is still being written (always within the content limit)."""
-    header = shorten(f"> {question}", 300) + "\n" if question else ""
-    body = header + text.strip()
+    body = _quoted(question) + neutralise(text.strip())
     if len(body) > CONTENT_LIMIT - 2:
         # Show the most recent part: that is what the reader is following.
         body = "…" + body[-(CONTENT_LIMIT - 3) :]
     return body + " ▌"
+
+
+def _quoted(question: str) -> str:
+    """The question as the reply's first line (a quote), shown literally."""
+    return "> " + escape_within(" ".join(question.split()), 300) + "\n" if question else ""

@@ -1,75 +1,38 @@
 """Buttons on results: Helpful / Not helpful feedback and "More like this".
 
 They are ``DynamicItem``s: the bot re-creates them from the ``custom_id`` of any message, so
-they keep working after a restart. Feedback needs the question and the item ids that were
-shown: they live in a small bounded in-memory map keyed by a token in the ``custom_id``; after
-a restart they are read back from the message itself (the quoted question, "id ..." footers).
+they keep working after a restart. A click is handed to the client (the bot), which
+implements :class:`ButtonHost`; this module does not import the bot or the reply flows, so
+imports keep one direction (the flows import this module to build their views).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import secrets
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import discord
 
 from bot.discord import failure, messages
 
-if TYPE_CHECKING:
-    from bot.discord.app import PixragBot
-
 log = logging.getLogger(__name__)
 
 CUSTOM_ID_LIMIT = 100
-_FOOTER_ID = re.compile(r"^id (\S+)$")
 
 
-@dataclass(frozen=True)
-class Shown:
-    question: str
-    ids: tuple[str, ...]
+class ButtonHost(Protocol):
+    """What the client behind a button click must offer."""
+
+    async def on_feedback(
+        self, interaction: discord.Interaction, verdict: Literal["up", "down"], token: str
+    ) -> None: ...
+
+    async def on_more_like(self, interaction: discord.Interaction, item_id: str) -> None: ...
 
 
-class ShownMemory:
-    """Bounded token -> what a reply showed (oldest entries forgotten first)."""
-
-    def __init__(self, size: int = 2048) -> None:
-        self.size = size
-        self._items: OrderedDict[str, Shown] = OrderedDict()
-
-    def remember(self, question: str, ids: list[str]) -> str:
-        token = secrets.token_hex(6)
-        self._items[token] = Shown(question, tuple(ids))
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return token
-
-    def get(self, token: str) -> Shown | None:
-        return self._items.get(token)
-
-
-def shown_from_message(message: discord.Message | None) -> Shown | None:
-    """Recover question and item ids from a rendered reply (after a restart)."""
-    if message is None:
-        return None
-    ids = []
-    for embed in message.embeds:
-        match = _FOOTER_ID.match(embed.footer.text or "") if embed.footer else None
-        if match:
-            ids.append(match[1])
-    first = (message.content or "").split("\n", 1)[0]
-    question = first[2:].strip() if first.startswith("> ") else ""
-    if not ids and not question:
-        return None
-    return Shown(question, tuple(ids))
-
-
-def _bot(interaction: discord.Interaction) -> PixragBot:
-    return cast("PixragBot", interaction.client)
+def _host(interaction: discord.Interaction) -> ButtonHost:
+    return cast(ButtonHost, interaction.client)
 
 
 class FeedbackButton(
@@ -98,7 +61,7 @@ class FeedbackButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
-            await _bot(interaction).on_feedback(interaction, self.verdict, self.token)
+            await _host(interaction).on_feedback(interaction, self.verdict, self.token)
         except Exception as exc:  # one handler for commands and buttons alike
             await failure.handle(interaction, exc)
 
@@ -128,7 +91,7 @@ class MoreButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
-            await _bot(interaction).on_more_like(interaction, self.item_id)
+            await _host(interaction).on_more_like(interaction, self.item_id)
         except Exception as exc:
             await failure.handle(interaction, exc)
 

@@ -3,13 +3,19 @@
 Socket Mode (default) needs ``SLACK_APP_TOKEN`` + ``SLACK_BOT_TOKEN`` and no public URL;
 HTTP mode (``[slack] mode = "http"``) needs ``SLACK_SIGNING_SECRET`` and serves
 ``POST /slack/events`` (events, commands and interactivity) on ``[slack] host``/``port``.
+
+At start both tokens are checked against Slack (``auth.test``, ``apps.connections.open``):
+a rejected token is a configuration error at once; an unreachable Slack is retried a few
+times with back-off, then the app stops with one clear line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -22,14 +28,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import backfill, commands, events, interactive, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps
+from bot.slack.download import FileHosts
+from bot.startup import Retry, unreachable, with_retries
 from core.config import Secrets, Settings
-from core.errors import ConfigError, PixragError, RateLimited
+from core.errors import ConfigError, OperationalError, RateLimited, public_message
 from core.ratelimit import RateLimiter
 from core.service import PixRAG
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+_OAUTH_ENV = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+CLOSE_TIMEOUT_S = 5.0
 
 
 def _require(secrets: Secrets, name: str, why: str) -> str:
@@ -45,22 +55,27 @@ def build_app(
     secrets: Secrets,
     *,
     client: AsyncWebClient | None = None,
+    file_hosts: FileHosts | None = None,
 ) -> AsyncApp:
-    """An AsyncApp with every listener registered; ``client`` overrides the Web API client."""
+    """An AsyncApp with every listener registered; ``client`` overrides the Web API client.
+    ``file_hosts`` is for tests only (their file server is not Slack's): the app wiring
+    never passes it, so the bot token only ever goes to Slack's file hosts over https."""
     if client is None:
         client = AsyncWebClient(token=_require(secrets, "SLACK_BOT_TOKEN", "the bot token xoxb-"))
     token = client.token or _require(secrets, "SLACK_BOT_TOKEN", "the bot token xoxb-")
-    app = AsyncApp(
-        client=client,
-        # Socket Mode requests are not signed; bolt skips verification for them.
-        signing_secret=secrets.get("SLACK_SIGNING_SECRET") or "",
-        name="pixrag",
-    )
+    with _single_workspace():
+        app = AsyncApp(
+            client=client,
+            # Socket Mode requests are not signed; bolt skips verification for them.
+            signing_secret=secrets.get("SLACK_SIGNING_SECRET") or "",
+            name="pixrag",
+        )
     deps = Deps(
         service=service,
         settings=settings,
         limiter=RateLimiter(settings.slack.rate_per_minute),
         token=token,
+        file_hosts=file_hosts or FileHosts(),
     )
     events.register(app, deps)
     commands.register(app, deps)
@@ -71,12 +86,18 @@ def build_app(
     async def on_error(
         error: Exception, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
-        """The one error handler: safe errors are shown, anything else is logged."""
+        """The one error handler: what a user sees is ``public_message`` (a user error's
+        message, an operational error's fixed sentence, else an apology); details go to the
+        log only."""
+        public = public_message(error)
         if isinstance(error, RateLimited):
             text = msg.RATE_LIMITED.format(error=render.escape(str(error)))
             log.info("rate limited: %s", _describe(body))
-        elif isinstance(error, PixragError):
-            text = msg.ERROR.format(error=render.escape(str(error)))
+        elif isinstance(error, OperationalError):
+            text = msg.ERROR.format(error=render.escape(error.public))
+            log.error("%s handling %s: %s", type(error).__name__, _describe(body), error)
+        elif public is not None:
+            text = msg.ERROR.format(error=render.escape(public))
             log.info("%s for %s: %s", type(error).__name__, _describe(body), error)
         else:
             text = msg.APOLOGY
@@ -84,6 +105,21 @@ def build_app(
         await _tell_user(client, body, respond, text)
 
     return app
+
+
+@contextlib.contextmanager
+def _single_workspace() -> Iterator[None]:
+    """PixRAG is installed with one bot token. With ``SLACK_CLIENT_ID``/``SECRET`` in the
+    environment (copied from the app page along with the tokens) bolt would switch to OAuth
+    distribution, drop the bot token ("token will be unused") and fail every request: hide
+    them while the app is built."""
+    saved = {k: os.environ.pop(k) for k in _OAUTH_ENV if k in os.environ}
+    if saved:
+        log.info("ignoring %s: PixRAG uses the bot token, not OAuth", ", ".join(sorted(saved)))
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _describe(body: Mapping[str, Any]) -> str:
@@ -114,19 +150,59 @@ async def _tell_user(
         log.warning("could not report an error to the user: %s", exc)
 
 
-async def serve_socket(
-    app: AsyncApp, app_token: str, *, started: Callable[[], None] | None = None
+async def check_tokens(
+    client: AsyncWebClient, app_token: str | None, retry: Retry
 ) -> None:
-    """Socket Mode until cancelled: Slack pushes envelopes over a websocket we open."""
+    """Both tokens, checked once against Slack before serving: ConfigError when Slack
+    rejects one, PlatformUnreachable when Slack cannot be reached after ``retry``."""
+    try:
+        await with_retries("Slack", client.auth_test, retry)
+    except SlackApiError as exc:
+        raise _rejected("SLACK_BOT_TOKEN", "the bot token (xoxb-)", exc) from exc
+    if not app_token:
+        return
+    try:
+        await with_retries(
+            "Slack", lambda: client.apps_connections_open(app_token=app_token), retry
+        )
+    except SlackApiError as exc:
+        raise _rejected("SLACK_APP_TOKEN", "the app-level token (xapp-)", exc) from exc
+
+
+def _rejected(name: str, what: str, exc: SlackApiError) -> Exception:
+    status = getattr(exc.response, "status_code", 200)
+    error = exc.response.get("error") if exc.response is not None else None
+    if status >= 500:
+        return unreachable("Slack", exc)
+    return ConfigError(name, f"Slack rejected {what} ({error or status}); see docs/SLACK.md")
+
+
+async def serve_socket(
+    app: AsyncApp,
+    app_token: str,
+    *,
+    started: Callable[[], None] | None = None,
+    connect_timeout_s: float | None = None,
+) -> None:
+    """Socket Mode until cancelled: Slack pushes envelopes over a websocket we open.
+    ``connect_timeout_s``: give up (PlatformUnreachable) when the first connection takes
+    longer; the socket client would otherwise retry forever."""
     handler = AsyncSocketModeHandler(app, app_token)
     try:
-        await handler.connect_async()
+        try:
+            await asyncio.wait_for(handler.connect_async(), connect_timeout_s)
+        except TimeoutError as exc:
+            raise unreachable("Slack (Socket Mode)", exc) from exc
         log.info("Slack app connected (Socket Mode)")
         if started:
             started()
         await asyncio.Event().wait()
     finally:
-        await handler.close_async()
+        # Bounded: stopped halfway through connecting, the socket client can wait forever.
+        try:
+            await asyncio.wait_for(handler.close_async(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("Socket Mode client did not close within %.0f s", CLOSE_TIMEOUT_S)
 
 
 async def serve_http(
@@ -147,14 +223,27 @@ async def serve_http(
         await runner.cleanup()
 
 
-async def run_slack(service: PixRAG, settings: Settings, secrets: Secrets) -> None:
-    """Run the Slack app (socket or http per ``[slack] mode``) until cancelled."""
+async def run_slack(
+    service: PixRAG,
+    settings: Settings,
+    secrets: Secrets,
+    *,
+    client: AsyncWebClient | None = None,
+    retry: Retry | None = None,
+) -> None:
+    """Run the Slack app (socket or http per ``[slack] mode``) until cancelled.
+    ``client`` points the Web API elsewhere (tests); ``retry`` bounds the start-up tries."""
     mode = settings.slack.mode
-    _require(secrets, "SLACK_BOT_TOKEN", "the bot token xoxb-")
+    retry = retry or Retry()
+    bot_token = _require(secrets, "SLACK_BOT_TOKEN", "the bot token xoxb-")
+    client = client or AsyncWebClient(token=bot_token)
     if mode == "socket":
         app_token = _require(secrets, "SLACK_APP_TOKEN", "Socket Mode needs the app token xapp-")
-        await serve_socket(build_app(service, settings, secrets), app_token)
+        await check_tokens(client, app_token, retry)
+        app = build_app(service, settings, secrets, client=client)
+        await serve_socket(app, app_token, connect_timeout_s=retry.timeout_s)
     else:
         _require(secrets, "SLACK_SIGNING_SECRET", "HTTP mode verifies requests with it")
-        app = build_app(service, settings, secrets)
+        await check_tokens(client, None, retry)
+        app = build_app(service, settings, secrets, client=client)
         await serve_http(app, settings.slack.host, settings.slack.port)

@@ -35,7 +35,6 @@ from bot.backfill import Backfill, Candidate, Cursors, Page, Progress, Walker
 from bot.slack import convert, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps, is_private
-from bot.slack.events import _USER_SUBTYPES as USER_SUBTYPES
 from core.errors import PermissionDenied, PixragError, public_message
 from core.types import Upload
 
@@ -334,7 +333,7 @@ def candidates(
     deps: Deps, reader: AsyncWebClient, channel: str, m: Mapping[str, Any], private: bool
 ) -> list[Candidate]:
     """The files of message ``m`` that live auto-indexing would take (people's, not bots')."""
-    if m.get("subtype") not in USER_SUBTYPES or m.get("bot_id") or not m.get("user"):
+    if m.get("subtype") not in convert.USER_SUBTYPES or m.get("bot_id") or not m.get("user"):
         return []
     return [
         Candidate(str(f["id"]), convert.file_name(f),
@@ -346,11 +345,13 @@ def candidates(
 
 async def _fetch(deps: Deps, reader: AsyncWebClient, channel: str, ts: str, author: str,
                  file: Mapping[str, Any], private: bool) -> Upload:
-    uploads, problems = await deps.uploads(reader, channel=channel, ts=ts, author=author,
-                                           files=[file], private=private)
-    if problems:
-        raise problems[0]
-    return uploads[0]
+    # The runner indexes each file before fetching the next: the budget ticket covers the
+    # download (streamed, size-capped); a run holds at most one file's bytes.
+    async with deps.uploads(reader, channel=channel, ts=ts, author=author,
+                            files=[file], private=private) as (uploads, problems):
+        if problems:
+            raise problems[0]
+        return uploads[0]
 
 
 async def _replies(deps: Deps, reader: AsyncWebClient, channel: str, thread_ts: str,

@@ -16,6 +16,7 @@ from bot.slack import backfill, convert, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps, is_private
 from core.errors import NotFound, PermissionDenied
+from core.types import Scope
 
 log = logging.getLogger(__name__)
 
@@ -95,27 +96,29 @@ def register(app: AsyncApp, deps: Deps) -> None:
 async def _forget(
     deps: Deps, client: AsyncWebClient, space: str, channel: str, user: str, ref: str
 ) -> list[str]:
-    """Remove by item id or message link; only the author or an admin may."""
+    """Remove by item id or message link, as far as the asker can see from ``channel``
+    (admins: the whole workspace); only the author or an admin may."""
     admin = await deps.is_admin(client, user)
+    scope = Scope(space, channel, admin)
     link = convert.parse_message_link(ref)
     if link:
         link_channel, ts = link
         if not admin and await _author(client, link_channel, ts) != user:
             raise PermissionDenied(msg.NOT_AUTHOR)
-        removed = await deps.service.forget_origin(space, message=ts, channel=link_channel)
+        removed = await deps.service.forget_origin(
+            space, message=ts, channel=link_channel, scope=scope
+        )
         if not removed:
-            raise NotFound(msg.FORGET_NOT_FOUND.format(ref=render.escape(ref)))
+            raise NotFound(msg.FORGET_NOT_FOUND.format(ref=ref))
         return removed
     item_id = ref.strip("<>` ")
-    item = await deps.service.item(space, item_id)
-    # A private item seen from elsewhere does not exist for a non-admin.
-    if item is None or (
-        not admin and item.origin.private and item.origin.channel not in ("", channel)
-    ):
-        raise NotFound(msg.FORGET_NOT_FOUND.format(ref=render.escape(item_id)))
+    # Core decides visibility: a private item seen from elsewhere does not exist here.
+    item = await deps.service.get_item(scope, item_id)
+    if item is None:
+        raise NotFound(msg.FORGET_NOT_FOUND.format(ref=item_id))
     if not admin and item.origin.author != user:
         raise PermissionDenied(msg.NOT_AUTHOR)
-    return await deps.service.forget(space, item_id)
+    return await deps.service.forget(space, item_id, scope=scope)
 
 
 async def _author(client: AsyncWebClient, channel: str, ts: str) -> str:

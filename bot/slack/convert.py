@@ -17,6 +17,9 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 # https://team.slack.com/archives/C0123/p1700000000123456[?thread_ts=...]
 _LINK = re.compile(r"https?://[^/\s>|]+/archives/([A-Z0-9]+)/p(\d{7,})")
 
+# Message subtypes that are a person writing (everything else is an edit, a join, a bot...).
+USER_SUBTYPES = (None, "file_share", "thread_broadcast")
+
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff")
 _PDF = "application/pdf"
 _DOC_TYPES = ("text/plain", "text/markdown", "text/x-markdown")

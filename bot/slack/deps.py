@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.backfill import Backfills
 from bot.slack import convert, download
 from core.config import Settings
-from core.errors import UnsupportedInput
+from core.errors import RateLimited, UnsupportedInput
 from core.ratelimit import RateLimiter
 from core.service import PixRAG
 from core.types import Turn, Upload
@@ -28,13 +29,48 @@ class Deps:
     limiter: RateLimiter
     token: str  # bot token, for url_private downloads
     backfills: Backfills = field(default_factory=Backfills)  # runs in progress
+    file_hosts: download.FileHosts = field(default_factory=download.FileHosts)
+    autoindex_limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Per channel: a flood of shares in one channel must not monopolise indexing.
+        self.autoindex_limiter = RateLimiter(self.settings.slack.autoindex_per_minute)
 
     def check_rate(self, team: str, user: str) -> None:
         """RateLimited (safe to show) when this user asked too often in the last minute."""
         self.limiter.check(f"{team}:{user}")
 
+    def autoindex_allowed(self, team: str, channel: str) -> bool:
+        """One more auto-indexed message in ``channel`` this minute? (False: skip it.)"""
+        try:
+            self.autoindex_limiter.check(f"{team}:{channel}")
+        except RateLimited:
+            return False
+        return True
+
     async def fetch(self, file: Mapping[str, Any]) -> bytes:
-        return await download.fetch(file, self.token, self.settings.slack.max_file_mb)
+        """One query file's bytes, downloaded inside a ticket of the upload budget."""
+        async with self.fetched([file]) as (data,):
+            if isinstance(data, UnsupportedInput):
+                raise data
+            return data
+
+    @asynccontextmanager
+    async def fetched(
+        self, files: Sequence[Mapping[str, Any]]
+    ) -> AsyncIterator[list[bytes | UnsupportedInput]]:
+        """Each file's bytes (or why not), downloaded inside one ticket of the process-wide
+        upload budget, held until the block ends: a flood of uploads waits for room."""
+        max_mb = self.settings.slack.max_file_mb
+        total = sum(download.byte_cap(f, max_mb) for f in files)
+        async with self.service.admission.admit(max(1, len(files)), total):
+            out: list[bytes | UnsupportedInput] = []
+            for file in files:
+                try:
+                    out.append(await download.fetch(file, self.token, max_mb, self.file_hosts))
+                except UnsupportedInput as exc:
+                    out.append(exc)
+            yield out
 
     async def is_admin(self, client: AsyncWebClient, user: str) -> bool:
         """``[slack] admins`` or a workspace admin/owner (users.info, scope users:read)."""
@@ -48,6 +84,7 @@ class Deps:
         u = info.get("user") or {}
         return bool(u.get("is_admin") or u.get("is_owner") or u.get("is_primary_owner"))
 
+    @asynccontextmanager
     async def uploads(
         self,
         client: AsyncWebClient,
@@ -57,32 +94,32 @@ class Deps:
         author: str,
         files: Sequence[Mapping[str, Any]],
         private: bool | None = None,
-    ) -> tuple[list[Upload], list[UnsupportedInput]]:
-        """Download a message's files as Uploads that remember where they came from.
-        ``private``: the channel's privacy when the caller already looked it up."""
+    ) -> AsyncIterator[tuple[list[Upload], list[UnsupportedInput]]]:
+        """A message's files as Uploads that remember where they came from, inside one
+        admission ticket (index them inside the block). ``private``: the channel's privacy
+        when the caller already looked it up."""
         if private is None:
             private = await is_private(client, channel)
         link = await permalink(client, channel, ts)
         uploads: list[Upload] = []
         problems: list[UnsupportedInput] = []
-        for file in files:
-            try:
-                data = await self.fetch(file)
-            except UnsupportedInput as exc:
-                problems.append(exc)
-                continue
-            origin = convert.origin_for(
-                channel=channel,
-                message=ts,
-                file_id=str(file["id"]),
-                author=author,
-                private=private,
-                link=link,
-            )
-            uploads.append(
-                Upload(name=convert.file_name(file), data=data, source=link, origin=origin)
-            )
-        return uploads, problems
+        async with self.fetched(files) as datas:
+            for file, data in zip(files, datas, strict=True):
+                if isinstance(data, UnsupportedInput):
+                    problems.append(data)
+                    continue
+                origin = convert.origin_for(
+                    channel=channel,
+                    message=ts,
+                    file_id=str(file["id"]),
+                    author=author,
+                    private=private,
+                    link=link,
+                )
+                uploads.append(
+                    Upload(name=convert.file_name(file), data=data, source=link, origin=origin)
+                )
+            yield uploads, problems
 
 
 async def is_private(client: AsyncWebClient, channel: str) -> bool:

@@ -15,8 +15,6 @@ from bot.slack.deps import Deps
 
 log = logging.getLogger(__name__)
 
-# Message subtypes that are a person writing (everything else is an edit, a join, a bot...).
-_USER_SUBTYPES = (None, "file_share", "thread_broadcast")
 INDEXED_REACTION = "card_index_dividers"
 
 
@@ -49,7 +47,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await _forget_message(deps, team, str(event.get("channel", "")),
                                   str(event.get("deleted_ts", "")))
             return
-        if subtype not in _USER_SUBTYPES or event.get("bot_id") or not event.get("user"):
+        if subtype not in convert.USER_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return
         if event.get("channel_type") == "im":
             await replies.answer(
@@ -117,10 +115,15 @@ async def _autoindex(
     channel = event["channel"]
     if channel not in await deps.service.autoindex_channels(space):
         return
-    uploads, problems = await deps.uploads(
+    if not deps.autoindex_allowed(team, channel):
+        # No reaction tells the poster it was not indexed; the shortcut can still add it.
+        log.warning("auto-index of %s/%s skipped: more than %d messages a minute here",
+                    channel, event["ts"], deps.settings.slack.autoindex_per_minute)
+        return
+    async with deps.uploads(
         client, channel=channel, ts=event["ts"], author=event["user"], files=files
-    )
-    report = await deps.service.index_uploads(uploads, space) if uploads else None
+    ) as (uploads, problems):
+        report = await deps.service.index_uploads(uploads, space) if uploads else None
     log.info(
         "auto-indexed %s/%s: %d item(s), %d problem(s)",
         channel,

@@ -60,14 +60,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if not files:
             await respond(msg.NO_FILES, response_type="ephemeral")
             return
-        uploads, problems = await deps.uploads(
+        async with deps.uploads(
             client,
             channel=body["channel"]["id"],
             ts=str(message["ts"]),
             author=str(message.get("user", "")),
             files=files,
-        )
-        await _index_and_report(deps, context, uploads, problems, respond=respond)
+        ) as (uploads, problems):
+            await _index_and_report(deps, context, uploads, problems, respond=respond)
 
     @app.shortcut(ADD_FILES_SHORTCUT)
     async def on_add_files(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -89,21 +89,24 @@ def register(app: AsyncApp, deps: Deps) -> None:
         state = view["state"]["values"][render.INDEX_BLOCK][render.INDEX_ACTION]
         uploads: list[Upload] = []
         problems: list[UnsupportedInput] = []
+        files = []
         for file in state.get("files") or []:
             if not file.get("url_private"):  # older payloads carry only the id
                 file = (await client.files_info(file=file["id"]))["file"]
-            try:
-                data = await deps.fetch(file)
-            except UnsupportedInput as exc:
-                problems.append(exc)
-                continue
-            origin = convert.origin_for(
-                channel=channel, message="", file_id=str(file["id"]), author=user,
-                private=private, link=str(file.get("permalink", "")),
-            )
-            uploads.append(Upload(name=convert.file_name(file), data=data,
-                                  source=origin.link or convert.file_name(file), origin=origin))
-        text = await _index_and_report(deps, context, uploads, problems)
+            files.append(file)
+        async with deps.fetched(files) as datas:
+            for file, data in zip(files, datas, strict=True):
+                if isinstance(data, UnsupportedInput):
+                    problems.append(data)
+                    continue
+                origin = convert.origin_for(
+                    channel=channel, message="", file_id=str(file["id"]), author=user,
+                    private=private, link=str(file.get("permalink", "")),
+                )
+                uploads.append(Upload(name=convert.file_name(file), data=data,
+                                      source=origin.link or convert.file_name(file),
+                                      origin=origin))
+            text = await _index_and_report(deps, context, uploads, problems)
         # A modal has no thread to answer in: the report goes to the user's DM with the app.
         await client.chat_postMessage(channel=user, text=text)
 

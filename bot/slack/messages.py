@@ -68,6 +68,11 @@ FILE_NOT_IMAGE = (
 )
 FILE_DOWNLOAD_FAILED = "could not be downloaded from Slack (HTTP {status})"
 FILE_UNREACHABLE = "could not be downloaded from Slack"
+FILE_HOST_REFUSED = (
+    "is not hosted on Slack's own file servers over https, so I did not fetch it "
+    "(the app's token is only ever sent to Slack)"
+)
+FILE_LARGER_THAN_SAID = "turned out larger than Slack announced, so I stopped downloading it"
 FILE_EXTERNAL = "is an external file (Google Drive, Dropbox, ...): share the file itself"
 
 HOME_TITLE = "PixRAG"

@@ -150,7 +150,8 @@ def answer_message(answer: Answer, question: str) -> tuple[str, list[Block]]:
         sources = msg.SOURCES_HEADER + "\n" + "\n".join(lines)
         blocks.extend(section(piece) for piece in split_text(sources))
     tail = [feedback_block(question, answer.sources)] if answer.sources else []
-    return clip(body or msg.NO_SOURCES, MAX_FALLBACK_TEXT), _fit(blocks, tail)
+    # The fallback text is mrkdwn too (notifications): escaped like the blocks.
+    return clip(escape(body or msg.NO_SOURCES), MAX_FALLBACK_TEXT), _fit(blocks, tail)
 
 
 def hits_message(hits: Sequence[Hit], header: str, question: str) -> tuple[str, list[Block]]:
@@ -166,7 +167,7 @@ def hits_message(hits: Sequence[Hit], header: str, question: str) -> tuple[str, 
         reasons = why(hit)
         if reasons:
             blocks.append(context(reasons))
-    fallback = header + " " + ", ".join(h.name or h.source for h in hits)
+    fallback = header + " " + escape(", ".join(h.name or h.source for h in hits))
     return clip(fallback, MAX_FALLBACK_TEXT), _fit(blocks, [feedback_block(question, hits)])
 
 

@@ -61,6 +61,10 @@ class FakeDiscord:
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
         self.identified = asyncio.Event()
+        self.reject_token = False  # answer the login with 401 (a revoked token)
+        self.cdn_gate: asyncio.Event | None = None  # when set: CDN answers wait for it
+        self.cdn_in_flight = 0
+        self.cdn_max_in_flight = 0
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -160,14 +164,21 @@ class FakeDiscord:
     async def _cdn(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
         self.cdn_hits.append(path)
-        async with self._changed:
-            self._changed.notify_all()
-        if self.cdn_hold is not None:
-            await self.cdn_hold.wait()
-        data = self.cdn.get(path)
-        if data is None:
-            return web.Response(status=404)
-        return web.Response(body=data, content_type="application/octet-stream")
+        self.cdn_in_flight += 1
+        self.cdn_max_in_flight = max(self.cdn_max_in_flight, self.cdn_in_flight)
+        try:
+            async with self._changed:
+                self._changed.notify_all()
+            if self.cdn_hold is not None:
+                await self.cdn_hold.wait()
+            if self.cdn_gate is not None:
+                await self.cdn_gate.wait()
+            data = self.cdn.get(path)
+            if data is None:
+                return web.Response(status=404)
+            return web.Response(body=data, content_type="application/octet-stream")
+        finally:
+            self.cdn_in_flight -= 1
 
     # ---- REST
 
@@ -266,6 +277,8 @@ class FakeDiscord:
         if limited is not None:
             return limited
         if p == "/users/@me":
+            if self.reject_token:
+                return self._json({"message": "401: Unauthorized", "code": 0}, 401)
             return self._json(user(BOT_ID, "pixrag", bot=True))
         if p == "/oauth2/applications/@me":
             return self._json({

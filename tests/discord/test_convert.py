@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 import pytest
 
-from bot.discord import convert, views
+from bot.discord import convert, shown
 from bot.discord.convert import Refused
 from core.config import DiscordSettings
 from tests.discord import payloads as P
@@ -98,7 +98,7 @@ def test_attachment_checks_use_metadata_only(state) -> None:
 
 
 def test_shown_memory_is_bounded() -> None:
-    mem = views.ShownMemory(size=3)
+    mem = shown.ShownMemory(size=3)
     tokens = [mem.remember(f"q{i}", [f"id{i}"]) for i in range(5)]
     assert mem.get(tokens[0]) is None and mem.get(tokens[1]) is None
-    assert mem.get(tokens[4]) == views.Shown("q4", ("id4",))
+    assert mem.get(tokens[4]) == shown.Shown("q4", ("id4",))

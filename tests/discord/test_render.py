@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.discord import messages, render
+from bot.discord import markdown, messages, render
 from core.types import Answer, Hit, Origin
 
 
@@ -30,8 +30,8 @@ def test_split_text_respects_limit_and_boundaries() -> None:
 
 
 def test_shorten_marks_the_cut() -> None:
-    assert render.shorten("short", 10) == "short"
-    out = render.shorten("alpha beta gamma delta", 12)
+    assert markdown.shorten("short", 10) == "short"
+    out = markdown.shorten("alpha beta gamma delta", 12)
     assert len(out) <= 12 and out.endswith("…") and out == "alpha beta…"
 
 

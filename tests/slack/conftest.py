@@ -14,11 +14,14 @@ from PIL import Image, ImageDraw
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.app import build_app, serve_http, serve_socket
+from bot.slack.download import FileHosts
 from core.config import Secrets, Settings
 from core.types import Origin, Upload
 from tests.slack.fakeslack import APP_TOKEN, BOT_TOKEN, FakeSlack
 
 SIGNING_SECRET = "s3cret-signing"
+#: The fake serves files over plain http on 127.0.0.1; production never allows that.
+TEST_FILE_HOSTS = FileHosts(hosts=frozenset({"127.0.0.1"}), schemes=frozenset({"http"}))
 
 
 def png(color: tuple[int, int, int] = (200, 30, 30), size: int = 64, mark: int = 0) -> bytes:
@@ -97,8 +100,9 @@ async def socket_app(
     """Start the app in Socket Mode against the fake (optionally with other [slack] settings)."""
     tasks: list[asyncio.Task[None]] = []
 
-    async def start(**slack: Any) -> FakeSlack:
-        app = build_app(service, slack_settings(settings, **slack), secrets, client=web_client)
+    async def start(*, file_hosts: FileHosts = TEST_FILE_HOSTS, **slack: Any) -> FakeSlack:
+        app = build_app(service, slack_settings(settings, **slack), secrets, client=web_client,
+                        file_hosts=file_hosts)
         tasks.append(asyncio.create_task(serve_socket(app, APP_TOKEN)))
         await fake.wait_connected()
         return fake
@@ -115,7 +119,7 @@ async def http_app(
     web_client: AsyncWebClient, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture,
 ) -> AsyncIterator[str]:
     """The app in HTTP mode on 127.0.0.1:<random>; yields its events URL."""
-    app = build_app(service, settings, secrets, client=web_client)
+    app = build_app(service, settings, secrets, client=web_client, file_hosts=TEST_FILE_HOSTS)
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve_http(app, "127.0.0.1", 0, started=bound.set_result))
     port = await asyncio.wait_for(bound, 10)

@@ -56,6 +56,9 @@ class FakeSlack:
         self._ws_ready = asyncio.Event()
         self._ws_tasks: set[asyncio.Task[None]] = set()
         self.base = ""
+        self.file_gate: asyncio.Event | None = None  # when set: file downloads wait for it
+        self.files_in_flight = 0
+        self.files_max_in_flight = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> FakeSlack:
@@ -63,6 +66,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/files/{file_id}/{name}", self._file)
+        app.router.add_get("/redirect", self._redirect)
         app.router.add_post("/respond/{rid}", self._respond)
         app.router.add_get("/link", self._link)
         self._runner = web.AppRunner(app)
@@ -239,14 +243,27 @@ class FakeSlack:
 
     async def _file(self, request: web.Request) -> web.Response:
         fid = request.match_info["file_id"]
-        await self._record(Call("file", {"file_id": fid}, dict(request.headers)))
-        if self.file_hold is not None:
-            await self.file_hold.wait()
+        await self._record(Call("file", {"file_id": fid, "host": request.host},
+                                dict(request.headers)))
+        self.files_in_flight += 1
+        self.files_max_in_flight = max(self.files_max_in_flight, self.files_in_flight)
+        try:
+            if self.file_hold is not None:
+                await self.file_hold.wait()
+            if self.file_gate is not None:
+                await self.file_gate.wait()
+        finally:
+            self.files_in_flight -= 1
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}" or fid not in self.blobs:
             # What real Slack does without a valid token: a login page, status 200.
             return web.Response(body=LOGIN_PAGE, content_type="text/html")
         data, ctype = self.blobs[fid]
         return web.Response(body=data, headers={"Content-Type": ctype})
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        """``/redirect?to=URL``: a 302 to anywhere (tests check where the token goes)."""
+        await self._record(Call("redirect", dict(request.query), dict(request.headers)))
+        raise web.HTTPFound(request.query["to"])
 
     async def _respond(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -17,7 +17,7 @@ from bot.slack import messages as msg
 from bot.slack.app import build_app, serve_socket
 from core.errors import PixragError
 from core.types import Scope
-from tests.slack.conftest import drain_listeners, png, slack_settings
+from tests.slack.conftest import TEST_FILE_HOSTS, drain_listeners, png, slack_settings
 from tests.slack.fakeslack import APP_TOKEN, FakeSlack, command, event_body
 
 T0 = 1735689600.0  # 2025-01-01
@@ -62,7 +62,8 @@ async def app(
 
     async def start() -> None:
         fake._ws_ready.clear()
-        built = build_app(service, slack_settings(settings), secrets, client=web_client)
+        built = build_app(service, slack_settings(settings), secrets, client=web_client,
+                          file_hosts=TEST_FILE_HOSTS)
         tasks.append(asyncio.create_task(serve_socket(built, APP_TOKEN)))
         await fake.wait_connected()
 
