@@ -77,7 +77,7 @@ async def open_service(settings: Settings, secrets: Secrets, *,
             stack.push_async_callback(b.aclose)
         components = Components(
             settings=settings, clip=clip, text=text,
-            reader=RapidReader() if settings.index.ocr else None,
+            reader=RapidReader(gate=settings.index.ocr_gate) if settings.index.ocr else None,
             store=store, catalog=catalog, keyword=keyword, blobs=BlobStore(data / "blobs"),
             captioner=captioner, pools=pools, clip_images=clip_images, clip_texts=clip_texts,
             text_vectors=text_vectors)

@@ -58,6 +58,7 @@ class IndexSettings(_Section):
     pdf_dpi: int = Field(144, ge=36, le=600)
     thumbnail_px: int = Field(384, ge=32, le=2048)
     ocr: bool = True
+    ocr_gate: bool = True  # a cheap text-presence test first: photos without text skip OCR
     captions: bool = False
     caption_model: str = ""  # "" = the [answer] model
     chunk_chars: int = Field(1200, ge=200, le=50_000)
