@@ -69,7 +69,7 @@ def images(n_photos: int, eval_limit: int) -> list[tuple[str, str, Image.Image]]
              synthetic.as_jpeg(synthetic.photo_with_sign(1)))]
     paths = sorted((ROOT / "eval" / "images").glob("*.png"))
     if eval_limit:
-        paths = paths[:eval_limit]
+        paths = paths[:max(eval_limit, 0)]
     for p in paths:
         with Image.open(p) as im:
             out.append(("eval", p.name, im.convert("RGB")))
@@ -80,7 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=12, help="synthetic photos (1-12 MP)")
-    ap.add_argument("--eval-limit", type=int, default=0, help="first N eval images (0 = all)")
+    ap.add_argument("--eval-limit", type=int, default=0, help="first N eval images (0 = all, -1 = none)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 

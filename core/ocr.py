@@ -6,12 +6,12 @@ one it would re-download when the file's checksum does not match). The angle cla
 off: screenshots and slides are upright, and it costs time on every text line.
 
 Most photos carry no text, and on them the full detector is nearly the whole cost (it runs
-at a 736 px short side whatever the image). A gate runs the same detector first at
-``GATE_SCALE`` of that resolution (about a third of the pixels) and looks at the shape of what
-it finds: text lines are thin and long, whereas the textured areas of a photo (foliage,
-clouds, grain) come out as large round blobs at that scale. No line-shaped region: the image
-is not read. Any line-shaped region: the image is read exactly as without the gate, so slides
-and screenshots keep every word (``benchmarks/ocr_gate.py`` measures both).
+on the whole image, up to 2000 px, enlarging small ones to a 736 px short side). A gate runs
+the same detector first at ``GATE_SCALE`` of that size (a quarter of the pixels) and looks at
+the shape of what it finds: text lines are thin and long, whereas the textured areas of a
+photo (foliage, clouds, grain) come out as large round blobs at that scale. No line-shaped
+region: the image is not read. Any line-shaped region: the image is read exactly as without
+the gate, so slides and screenshots keep every word (``benchmarks/ocr_gate.py`` measures both).
 
 With ``onnxruntime-gpu`` installed and a CUDA device present, the sessions run on
 ``CUDAExecutionProvider``; anything else runs on the CPU, silently.
@@ -44,12 +44,15 @@ _FLAT_RANGE = 8
 #: Pixels of background added around every image (see _pad).
 _MARGIN = 16
 
-#: The gate's detector input relative to the full pass's (linear). At 0.6, 13 px UI text in a
-#: full-HD screenshot still comes out as separate lines; at 0.5 it merges into one blob.
-GATE_SCALE = 0.6
+#: The gate's detector input relative to the full pass's (linear). At 0.5, 13 px UI text in a
+#: full-HD screenshot still comes out as separate lines; at 0.33 it merges into one blob.
+GATE_SCALE = 0.5
 #: A detected region is line-shaped when its short side is at most this share of the image's
-#: short side (a slide title is ~0.07, a sign in a photo ~0.08; texture blobs are 0.35-1).
+#: short side (a slide title is ~0.07, a sign in a photo ~0.08; texture blobs are 0.35-1) ...
 GATE_MAX_LINE = 0.25
+#: ... or when it is at least this many times longer than high, like a banner or a logo whose
+#: one line fills the image (texture blobs measured 1.0-2.0).
+GATE_MIN_ASPECT = 3.0
 #: The gate keeps weaker regions than the full pass (0.5): a miss would lose text, a false
 #: alarm only costs the full pass.
 GATE_BOX_THRESH = 0.4
@@ -138,26 +141,32 @@ class RapidReader:
         # Caller holds self._lock.
         engine = self._load()
         try:
-            from rapidocr.ch_ppocr_det.utils import DBPostProcess, DetPreProcess
+            import cv2
+            from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
             det = engine._load_det_model()  # the full pass's own session: loaded once
             if self._gate_post is None:
                 self._gate_post = DBPostProcess(
                     thresh=float(engine.cfg.Det.thresh), box_thresh=GATE_BOX_THRESH,
                     unclip_ratio=float(engine.cfg.Det.unclip_ratio), use_dilation=True)
-            side = max(32, round(int(engine.cfg.Det.limit_side_len) * GATE_SCALE))
-            # Same resize rule as the full pass ("min": short side to `side`), scaled down.
-            small = DetPreProcess(side, "min", det.mean, det.std)(bgr)
-            if small is None:
-                return False
-            boxes, _ = self._gate_post(det.session(small), small.shape[2:])
+            # The full pass enlarges images whose short side is under `limit_side_len` and
+            # never shrinks the others; the gate looks at GATE_SCALE of that size.
+            h, w = bgr.shape[:2]
+            scale = GATE_SCALE * max(1.0, int(engine.cfg.Det.limit_side_len) / min(h, w))
+            size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
+            small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            pixels = (small.astype(np.float32) / 255.0 - np.asarray(det.mean, np.float32)) \
+                / np.asarray(det.std, np.float32)
+            batch = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+            boxes, _ = self._gate_post(det.session(batch), small.shape[:2])
         except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
             raise ModelError(f"OCR failed on a {bgr.shape[1]}x{bgr.shape[0]} image: {exc}") from exc
-        limit = GATE_MAX_LINE * min(small.shape[2:])
+        limit = GATE_MAX_LINE * min(small.shape[:2])
         for box in boxes:
             pts = np.asarray(box, dtype=np.float32)
-            short = min(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[0] - pts[3]))
-            if short <= limit:
+            sides = sorted((float(np.linalg.norm(pts[0] - pts[1])),
+                            float(np.linalg.norm(pts[0] - pts[3]))))
+            if sides[0] <= limit or sides[1] >= GATE_MIN_ASPECT * sides[0]:
                 return True
         return False
 
