@@ -80,7 +80,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=12, help="synthetic photos (1-12 MP)")
-    ap.add_argument("--eval-limit", type=int, default=0, help="first N eval images (0 = all, -1 = none)")
+    ap.add_argument("--eval-limit", type=int, default=0,
+                    help="first N eval images (0 = all, -1 = none)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
