@@ -259,3 +259,14 @@ def test_cuda_is_not_used_without_onnxruntime_gpu() -> None:
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
     assert ocr._cuda_available() is False
+
+
+async def test_service_reader_follows_the_ocr_gate_setting(settings) -> None:
+    from core.app import open_service
+    from core.config import Secrets
+
+    for gate in (True, False):
+        s = settings.model_copy(update={"index": settings.index.model_copy(
+            update={"ocr_gate": gate})})
+        async with open_service(s, Secrets({})) as service:
+            assert service.c.reader.gate is gate
