@@ -69,7 +69,7 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
         def load_reader():  # type: ignore[no-untyped-def]
             from core.media.ocr import RapidReader
 
-            return RapidReader()
+            return RapidReader(gate=settings.index.ocr_gate)
 
         components = Components(settings=settings, library=library, text=text,
                                 captioner=captioner, pools=pools, load_clip=load_clip,

@@ -78,6 +78,7 @@ class IndexSettings(_Section):
     inflight_files: int = Field(32, ge=1)
     inflight_mb: float = Field(256.0, gt=0)
     ocr: bool = True
+    ocr_gate: bool = True  # a cheap text-presence test first: photos without text skip OCR
     captions: bool = False
     caption_model: str = ""  # "" = the [answer] model
     chunk_chars: int = Field(1200, ge=200, le=50_000)

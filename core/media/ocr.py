@@ -4,6 +4,17 @@ The engine is pinned to the bundled model files with explicit ``model_path`` val
 ``model_path`` RapidOCR opens the file directly and never reaches its download code (without
 one it would re-download when the file's checksum does not match). The angle classifier is
 off: screenshots and slides are upright, and it costs time on every text line.
+
+Most photos carry no text, and on them the full detector is nearly the whole cost (it runs
+on the whole image, up to 2000 px, enlarging small ones to a 736 px short side). A gate runs
+the same detector first at ``GATE_SCALE`` of that size (a quarter of the pixels) and looks at
+the shape of what it finds: text lines are thin and long, whereas the textured areas of a
+photo (foliage, clouds, grain) come out as large round blobs at that scale. No line-shaped
+region: the image is not read. Any line-shaped region: the image is read exactly as without
+the gate, so slides and screenshots keep every word (``benchmarks/ocr_gate.py`` measures both).
+
+With ``onnxruntime-gpu`` installed and a CUDA device present, the sessions run on
+``CUDAExecutionProvider``; anything else runs on the CPU, silently.
 """
 
 from __future__ import annotations
@@ -33,6 +44,19 @@ _FLAT_RANGE = 8
 #: Pixels of background added around every image (see _pad).
 _MARGIN = 16
 
+#: The gate's detector input relative to the full pass's (linear). At 0.5, 13 px UI text in a
+#: full-HD screenshot still comes out as separate lines; at 0.33 it merges into one blob.
+GATE_SCALE = 0.5
+#: A detected region is line-shaped when its short side is at most this share of the image's
+#: short side (a slide title is ~0.07, a sign in a photo ~0.08; texture blobs are 0.35-1) ...
+GATE_MAX_LINE = 0.25
+#: ... or when it is at least this many times longer than high, like a banner or a logo whose
+#: one line fills the image (texture blobs measured 1.0-2.0).
+GATE_MIN_ASPECT = 3.0
+#: The gate keeps weaker regions than the full pass (0.5): a miss would lose text, a false
+#: alarm only costs the full pass.
+GATE_BOX_THRESH = 0.4
+
 _DET = "PP-OCRv6_det_small.onnx"
 _REC = "PP-OCRv6_rec_small.onnx"
 
@@ -51,10 +75,13 @@ class RapidReader:
     shared, so concurrent calls are serialised; run several readers for parallel OCR.
     """
 
-    def __init__(self, *, min_score: float = MIN_SCORE, max_side: int = MAX_SIDE) -> None:
+    def __init__(self, *, min_score: float = MIN_SCORE, max_side: int = MAX_SIDE,
+                 gate: bool = True) -> None:
         self.min_score = min_score
         self.max_side = max_side
+        self.gate = gate
         self._engine: Any = None
+        self._gate_post: Any = None
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -64,45 +91,102 @@ class RapidReader:
             for name in (_DET, _REC):
                 if not (models / name).is_file():
                     raise ModelError(f"OCR model {models / name} is missing: reinstall rapidocr")
+            params = {
+                # RapidOCR logs through its own handler (propagate=False) and warns on
+                # every image without text: keep it to errors.
+                "Global.log_level": "error",
+                "Global.use_cls": False,
+                "Global.text_score": self.min_score,
+                "Global.max_side_len": self.max_side,
+                "Det.model_path": str(models / _DET),
+                "Rec.model_path": str(models / _REC),
+            }
+            cuda = _cuda_available()
             try:
-                from rapidocr import RapidOCR
-
-                self._engine = RapidOCR(
-                    params={
-                        # RapidOCR logs through its own handler (propagate=False) and warns on
-                        # every image without text: keep it to errors.
-                        "Global.log_level": "error",
-                        "Global.use_cls": False,
-                        "Global.text_score": self.min_score,
-                        "Global.max_side_len": self.max_side,
-                        "Det.model_path": str(models / _DET),
-                        "Rec.model_path": str(models / _REC),
-                    }
-                )
+                self._engine = _start_engine(params, cuda=cuda)
             except Exception as exc:  # a broken install surfaces as many different types
-                raise ModelError(f"OCR engine could not start: {exc}") from exc
-            log.info("OCR engine ready (RapidOCR, %s)", models)
+                if not cuda:
+                    raise ModelError(f"OCR engine could not start: {exc}") from exc
+                log.info("OCR on CUDA failed to start (%s): using the CPU", exc)
+                try:
+                    self._engine = _start_engine(params, cuda=False)
+                except Exception as exc2:
+                    raise ModelError(f"OCR engine could not start: {exc2}") from exc2
+            log.info("OCR engine ready (RapidOCR, %s, %s)", models, "cuda" if cuda else "cpu")
         return self._engine
 
-    def read(self, image: Image.Image) -> str:
-        """Text in ``image``: lines top-to-bottom, words left-to-right; "" when there is none."""
+    def has_text(self, image: Image.Image) -> bool:
+        """Whether ``image`` shows any text: the gate alone, at a fraction of a full read."""
+        bgr = self._prepare(image)
+        if bgr is None:
+            return False
+        with self._lock:
+            return self._gate(bgr)
+
+    def _prepare(self, image: Image.Image) -> np.ndarray | None:
+        """BGR pixels as the engine reads them, or None when there is nothing to read."""
         if min(image.size) < MIN_SIDE:
-            return ""
+            return None
         rgb = _to_rgb(image)
         if max(rgb.size) > self.max_side:
             rgb = rgb.copy()
-            rgb.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+            # reducing_gap: a cheap integer reduction first, then LANCZOS (a 12 MP photo costs
+            # a third of the CPU; the result is as sharp).
+            rgb.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS,
+                          reducing_gap=3.0)
         if _is_flat(rgb):
-            return ""
+            return None
         pixels = _pad(np.asarray(rgb))
         # RapidOCR wants BGR like OpenCV.
-        bgr = np.ascontiguousarray(pixels[:, :, ::-1])
+        return np.ascontiguousarray(pixels[:, :, ::-1])
+
+    def _gate(self, bgr: np.ndarray) -> bool:
+        # Caller holds self._lock.
+        engine = self._load()
+        try:
+            import cv2
+            from rapidocr.ch_ppocr_det.utils import DBPostProcess
+
+            det = engine._load_det_model()  # the full pass's own session: loaded once
+            if self._gate_post is None:
+                self._gate_post = DBPostProcess(
+                    thresh=float(engine.cfg.Det.thresh), box_thresh=GATE_BOX_THRESH,
+                    unclip_ratio=float(engine.cfg.Det.unclip_ratio), use_dilation=True)
+            # The full pass enlarges images whose short side is under `limit_side_len` and
+            # never shrinks the others; the gate looks at GATE_SCALE of that size.
+            h, w = bgr.shape[:2]
+            scale = GATE_SCALE * max(1.0, int(engine.cfg.Det.limit_side_len) / min(h, w))
+            size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
+            small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            pixels = (small.astype(np.float32) / 255.0 - np.asarray(det.mean, np.float32)) \
+                / np.asarray(det.std, np.float32)
+            batch = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+            boxes, _ = self._gate_post(det.session(batch), small.shape[:2])
+        except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
+            raise ModelError(f"OCR failed on a {bgr.shape[1]}x{bgr.shape[0]} image: {exc}") from exc
+        limit = GATE_MAX_LINE * min(small.shape[:2])
+        for box in boxes:
+            pts = np.asarray(box, dtype=np.float32)
+            sides = sorted((float(np.linalg.norm(pts[0] - pts[1])),
+                            float(np.linalg.norm(pts[0] - pts[3]))))
+            if sides[0] <= limit or sides[1] >= GATE_MIN_ASPECT * sides[0]:
+                return True
+        return False
+
+    def read(self, image: Image.Image) -> str:
+        """Text in ``image``: lines top-to-bottom, words left-to-right; "" when there is none."""
+        bgr = self._prepare(image)
+        if bgr is None:
+            return ""
         with self._lock:
+            if self.gate and not self._gate(bgr):
+                return ""
             engine = self._load()
             try:
                 result = engine(bgr)
             except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
-                raise ModelError(f"OCR failed on a {rgb.width}x{rgb.height} image: {exc}") from exc
+                raise ModelError(
+                    f"OCR failed on a {bgr.shape[1]}x{bgr.shape[0]} image: {exc}") from exc
         boxes = getattr(result, "boxes", None)
         txts = getattr(result, "txts", None)
         scores = getattr(result, "scores", None)
@@ -114,6 +198,35 @@ class RapidReader:
             if score >= self.min_score and txt.strip()
         ]
         return _reading_order(kept)
+
+
+def _cuda_available() -> bool:
+    """onnxruntime-gpu installed and a CUDA device present (cheap: no session is made)."""
+    try:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return False
+    except Exception:  # no usable onnxruntime: the engine reports it
+        return False
+    # The GPU build lists the provider on machines without a GPU too: ask the driver.
+    import ctypes
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        return cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0 \
+            and count.value > 0
+    except OSError:
+        return False
+
+
+def _start_engine(params: dict[str, Any], *, cuda: bool) -> Any:
+    from rapidocr import RapidOCR
+
+    if cuda:
+        params = {**params, "EngineConfig.onnxruntime.use_cuda": True}
+    return RapidOCR(params=params)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

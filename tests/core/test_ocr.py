@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from core.media.ocr import RapidReader
 from core.protocols import TextReader
@@ -115,3 +117,156 @@ def test_engine_uses_bundled_models_and_never_downloads(monkeypatch: pytest.Monk
     for section in (cfg.Det, cfg.Rec):
         assert Path(section.model_path).is_file()
         assert "rapidocr" in Path(section.model_path).parts
+
+
+# The gate: a cheap text-presence test before the full read ---------------------------------
+def _photo(seed: int, size=(960, 720)) -> Image.Image:
+    """A natural-photo-like picture without text: 1/f texture (clouds, grass), a horizon,
+    soft-edged objects, sensor grain, JPEG round trip."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+
+    def pink(exponent: float) -> np.ndarray:
+        sh, sw = h // 8, w // 8
+        f = np.sqrt(np.fft.rfftfreq(sw)[None, :] ** 2 + np.fft.fftfreq(sh)[:, None] ** 2)
+        f[0, 0] = 1.0
+        spec = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f ** exponent
+        spec[0, 0] = 0
+        field = np.fft.irfft2(spec, s=(sh, sw))
+        field = ((field / (np.abs(field).max() + 1e-9) + 1) * 127.5).astype(np.uint8)
+        return np.asarray(Image.fromarray(field).resize((w, h), Image.Resampling.BICUBIC),
+                          dtype=np.float32) / 127.5 - 1
+
+    y = np.arange(h, dtype=np.float32)[:, None, None]
+    sky = np.array([90, 140, 210], np.float32) * (1 - y / h) + np.array([200, 220, 240]) * y / h
+    base = np.where(y < h // 2, sky, np.array([60, 120, 50], np.float32))
+    base = base + pink(1.8)[..., None] * 40 + np.stack([pink(2.2) * 12 for _ in range(3)], -1)
+    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(8):
+        cx, cy = int(rng.integers(0, w)), int(rng.integers(h // 3, h))
+        r = int(rng.integers(30, 120))
+        colour = tuple(int(v) for v in rng.integers(20, 230, 3))
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    img = img.filter(ImageFilter.GaussianBlur(1.5))
+    pixels = np.asarray(img, np.float32) + rng.normal(0, 3.0, (h, w, 1))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=88)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _slide() -> Image.Image:
+    image = Image.new("RGB", (1280, 720), (248, 248, 250))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 1280, 100), fill=(30, 60, 120))
+    draw.text((50, 25), "Incident Postmortem", font=_font(FONT, 44), fill="white")
+    for i, line in enumerate(["Database failover took 41 minutes",
+                              "Root cause: expired TLS certificate on replica",
+                              "Action: automate certificate renewal"]):
+        draw.text((70, 170 + 80 * i), line, font=_font(FONT, 28), fill=(20, 20, 20))
+    return image
+
+
+class _Counted:
+    """Counts the engine's full passes (detector at full size + recogniser) on the real
+    engine object, without changing what they do."""
+
+    def __init__(self, reader: RapidReader, monkeypatch: pytest.MonkeyPatch) -> None:
+        reader.read(_render([((20, 80), "warm up")], (400, 200)))  # engine loaded
+        engine = reader._engine
+        self.full = 0
+        self.recognised = 0
+        steps, recognise = engine.run_ocr_steps, engine.recognize_txt
+
+        def run_ocr_steps(*args: object) -> object:
+            self.full += 1
+            return steps(*args)
+
+        def recognize_txt(*args: object) -> object:
+            self.recognised += 1
+            return recognise(*args)
+
+        monkeypatch.setattr(engine, "run_ocr_steps", run_ocr_steps)
+        monkeypatch.setattr(engine, "recognize_txt", recognize_txt)
+
+
+def test_photo_without_text_skips_the_full_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    gated, plain = RapidReader(), RapidReader(gate=False)
+    counted, counted_plain = _Counted(gated, monkeypatch), _Counted(plain, monkeypatch)
+    photos = [_photo(seed) for seed in (1, 2, 3)]
+    for photo in photos:
+        assert gated.has_text(photo) is False
+        assert gated.read(photo) == ""
+        plain.read(photo)
+    assert counted.full == 0 and counted.recognised == 0
+    # Without the gate the same photos do go through the detector at full size.
+    assert counted_plain.full == len(photos)
+
+
+def test_slides_and_screenshots_read_the_same_with_the_gate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gated, plain = RapidReader(), RapidReader(gate=False)
+    counted = _Counted(gated, monkeypatch)
+    lines = ["$ curl http://localhost:8080/api", "curl: (7) Failed: ERR_CONNECTION_REFUSED"]
+    terminal = _render([((12, 14 + 32 * i), line) for i, line in enumerate(lines)], (860, 100),
+                       bg=(12, 12, 12), fg=(230, 230, 230), font=MONO, px=20)
+    sign = _photo(4, (1280, 960))
+    draw = ImageDraw.Draw(sign)
+    draw.rectangle((200, 500, 720, 580), fill=(20, 90, 40))
+    draw.text((220, 515), "Lyon Part-Dieu 3 km", font=_font(FONT, 40), fill="white")
+    for image in (_slide(), terminal, sign):
+        assert gated.has_text(image) is True
+        text = gated.read(image)
+        assert text and text == plain.read(image)
+    assert counted.full == 3
+    assert "Lyon Part-Dieu 3 km" in gated.read(sign)
+
+
+def test_has_text_on_blank_and_tiny_images_loads_nothing() -> None:
+    reader = RapidReader()
+    assert reader.has_text(Image.new("RGB", (800, 600), "white")) is False
+    assert reader.has_text(Image.new("RGB", (10, 400), "black")) is False
+    assert reader._engine is None
+
+
+def test_cuda_start_failure_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The GPU is the edge: pretend onnxruntime-gpu and a device are present, and the CUDA
+    # engine fails to start (driver/cuDNN mismatch): OCR still works, on the CPU.
+    from core.media import ocr
+
+    started: list[bool] = []
+    real = ocr._start_engine
+
+    def start(params: dict, *, cuda: bool) -> object:
+        started.append(cuda)
+        if cuda:
+            raise RuntimeError("CUDA driver version is insufficient")
+        return real(params, cuda=cuda)
+
+    monkeypatch.setattr(ocr, "_cuda_available", lambda: True)
+    monkeypatch.setattr(ocr, "_start_engine", start)
+    reader = RapidReader()
+    assert reader.read(_render([((20, 80), "Falls back")], (600, 200))) == "Falls back"
+    assert started == [True, False]
+    assert not reader._engine.cfg.EngineConfig.onnxruntime.use_cuda
+
+
+def test_cuda_is_not_used_without_onnxruntime_gpu() -> None:
+    import onnxruntime
+
+    from core.media import ocr
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    assert ocr._cuda_available() is False
+
+
+async def test_service_reader_follows_the_ocr_gate_setting(settings) -> None:
+    from core.app import open_service
+    from core.config import Secrets
+
+    for gate in (True, False):
+        s = settings.model_copy(update={"index": settings.index.model_copy(
+            update={"ocr_gate": gate})})
+        async with open_service(s, Secrets({})) as service:
+            assert service.c.reader.gate is gate
