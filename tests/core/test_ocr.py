@@ -269,4 +269,5 @@ async def test_service_reader_follows_the_ocr_gate_setting(settings) -> None:
         s = settings.model_copy(update={"index": settings.index.model_copy(
             update={"ocr_gate": gate})})
         async with open_service(s, Secrets({})) as service:
-            assert service.c.reader.gate is gate
+            reader = await service.c.reader()  # loaded on first use
+            assert reader is not None and reader.gate is gate
