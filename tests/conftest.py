@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from core.config import Settings, load_settings
+from tests.chroma import ChromaServer
 from tests.clipmodel import build_clip
 
 for _name, _value in (("ORT_DISABLE_TELEMETRY", "1"), ("ANONYMIZED_TELEMETRY", "False"),
@@ -60,3 +61,24 @@ async def service(settings: Settings) -> AsyncIterator[object]:
 
     async with open_service(settings, Secrets({})) as svc:
         yield svc
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_chroma(tmp_path: Path) -> Iterator[ChromaServer]:
+    """A server of this test's own, to freeze or kill."""
+    folder = tmp_path / "chroma-own"
+    folder.mkdir()
+    server = ChromaServer(folder)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -192,6 +192,17 @@ class Catalog:
         except sqlite3.Error as exc:
             raise StoreError(f"catalog {self.path}: {exc}") from exc
 
+    def _exec_in(self, sql: str, keys: Sequence[str],
+                 before: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read whose ``{marks}`` is an ``IN`` list of ``keys``, 500 at a time (SQLite's
+        limit on parameters is low on some builds)."""
+        keys = list(dict.fromkeys(keys))
+        out: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            out += self._exec(sql.format(marks=",".join("?" * len(chunk))), [*before, *chunk])
+        return out
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction. ANY exception rolls it back (a half-open transaction would
@@ -241,19 +252,10 @@ class Catalog:
                 [(i, by_id.get(i, ""), now) for i in enrich])
 
     def get(self, space: str, ids: Sequence[str]) -> dict[str, ItemRow]:
-        out: dict[str, ItemRow] = {}
-        ids = list(dict.fromkeys(ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            q = ",".join("?" * len(chunk))
-            for r in self._exec(
-                # "+space": look ids up by primary key, not by scanning the space's index.
-                f"SELECT {_COLS} FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
-                [space, *chunk],
-            ):
-                row = row_from_values(r)
-                out[row.id] = row
-        return out
+        # "+space": look ids up by primary key, not by scanning the space's index.
+        rows = self._exec_in(f"SELECT {_COLS} FROM items WHERE +space=? AND id IN ({{marks}})",  # noqa: S608
+                             ids, [space])
+        return {r.id: r for r in map(row_from_values, rows)}
 
     def existing(self, space: str, ids: Sequence[str]) -> set[str]:
         return set(self.get(space, ids))
@@ -278,15 +280,9 @@ class Catalog:
 
     def attachments(self, space: str, attachment_ids: Sequence[str]) -> set[str]:
         """Which of these chat attachment/file ids already have items in ``space``."""
-        out: set[str] = set()
-        ids = list(dict.fromkeys(attachment_ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            q = ",".join("?" * len(chunk))
-            out |= {r[0] for r in self._exec(
-                f"SELECT DISTINCT attachment FROM items WHERE space=? AND attachment IN ({q})",  # noqa: S608
-                [space, *chunk])}
-        return out
+        return {r[0] for r in self._exec_in(
+            "SELECT DISTINCT attachment FROM items WHERE space=? AND attachment IN ({marks})",
+            [a for a in attachment_ids if a], [space])}
 
     def all(self, space: str | None = None) -> list[ItemRow]:
         sql = f"SELECT {_COLS} FROM items"  # noqa: S608
@@ -297,14 +293,7 @@ class Catalog:
 
     def live_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of these item ids (of any space) have a catalog row."""
-        out: set[str] = set()
-        ids = list(dict.fromkeys(ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            q = ",".join("?" * len(chunk))
-            out |= {r[0] for r in self._exec(
-                f"SELECT id FROM items WHERE id IN ({q})", chunk)}  # noqa: S608
-        return out
+        return {r[0] for r in self._exec_in("SELECT id FROM items WHERE id IN ({marks})", ids)}
 
     def ids(self) -> set[str]:
         return {r[0] for r in self._exec("SELECT id FROM items")}
@@ -414,14 +403,8 @@ class Catalog:
         return int(self._exec("SELECT COUNT(*) FROM enrich WHERE space=?", [space])[0][0])
 
     def pending_ids(self, ids: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        ids = list(dict.fromkeys(ids))
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            q = ",".join("?" * len(chunk))
-            out |= {r[0] for r in self._exec(
-                f"SELECT item_id FROM enrich WHERE item_id IN ({q})", chunk)}  # noqa: S608
-        return out
+        return {r[0] for r in self._exec_in(
+            "SELECT item_id FROM enrich WHERE item_id IN ({marks})", ids)}
 
     def enrich_failures(self, max_attempts: int) -> list[tuple[str, str]]:
         return [(i, e) for i, e in self._exec(

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from core.library.catalog import STATE_TABLES, ItemRow
-from core.library.pg_database import PgDatabase, _clean
+from core.library.pg_database import PgDatabase, _clean, open_migrated
 
 _STATE_COLUMNS = {
     "files": ["space", "file_sha", "source", "items", "done"],
@@ -122,17 +122,9 @@ class PgCatalog:
 
     def __init__(self, url: str | PgDatabase, *, statement_timeout_s: float = 30.0,
                  connect_timeout_s: float = 10.0, pool_size: int = 4) -> None:
-        if isinstance(url, PgDatabase):
-            self._db, self._owns_db = url, False
-        else:
-            self._db = PgDatabase(url, statement_timeout_s=statement_timeout_s,
-                                  connect_timeout_s=connect_timeout_s, pool_size=pool_size)
-            self._owns_db = True
-        try:
-            self._db.migrate("catalog", MIGRATIONS)
-        except BaseException:
-            self.close()
-            raise
+        self._db, self._owns_db = open_migrated(
+            url, "catalog", MIGRATIONS, statement_timeout_s=statement_timeout_s,
+            connect_timeout_s=connect_timeout_s, pool_size=pool_size)
 
     #: Only a file can be found empty; a database reports its own damage.
     was_empty_file = False

@@ -189,3 +189,23 @@ class PgDatabase:
                 return
             self._closed = True
         self._pool.close(timeout=5.0)
+
+
+def open_migrated(url: str | PgDatabase, component: str, migrations: Sequence[str], *,
+                  statement_timeout_s: float, connect_timeout_s: float,
+                  pool_size: int) -> tuple[PgDatabase, bool]:
+    """``(database, owned)``: a shared database as given (its owner closes it), or a new pool
+    for ``url`` (owned); either way with ``component``'s schema migrated."""
+    if isinstance(url, PgDatabase):
+        db, owned = url, False
+    else:
+        db = PgDatabase(url, statement_timeout_s=statement_timeout_s,
+                        connect_timeout_s=connect_timeout_s, pool_size=pool_size)
+        owned = True
+    try:
+        db.migrate(component, migrations)
+    except BaseException:
+        if owned:
+            db.close()
+        raise
+    return db, owned

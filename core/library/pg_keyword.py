@@ -45,7 +45,7 @@ from typing import Any
 import psycopg
 
 from core.library.keyword import KeywordDoc, fts_query
-from core.library.pg_database import PgDatabase
+from core.library.pg_database import PgDatabase, open_migrated
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +153,9 @@ class PgKeywordIndex:
 
     def __init__(self, url: str | PgDatabase, *, statement_timeout_s: float = 30.0,
                  connect_timeout_s: float = 10.0, pool_size: int = 4) -> None:
-        if isinstance(url, PgDatabase):
-            self._db, self._owns_db = url, False
-        else:
-            self._db = PgDatabase(url, statement_timeout_s=statement_timeout_s,
-                                  connect_timeout_s=connect_timeout_s, pool_size=pool_size)
-            self._owns_db = True
-        try:
-            self._db.migrate("keyword", MIGRATIONS)
-        except BaseException:
-            self.close()
-            raise
+        self._db, self._owns_db = open_migrated(
+            url, "keyword", MIGRATIONS, statement_timeout_s=statement_timeout_s,
+            connect_timeout_s=connect_timeout_s, pool_size=pool_size)
 
     @property
     def url(self) -> str:

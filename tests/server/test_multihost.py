@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.chroma import ChromaServer
 from tests.cli.helpers import cli_env, json_out, pixrag_cmd, run_cli, write_images
-from tests.core.test_store_server import ChromaServer
 from tests.corpus import TXT
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def chroma(tmp_path: Path) -> Iterator[ChromaServer]:
-    folder = tmp_path / "chroma"
-    folder.mkdir()
-    server = ChromaServer(folder)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _host(tmp_path: Path, name: str, model: Path, chroma: ChromaServer, pg_url: str,
@@ -38,7 +26,7 @@ def _host(tmp_path: Path, name: str, model: Path, chroma: ChromaServer, pg_url: 
     return env
 
 
-def test_hosts_share_one_index(tmp_path: Path, tiny_clip: Path, chroma: ChromaServer,
+def test_hosts_share_one_index(tmp_path: Path, tiny_clip: Path, own_chroma: ChromaServer,
                                pg_url: str, s3_url: str, s3_endpoint: str,
                                aws_env: dict[str, str]) -> None:
     docs = tmp_path / "docs"
@@ -46,7 +34,7 @@ def test_hosts_share_one_index(tmp_path: Path, tiny_clip: Path, chroma: ChromaSe
     (docs / "notes.txt").write_text(TXT, encoding="utf-8")
 
     def host(name: str) -> dict[str, str]:
-        return _host(tmp_path, name, tiny_clip, chroma, pg_url, s3_url, s3_endpoint, aws_env)
+        return _host(tmp_path, name, tiny_clip, own_chroma, pg_url, s3_url, s3_endpoint, aws_env)
 
     a = run_cli(["index", str(docs), "--space", "team", "--json"], host("a"), cwd=tmp_path)
     assert a.returncode == 0, a.stderr[-3000:]
@@ -88,7 +76,8 @@ def test_hosts_share_one_index(tmp_path: Path, tiny_clip: Path, chroma: ChromaSe
     assert json_out(proc)["ok"]
 
 
-def test_migrate_embedded_to_server_mode(tmp_path: Path, tiny_clip: Path, chroma: ChromaServer,
+def test_migrate_embedded_to_server_mode(tmp_path: Path, tiny_clip: Path,
+                                         own_chroma: ChromaServer,
                                          pg_url: str, s3_url: str, s3_endpoint: str,
                                          aws_env: dict[str, str]) -> None:
     docs = tmp_path / "docs"
@@ -100,14 +89,14 @@ def test_migrate_embedded_to_server_mode(tmp_path: Path, tiny_clip: Path, chroma
     target = tmp_path / "server.toml"
     target.write_text(
         f'data_dir = "{tmp_path / "cache"}"\n[embedding]\nmodel = "{tiny_clip}"\n'
-        f'[store]\nurl = "{chroma.url}"\n[catalog]\nurl = "{pg_url}"\n'
+        f'[store]\nurl = "{own_chroma.url}"\n[catalog]\nurl = "{pg_url}"\n'
         f'[blobs]\nurl = "{s3_url}"\nendpoint_url = "{s3_endpoint}"\n', encoding="utf-8")
     for _ in range(2):  # safe to re-run
         proc = run_cli(["migrate", "--to", str(target), "--json"], local, cwd=tmp_path)
         report = json_out(proc)
         assert proc.returncode == 0 and report["ok"], (report, proc.stderr[-2000:])
         assert report["items"] == {"source": 4, "target": 4}
-    server = _host(tmp_path, "fresh", tiny_clip, chroma, pg_url, s3_url, s3_endpoint, aws_env)
+    server = _host(tmp_path, "fresh", tiny_clip, own_chroma, pg_url, s3_url, s3_endpoint, aws_env)
     proc = run_cli(["similar", str(images[1]), "--json"], server, cwd=tmp_path)
     assert json_out(proc)["results"][0]["source"] == str(images[1].resolve())
     proc = run_cli(["check", "--json"], server, cwd=tmp_path)
