@@ -1,8 +1,9 @@
 """How soon is a chat upload findable? In-process, model loaded, default configuration (OCR on).
 
 For each of N single uploads (a photo, then a slide, alternating), the time from calling
-``index_uploads`` until ``similar`` on the same bytes returns it (CLIP + near-duplicate
-search), compared with the time until its text is searchable too (the old one-phase path had
+``index_uploads`` until it returns with the item committed (then checked: ``similar`` on the
+same bytes returns it, by CLIP + near-duplicate search), compared with the time until its text
+is searchable too (the old one-phase path had
 to finish OCR, text vectors and keyword rows first). Uses a random CLIP with the real ViT-B/32
 sizes (weights do not change the timing).
 
@@ -38,8 +39,14 @@ def photo(seed: int) -> bytes:
 
 
 def slide(seed: int) -> bytes:
-    img = Image.new("RGB", (1280, 720), "white")
+    rng = np.random.default_rng(seed + 1000)
+    img = Image.new("RGB", (1280, 720), tuple(int(v) for v in rng.integers(200, 256, 3)))
     d = ImageDraw.Draw(img)
+    # A chart of its own on every slide, so no two slides are near-duplicates of each other.
+    for i in range(8):
+        h = int(rng.integers(40, 300))
+        d.rectangle([700 + 60 * i, 650 - h, 740 + 60 * i, 650],
+                    fill=tuple(int(v) for v in rng.integers(0, 200, 3)))
     try:
         f = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 40)
     except OSError:
@@ -76,9 +83,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                 data = photo(n) if n % 2 == 0 else slide(n)
                 start = time.perf_counter()
                 rep = await svc.index_uploads([Upload(f"u{n}", data, f"chat:{n}")], "bench")
-                hits = await svc.similar(data, Scope("bench"), k=1)
-                assert hits and hits[0].id == rep.indexed[0].id
-                findable.append(time.perf_counter() - start)
+                findable.append(time.perf_counter() - start)  # committed: search sees it now
+                # ... which this checks (the query's own cost, OCR of the query image
+                # included, is not part of the figure).
+                hits = await svc.similar(data, Scope("bench"), k=3)
+                assert rep.indexed[0].id in {h.id for h in hits}
                 await svc.wait_enriched()
                 searchable.append(time.perf_counter() - start)
     return {
