@@ -218,3 +218,27 @@ async def test_lost_original_is_reported(tmp_path: Path, tiny_clip: Path,
         assert report["counts"] == {"missing_original": 1, "unfindable_item": 1}
         await svc.check(repair=True)
         assert (await svc.stats("local")).items == 2  # the dead item is gone, not counted
+
+
+async def test_a_full_disk_stops_indexing_with_one_clear_error(
+        tmp_path: Path, tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from core.errors import DiskFull, public_message
+    from core.library import blobs
+
+    images = write_images(tmp_path / "imgs", 6)
+
+    def full(path: Path, data: bytes) -> None:  # what the file system says when it is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async with open_service(make_settings(tmp_path / "data", tiny_clip), Secrets({})) as svc:
+        monkeypatch.setattr(blobs, "_atomic_write", full)
+        with pytest.raises(DiskFull) as exc:
+            await svc.index_paths(images, "local")
+        assert "no space left on device" in str(exc.value)
+        assert public_message(exc.value) == DiskFull.public  # chat: a fixed sentence
+        assert (await svc.stats("local")).items == 0  # nothing half-written is shown
+        monkeypatch.undo()
+        report = await svc.index_paths(images, "local")  # space again: the re-run completes
+        assert len(report.indexed) == 6 and not report.failed
