@@ -1,8 +1,8 @@
 """Ingestion, phase 1: files and uploads -> findable items.
 
 Phase 1 (here) reads, hashes, decodes, makes the thumbnail, the perceptual hash and the CLIP
-vectors, and commits the catalog row: from then on the item is found by CLIP, near-duplicate
-and file-name search. Phase 2 (:mod:`core.enrich`) adds OCR text, captions, text vectors and
+vectors, and commits the catalog row: from then on the item is found by CLIP and
+near-duplicate search. Phase 2 (:mod:`core.enrich`) adds OCR text, captions, text vectors and
 keyword passages from a durable queue written in the same transaction as the row.
 
 Per item the Library's write order applies (blobs -> vectors -> keyword -> catalog row, the
