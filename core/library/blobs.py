@@ -29,6 +29,26 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 
 
+def blob_parts(sha: str) -> tuple[str, str, str]:
+    """``(ab, cd, abcd...)``: where an original lives under a root (a folder or a key prefix)."""
+    if not _SHA.fullmatch(sha):
+        raise ValueError(f"not a sha256 hex digest: {sha!r}")
+    return sha[:2], sha[2:4], sha
+
+
+def thumbnail_name(key: str) -> str:
+    """The file name of an item's thumbnail. Item ids become file names: a strict alphabet keeps
+    "../" and odd names out of the path; ":" is not allowed in Windows file names and "~" is
+    not a key character, so the mapping stays one-to-one."""
+    if not _KEY.fullmatch(key) or ".." in key:
+        raise ValueError(f"not a valid thumbnail key: {key!r}")
+    return key.replace(":", "~") + ".jpg"
+
+
+def is_sha(name: str) -> bool:
+    return bool(_SHA.fullmatch(name))
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
@@ -52,9 +72,7 @@ class BlobStore:
         self._thumbs = self.root / "thumbs"
 
     def path(self, sha: str) -> Path:
-        if not _SHA.fullmatch(sha):
-            raise ValueError(f"not a sha256 hex digest: {sha!r}")
-        return self.root / sha[:2] / sha[2:4] / sha
+        return self.root.joinpath(*blob_parts(sha))
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (once) and return its sha256 hex digest."""
@@ -74,11 +92,7 @@ class BlobStore:
             self.path(sha).unlink()
 
     def thumbnail_path(self, key: str) -> Path:
-        if not _KEY.fullmatch(key) or ".." in key:
-            raise ValueError(f"not a valid thumbnail key: {key!r}")
-        # ":" is not allowed in Windows file names; "~" is not a key character, so the
-        # mapping stays one-to-one.
-        return self._thumbs / (key.replace(":", "~") + ".jpg")
+        return self._thumbs / thumbnail_name(key)
 
     def put_thumbnail(self, key: str, jpeg: bytes) -> Path:
         path = self.thumbnail_path(key)
@@ -114,5 +128,5 @@ class BlobStore:
                 continue
             for second in first.iterdir():
                 if second.is_dir():
-                    out |= {p.name for p in second.iterdir() if _SHA.fullmatch(p.name)}
+                    out |= {p.name for p in second.iterdir() if is_sha(p.name)}
         return out

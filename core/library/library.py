@@ -115,6 +115,7 @@ class Library:
         self.models = dict(models)  # channel -> configured model id
         self.timeout_s = timeout_s
         self.check_models = check_models
+        self._recorded: set[str] = set()  # channels whose model is known to be recorded
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pixrag-write")
         self._readers = ThreadPoolExecutor(read_workers, thread_name_prefix="pixrag-read")
         self._io = ThreadPoolExecutor(4, thread_name_prefix="pixrag-blobs")
@@ -248,6 +249,10 @@ class Library:
             store.drop_collection(old)
 
     def _record_model(self, channel: str, dim: int) -> None:
+        # Once per channel and process: every write batch would otherwise read the catalog.
+        if channel in self._recorded:
+            return
+        self._recorded.add(channel)
         if self.catalog.get_meta(f"model:{channel}") != self.models[channel]:
             self.catalog.set_meta(f"model:{channel}", self.models[channel])
             self.catalog.set_meta(f"dim:{channel}", str(dim))

@@ -41,7 +41,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -55,12 +54,10 @@ import botocore.exceptions
 from botocore.config import Config
 
 from core.errors import ConfigError, StoreError, StoreUnavailable
+from core.library.blobs import blob_parts, is_sha, thumbnail_name
 
 log = logging.getLogger(__name__)
 
-_SHA = re.compile(r"[0-9a-f]{64}")
-# The local store's key alphabet: item ids become file names in the cache too.
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 _UNAVAILABLE_CODES = {"500", "502", "503", "504", "SlowDown", "ServiceUnavailable",
                       "InternalError", "RequestTimeout", "RequestTimeTooSkewed", "Throttling"}
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
@@ -184,21 +181,18 @@ class S3BlobStore:
 
     def blob_key(self, sha: str) -> str:
         """The object key of an original."""
-        self.path(sha)  # validates
-        return self._key("blobs", sha[:2], sha[2:4], sha)
+        return self._key("blobs", *blob_parts(sha))
 
     def thumbnail_key(self, key: str) -> str:
         """The object key of an item's thumbnail."""
-        self.thumbnail_path(key)  # validates
+        thumbnail_name(key)  # validates
         return self._key("thumbs", key + ".jpg")
 
     # the BlobStore interface ----------------------------------------------------------------
     def path(self, sha: str) -> Path:
         """Where the original lives in the local cache (it may not be there yet: see
         :meth:`ensure_local`)."""
-        if not _SHA.fullmatch(sha):
-            raise ValueError(f"not a sha256 hex digest: {sha!r}")
-        return self.root / sha[:2] / sha[2:4] / sha
+        return self.root.joinpath(*blob_parts(sha))
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (once) and return its sha256 hex digest."""
@@ -222,9 +216,7 @@ class S3BlobStore:
 
     def thumbnail_path(self, key: str) -> Path:
         """Where the thumbnail lives in the local cache (see :meth:`ensure_thumbnail`)."""
-        if not _KEY.fullmatch(key) or ".." in key:
-            raise ValueError(f"not a valid thumbnail key: {key!r}")
-        return self._thumbs / (key.replace(":", "~") + ".jpg")
+        return self._thumbs / thumbnail_name(key)
 
     def put_thumbnail(self, key: str, jpeg: bytes) -> Path:
         object_key = self.thumbnail_key(key)
@@ -262,7 +254,7 @@ class S3BlobStore:
             for page in pages:
                 for obj in page.get("Contents", []):
                     name = str(obj["Key"]).rsplit("/", 1)[-1]
-                    if _SHA.fullmatch(name):
+                    if is_sha(name):
                         out.add(name)
 
         self._call("list originals", listing)
