@@ -92,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = cmd("index", "index files and folders (recursive): images, PDFs, text/markdown")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                   help="files and folders to index (required)")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                   help="files and folders to index (required, except with --recaption)")
+    p.add_argument("--recaption", action="store_true",
+                   help="caption again the indexed items that have no caption (a failed "
+                   "caption request), only those under PATHs if given (default: off)")
     p.add_argument("--no-wait", action="store_true",
                    help="return once items are findable by image search; their text (OCR, "
                    "passages) follows in the next run or in the bots (default: wait for both)")
@@ -118,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "(required; format in docs/CLI.md)")
     _k(p, default="10")
     p.set_defaults(k=10)
+    p.add_argument("--compare", nargs="*", default=None, metavar="CONFIG",
+                   help="run the queries under several retrieval configurations and print a "
+                   "table: preset names (default, no-captions, captions-only, dense, "
+                   "no-keyword, no-clip, rrf) or key=value,... overrides of [retrieval], "
+                   "optionally NAME:key=value,... (default with no CONFIG: default, "
+                   "no-captions, dense, rrf)")
+    p.add_argument("--split", default=None, metavar="NAME",
+                   help="only the queries whose \"split\" is NAME, e.g. dev or test "
+                   "(default: all)")
     p = cmd("reindex", "re-embed what a model change requires, beside the live index")
     p.add_argument("--force", action="store_true",
                    help="re-embed images even when the model did not change (default: only "
@@ -200,7 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "index" and not args.paths and not args.recaption:
+        parser.error("index: the following arguments are required: PATH")
     settings: Settings | None = None
     if args.command == "health":
         # A health check never downloads: a model that is not here is a failed check.
@@ -297,6 +312,9 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
     if args.command == "check":
         return _print_check(args, await svc.check(repair=args.repair))
     scope = Scope(space=space, admin=True)  # the CLI is the operator's tool
+    if args.command == "index" and args.recaption:
+        report = await svc.recaption(args.paths, space, progress=_progress(args, "text"))
+        return _print_index(args, report)
     if args.command == "index":
         report = await svc.index_paths(args.paths, space, progress=progress,
                                        wait=not args.no_wait,
@@ -324,18 +342,34 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
                   + ", ".join(f"{n} {k}" for k, n in stats.by_kind.items()))
             print(f"model: {stats.model}  text model: {stats.text_model}")
             print(f"store: {stats.store}")
+            if stats.without_caption:
+                print(f"without a caption: {stats.without_caption} "
+                      "(pixrag index --recaption tries again)")
             for name, n in stats.spaces.items():
                 print(f"  {name}: {n}")
         return 0
     if args.command == "eval":
-        from core.evaluate import run_eval
+        from core.evaluate import compare, run_eval
 
-        result = await run_eval(svc, scope, args.file, k=args.k)
+        if args.compare is not None:
+            table = await compare(svc, scope, args.file, args.compare, k=args.k,
+                                  split=args.split)
+            if args.json:
+                _dump(table)
+            else:
+                _print_compare(table["configs"])
+            return 0
+        result = await run_eval(svc, scope, args.file, k=args.k, split=args.split,
+                                with_kinds=not args.json)
         if args.json:
             _dump(result)
         else:
             print(f"n={result['n']}  recall@1={result['recall@1']:.3f}  "
                   f"recall@5={result['recall@5']:.3f}  mrr={result['mrr']:.3f}")
+            if len(result["by_kind"]) > 1:
+                for kind, m in result["by_kind"].items():
+                    print(f"  {kind}: n={m['n']}  recall@1={m['recall@1']:.3f}  "
+                          f"recall@5={m['recall@5']:.3f}  mrr={m['mrr']:.3f}")
             for q in result["per_query"]:
                 label = q.get("query") or q.get("query_image")
                 print(f"  rank {q['rank'] or '-':>3}  {label}")
@@ -462,6 +496,18 @@ def _duration(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else \
         f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _print_compare(configs: list[dict[str, Any]]) -> None:
+    """One row per configuration, then one per configuration and kind."""
+    width = max([len(c["name"]) for c in configs] + [13])
+    print(f"{'configuration':<{width}}  {'kind':<10} {'n':>4}  {'R@1':>5}  {'R@5':>5}  "
+          f"{'MRR':>5}")
+    for c in configs:
+        rows = [("all", c)] + (list(c["by_kind"].items()) if len(c["by_kind"]) > 1 else [])
+        for kind, m in rows:
+            print(f"{c['name'] if kind == 'all' else '':<{width}}  {kind:<10} {m['n']:>4}  "
+                  f"{m['recall@1']:>5.3f}  {m['recall@5']:>5.3f}  {m['mrr']:>5.3f}")
 
 
 def _dump(doc: Any) -> None:

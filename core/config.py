@@ -91,6 +91,7 @@ class RetrievalSettings(_Section):
     # "rrf": weighted reciprocal-rank fusion. Weights apply to the chosen method.
     fusion: Literal["score", "rrf"] = "score"
     weight_text: float = Field(1.0, ge=0.0)  # sentence-embedding cosine of the best passage
+    weight_caption: float = Field(1.0, ge=0.0)  # the same, of the item's caption (captions on)
     weight_keyword: float = Field(0.07, ge=0.0)  # BM25 relative to the query's best match
     weight_clip: float = Field(0.3, ge=0.0)  # CLIP similarity above its floor (capped)
     weight_near_duplicate: float = Field(2.0, ge=0.0)

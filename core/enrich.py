@@ -23,6 +23,7 @@ from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
 from core.media.chunking import split_passages
 from core.media.imageio import Limits, load_image, to_jpeg
+from core.types import caption_passage_id
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ BATCH = 8
 LEASE_S = 600.0
 MAX_ATTEMPTS = 3
 CAPTION_CONCURRENCY = 4
+MAX_NOTED = 10_000
 
 TextProgress = Callable[[int, int], None]
 
@@ -73,6 +75,9 @@ class Enricher:
         self._progress = asyncio.Condition()
         self.done = 0
         self._captions: dict[str, asyncio.Future[str]] = {}
+        # Why an item has no caption (item id -> reason), for the index report's warnings;
+        # the durable record is the caption cache itself (``pixrag stats``, --recaption).
+        self.caption_failures: dict[str, str] = {}
         # A local VLM server serves a few requests at a time; many items in flight must not
         # become as many concurrent caption requests.
         self._caption_slots = asyncio.Semaphore(CAPTION_CONCURRENCY)
@@ -127,7 +132,7 @@ class Enricher:
     async def _one(self, row: ItemRow) -> ItemWrite:
         texts: list[str] = []
         image: Image.Image | None = None
-        if row.text.strip():  # a PDF text layer: no OCR needed
+        if row.text.strip():  # a PDF text layer, or text read before (re-captioning)
             texts.append(row.text.strip())
         need_image = (not texts and self.s.index.ocr) or self._captions_on
         if need_image and row.image_sha:
@@ -140,42 +145,54 @@ class Enricher:
                 ocr = (await self.c.run(self.c.pools.ocr, reader.read, image)).strip()
                 if ocr:
                     texts.append(ocr)
+        caption = ""
         if image is not None and row.image_sha:
-            caption = await self._caption(row.image_sha, image)
-            if caption:
-                texts.append(caption)
-        pieces = [p.text for t in texts
-                  for p in split_passages(t, max_chars=self.s.text.passage_chars)]
-        vecs = await self.c.text_vectors.submit_many(pieces)
-        passages = [(f"{row.id}#{i}", v, t)
-                    for i, (t, v) in enumerate(zip(pieces, vecs, strict=True))]
-        return ItemWrite(row=replace(row, text="\n".join(texts), stage=2), passages=passages)
+            caption = await self._caption(row, image)
+        max_chars = self.s.text.passage_chars
+        pieces = [(f"{row.id}#{i}", p.text) for i, p in enumerate(
+            p for t in texts for p in split_passages(t, max_chars=max_chars))]
+        # Captions are passages of their own (a signal retrieval weighs separately).
+        pieces += [(caption_passage_id(row.id, i), p.text)
+                   for i, p in enumerate(split_passages(caption, max_chars=max_chars))]
+        vecs = await self.c.text_vectors.submit_many([t for _, t in pieces])
+        passages = [(pid, v, t) for (pid, t), v in zip(pieces, vecs, strict=True)]
+        text = "\n".join([*texts, caption] if caption and caption not in texts else texts)
+        return ItemWrite(row=replace(row, text=text, stage=2), passages=passages)
 
     @property
     def _captions_on(self) -> bool:
         return self.s.index.captions and self.c.captioner is not None
 
-    async def _caption(self, image_sha: str, image: Image.Image) -> str:
+    async def _caption(self, row: ItemRow, image: Image.Image) -> str:
         if not self._captions_on:
             return ""
-        running = self._captions.get(image_sha)
+        assert row.image_sha
+        running = self._captions.get(row.image_sha)
         if running is not None:  # the same image is being captioned right now
-            return await asyncio.shield(running)
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._captions[image_sha] = fut
-        text = ""
-        try:
-            text = await self._caption_once(image_sha, image)
-        finally:
-            del self._captions[image_sha]
-            fut.set_result(text)
+            text = await asyncio.shield(running)
+        else:
+            fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._captions[row.image_sha] = fut
+            text = ""
+            try:
+                text = await self._caption_once(row, image)
+            finally:
+                del self._captions[row.image_sha]
+                fut.set_result(text)
+        if not text:
+            self._note_failure(row.id, "caption failed (the model gave no caption)")
         return text
 
-    async def _caption_once(self, image_sha: str, image: Image.Image) -> str:
+    def _note_failure(self, item_id: str, reason: str) -> None:
+        self.caption_failures.setdefault(item_id, reason)
+        while len(self.caption_failures) > MAX_NOTED:  # bots never read them: stay bounded
+            del self.caption_failures[next(iter(self.caption_failures))]
+
+    async def _caption_once(self, row: ItemRow, image: Image.Image) -> str:
         captioner = self.c.captioner
-        assert captioner is not None
+        assert captioner is not None and row.image_sha
         model = captioner.model_id
-        cached = await self.lib.caption(image_sha, model)
+        cached = await self.lib.caption(row.image_sha, model)
         if cached is not None:
             return cached
         jpeg = await self.c.run(self.c.pools.decode, to_jpeg, image, 1024)
@@ -183,9 +200,13 @@ class Enricher:
             async with self._caption_slots:
                 text, _usage = await captioner.caption(jpeg)
         except PixragError as exc:  # captions are optional: index without one
-            log.warning("caption failed for %s: %s", image_sha[:12], exc)
+            log.warning("caption failed for %s: %s", row.image_sha[:12], exc)
+            self._note_failure(row.id, f"caption failed: {exc}")
             return ""
-        await self.lib.put_caption(image_sha, model, text)
+        if not text.strip():
+            return ""
+        self.caption_failures.pop(row.id, None)
+        await self.lib.put_caption(row.image_sha, model, text)
         return text
 
     async def wait_for(self, ids: Sequence[str], progress: TextProgress | None = None) -> None:

@@ -25,7 +25,7 @@ from core.config import RetrievalSettings
 from core.library.catalog import ItemRow
 from core.media import neardup
 from core.media.imageio import Limits, load_image
-from core.types import Hit, Scope
+from core.types import Hit, Scope, is_caption_passage
 
 _WORD = re.compile(r"[\w][\w\-\.]*[\w]|\w", re.UNICODE)
 _STOP = frozenset([
@@ -145,10 +145,11 @@ async def gather_all(*aws: Awaitable[Any]) -> list[Any]:
 
 
 class Retriever:
-    def __init__(self, c: Components) -> None:
+    def __init__(self, c: Components, retrieval: RetrievalSettings | None = None) -> None:
         self.c = c
         self.lib = c.library
-        self.r: RetrievalSettings = c.settings.retrieval
+        # ``retrieval`` lets `pixrag eval --compare` run other settings over the same index.
+        self.r: RetrievalSettings = retrieval or c.settings.retrieval
         self.limits = Limits.from_settings(c.settings.index)
         bits = self.r.near_duplicate_bits
         self.near_bits = neardup.DEFAULT_MAX_DISTANCE if bits < 0 else bits
@@ -156,6 +157,7 @@ class Retriever:
     @property
     def weights(self) -> dict[str, float]:
         return {"clip": self.r.weight_clip, "text": self.r.weight_text,
+                "caption": self.r.weight_caption,
                 "keyword": self.r.weight_keyword, "near_duplicate": self.r.weight_near_duplicate}
 
     # text queries ---------------------------------------------------------------------------
@@ -171,9 +173,9 @@ class Retriever:
             await c.clip()
             return await self._clip(await c.clip_texts.submit(text), scope, self.r.min_clip)
 
-        async def dense() -> list[tuple[str, float, str]]:
+        async def dense() -> list[tuple[str, str, float, str]]:
             vec = await c.text_queries.submit(text)
-            return await self.lib.query("text", vec, scope, n * 3)
+            return await self.lib.query_passages("text", vec, scope, n * 3)
 
         async def keyword() -> list[tuple[str, float]]:
             return await self.lib.keyword_search(scope, text, n)
@@ -184,12 +186,19 @@ class Retriever:
         dense_hits, keyword_hits, clip_hits = await gather_all(
             dense(), keyword(), clip() if with_clip else none())
         snippets: dict[str, str] = {}
-        for item, _sim, doc in sorted(dense_hits, key=lambda h: -h[1]):
+        # A vision model's caption is a signal of its own: it knows what an error means or
+        # what a chart shows, where the on-screen text only says what is written.
+        ranked = sorted(dense_hits, key=lambda h: (is_caption_passage(h[0]), -h[2]))
+        for _pid, item, _sim, doc in ranked:  # prefer the item's own words as the snippet
             snippets.setdefault(item, doc)
         lists: dict[str, list[tuple[str, float]]] = {
-            "text": best_per_item([(i, s) for i, s, _ in dense_hits]),
+            "text": best_per_item([(i, s) for p, i, s, _ in dense_hits
+                                   if not is_caption_passage(p)]),
             "keyword": list(keyword_hits),
         }
+        captions = best_per_item([(i, s) for p, i, s, _ in dense_hits if is_caption_passage(p)])
+        if captions:
+            lists["caption"] = captions
         if with_clip:
             lists["clip"] = clip_hits
         return lists, snippets
@@ -258,7 +267,7 @@ class Retriever:
         s = f.signals
         if "near_duplicate" in s:
             return True
-        if s.get("text", -1.0) >= self.r.min_text:
+        if max(s.get("text", -1.0), s.get("caption", -1.0)) >= self.r.min_text:
             return True
         clip_floor = self.r.min_clip_image if image_query else self.r.min_clip
         if s.get("clip", -1.0) >= clip_floor:

@@ -17,12 +17,13 @@ from typing import Any, Literal
 from core.admission import Admission
 from core.answer import Answerer
 from core.components import Components
+from core.config import RetrievalSettings
 from core.enrich import MAX_ATTEMPTS, Enricher, QueryGate
-from core.errors import NotFound, PermissionDenied, PixragError, UnsupportedInput
+from core.errors import ConfigError, NotFound, PermissionDenied, PixragError, UnsupportedInput
 from core.ingest import Ingestor, discover, display_text, upload_job
 from core.retrieve import Retriever
 from core.textnorm import normalize_name, normalize_text
-from core.types import Answer, Failed, Hit, IndexReport, Scope, Stats, Turn, Upload
+from core.types import Answer, Failed, Hit, IndexedItem, IndexReport, Scope, Stats, Turn, Upload
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,14 @@ class PixRAG:
             await self.enricher.wait_for(ids, text_progress)
             failures = dict(await self.library.read(
                 "reading the queue", self.library.catalog.enrich_failures, MAX_ATTEMPTS))
+            captions = self.enricher.caption_failures
             for item in report.indexed:
                 if item.id in failures:
                     report.warnings.append(Failed(item.source, "indexed without its text: "
                                                   + failures[item.id]))
+                elif item.id in captions:
+                    report.warnings.append(Failed(item.source, "indexed without a caption: "
+                                                  + captions.pop(item.id)))
 
     async def wait_enriched(self) -> None:
         """Wait until nothing is waiting for text (tests, benchmarks, ``pixrag index``)."""
@@ -120,6 +125,10 @@ class PixRAG:
             raise UnsupportedInput("query", "empty query")
         with self.gate.query():
             return await self._retriever.search_text(text, scope, self._k(k))
+
+    def with_retrieval(self, retrieval: RetrievalSettings) -> Retriever:
+        """A retriever over this index with other retrieval settings (``eval --compare``)."""
+        return Retriever(self.c, retrieval)
 
     async def similar(
         self, image: bytes, scope: Scope, k: int | None = None, name: str = "image"
@@ -263,9 +272,46 @@ class PixRAG:
         st = self.settings.store
         store = st.url or str(Path(st.path).expanduser() if st.path
                               else self.settings.data_path / "chroma")
+        captioner = self._caption_model()
+        without = (None if captioner is None
+                   else len(await lib.uncaptioned(space, captioner)))
         return Stats(items=sum(full.values()), by_kind=full, spaces=spaces,
                      model=self.c.clip_model_id, store=store,
-                     text_model=self.c.text.model_id, waiting_for_text=pending)
+                     text_model=self.c.text.model_id, waiting_for_text=pending,
+                     without_caption=without)
+
+    def _caption_model(self) -> str | None:
+        """The captioner's model id when captions are on (builds no client)."""
+        if not self.settings.index.captions:
+            return None
+        captioner = self.c.captioner
+        return None if captioner is None else captioner.model_id
+
+    async def recaption(self, paths: Sequence[Path], space: str, *,
+                        progress: Progress | None = None) -> IndexReport:
+        """Caption again the items of ``space`` that have no caption by the current model
+        (a failed or skipped caption); ``paths`` narrows it to items from those files and
+        folders. They stay searchable meanwhile; OCR is not repeated."""
+        model = self._caption_model()
+        if model is None:
+            raise ConfigError("[index] captions", "captions are off: set it to true, with an "
+                              "answer provider that can see images")
+        ids = await self.library.uncaptioned(space, model)
+        if paths and ids:
+            roots = [str(Path(p).expanduser().resolve()) for p in paths]
+            rows = await self.library.rows(Scope(space=space, admin=True), ids)
+            ids = [i for i in ids if i in rows and any(
+                rows[i].source == r or rows[i].source.startswith(r.rstrip("/") + "/")
+                for r in roots)]
+        report = IndexReport()
+        if not ids:
+            return report
+        await self.library.requeue(space, ids)
+        rows = await self.library.rows(Scope(space=space, admin=True), ids)
+        report.indexed.extend(IndexedItem(i, rows[i].source, rows[i].kind, rows[i].page)  # type: ignore[arg-type]
+                              for i in ids if i in rows)
+        await self._after_phase1(report, True, progress)
+        return report
 
     # preferences ------------------------------------------------------------------------------
     async def set_autoindex(self, space: str, channel: str, on: bool) -> None:

@@ -196,6 +196,17 @@ class Answer:
         }
 
 
+def caption_passage_id(item: str, n: int) -> str:
+    """Caption passages are told apart from text passages by their id, so retrieval can weigh
+    a vision model's description as a signal of its own."""
+    return f"{item}#c{n}"
+
+
+def is_caption_passage(passage_id: str) -> bool:
+    _, sep, tail = passage_id.rpartition("#")
+    return bool(sep) and tail.startswith("c")
+
+
 @dataclass(frozen=True)
 class Stats:
     items: int
@@ -205,6 +216,8 @@ class Stats:
     store: str
     text_model: str = ""
     waiting_for_text: int = 0  # items findable by CLIP, OCR/text still queued
+    # Items whose caption failed (captions on only; None when captions are off).
+    without_caption: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -215,4 +228,5 @@ class Stats:
             "text_model": self.text_model,
             "store": self.store,
             "waiting_for_text": self.waiting_for_text,
+            **({} if self.without_caption is None else {"without_caption": self.without_caption}),
         }

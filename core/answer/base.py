@@ -76,7 +76,8 @@ def malformed_failure(exc: BaseException, secret: str | None = None) -> Failure:
 
 
 class Backend(Protocol):
-    """One provider's client. ``run`` yields text deltas, then one :class:`Usage`.
+    """One provider's client. ``run`` yields text deltas, then one :class:`Usage`; with
+    ``stream=False`` it makes one plain request and yields its whole text, then the usage.
 
     Every error leaves ``run`` as :class:`TransientFailure` or :class:`RequestRejected`.
     """
@@ -85,7 +86,8 @@ class Backend(Protocol):
     model: str
     key_env: str  # the environment variable holding its key ("" when none)
 
-    def run(self, prompt: Prompt, max_tokens: int) -> AsyncGenerator[str | Usage, None]: ...
+    def run(self, prompt: Prompt, max_tokens: int, *, stream: bool = True
+            ) -> AsyncGenerator[str | Usage, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -118,7 +120,8 @@ def _log_give_up(backend: Backend, failure: Failure, attempts: int) -> None:
 
 
 async def _bounded(
-    backend: Backend, prompt: Prompt, settings: AnswerSettings, deadline: float
+    backend: Backend, prompt: Prompt, settings: AnswerSettings, deadline: float,
+    *, stream: bool = True,
 ) -> AsyncGenerator[str | Usage, None]:
     """``backend.run`` with time limits: the whole attempt ends at ``deadline`` (loop time),
     and at most ``timeout_s`` may pass between two pieces of text. The SDK's own read timeout
@@ -127,7 +130,8 @@ async def _bounded(
     """
     loop = asyncio.get_running_loop()
     gap_s = settings.timeout_s
-    async with contextlib.aclosing(backend.run(prompt, settings.max_tokens)) as items:
+    async with contextlib.aclosing(backend.run(prompt, settings.max_tokens,
+                                               stream=stream)) as items:
         while True:
             limit = asyncio.timeout_at(min(deadline, loop.time() + gap_s))
             try:
@@ -158,7 +162,10 @@ async def complete(
     backend: Backend, prompt: Prompt, settings: AnswerSettings
 ) -> tuple[str, Usage]:
     """One non-interactive call with retries, within ``deadline_s``; raises AnswerError /
-    ProviderUnavailable (fixed text, detail logged) at the end. An empty reply is an outage."""
+    ProviderUnavailable (fixed text, detail logged) at the end. An empty reply is an outage.
+
+    Nobody watches the text arrive, so it is a plain (non-streaming) request: every
+    compatible server and proxy answers those, including some that mangle streams."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.deadline_s
     budget = RetryBudget(settings.max_retries, settings.max_wait_s)
@@ -166,7 +173,8 @@ async def complete(
         chunks: list[str] = []
         usage = Usage()
         try:
-            async with contextlib.aclosing(_bounded(backend, prompt, settings, deadline)) as items:
+            async with contextlib.aclosing(_bounded(backend, prompt, settings, deadline,
+                                                    stream=False)) as items:
                 async for item in items:
                     if isinstance(item, Usage):
                         usage = item

@@ -41,7 +41,12 @@ class AnthropicBackend:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def run(self, prompt: Prompt, max_tokens: int) -> AsyncGenerator[str | Usage, None]:
+    async def run(self, prompt: Prompt, max_tokens: int, *, stream: bool = True
+                  ) -> AsyncGenerator[str | Usage, None]:
+        if not stream:
+            async for item in self._once(prompt, max_tokens):
+                yield item
+            return
         messages = _messages(prompt)
         try:
             async with self._client.messages.stream(
@@ -49,11 +54,11 @@ class AnthropicBackend:
                 max_tokens=max_tokens,
                 system=prompt.system,
                 messages=messages,
-            ) as stream:
-                async for text in stream.text_stream:
+            ) as events:
+                async for text in events.text_stream:
                     if text:
                         yield text
-                final = await stream.get_final_message()
+                final = await events.get_final_message()
                 usage = Usage(final.usage.input_tokens or 0, final.usage.output_tokens or 0)
         except anthropic.APIError as exc:
             raise failure_error(self.provider, self.model, self._classify(exc)) from exc
@@ -62,6 +67,26 @@ class AnthropicBackend:
             # in a JSONDecodeError, a cut stream in a transport error: all are outages.
             failure = malformed_failure(exc, self._key)
             raise failure_error(self.provider, self.model, failure) from exc
+        yield usage
+
+    async def _once(self, prompt: Prompt, max_tokens: int) -> AsyncGenerator[str | Usage, None]:
+        try:
+            reply = await self._client.messages.create(
+                model=self.model,
+                max_tokens=max_tokens,
+                system=prompt.system,
+                messages=_messages(prompt),
+            )
+            text = "".join(getattr(b, "text", "") for b in reply.content
+                           if getattr(b, "type", "") == "text")
+            usage = Usage(reply.usage.input_tokens or 0, reply.usage.output_tokens or 0)
+        except anthropic.APIError as exc:
+            raise failure_error(self.provider, self.model, self._classify(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - a body that is not a message
+            failure = malformed_failure(exc, self._key)
+            raise failure_error(self.provider, self.model, failure) from exc
+        if text:
+            yield text
         yield usage
 
     def _classify(self, exc: anthropic.APIError) -> Failure:

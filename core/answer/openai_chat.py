@@ -55,11 +55,16 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def run(self, prompt: Prompt, max_tokens: int) -> AsyncGenerator[str | Usage, None]:
+    async def run(self, prompt: Prompt, max_tokens: int, *, stream: bool = True
+                  ) -> AsyncGenerator[str | Usage, None]:
+        if not stream:
+            async for item in self._once(prompt, max_tokens):
+                yield item
+            return
         usage = Usage()
         messages = _messages(prompt)
         try:
-            stream = await self._client.chat.completions.create(
+            chunks = await self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,
                 stream=True,
@@ -68,7 +73,7 @@ class OpenAIBackend:
                 max_completion_tokens=openai.omit if self._use_max_tokens else max_tokens,
             )
             try:
-                async for chunk in stream:
+                async for chunk in chunks:
                     if chunk.usage is not None:
                         usage = Usage(
                             chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0
@@ -77,7 +82,7 @@ class OpenAIBackend:
                         if choice.delta and choice.delta.content:
                             yield choice.delta.content
             finally:
-                await stream.close()
+                await chunks.close()
         except openai.APIError as exc:
             raise failure_error(self.provider, self.model, self._classify(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - the SDK's parser fails in many ways
@@ -86,6 +91,26 @@ class OpenAIBackend:
             # for parses as a stream with no text: the answer loop treats that as empty.)
             failure = malformed_failure(exc, self._key)
             raise failure_error(self.provider, self.model, failure) from exc
+        yield usage
+
+    async def _once(self, prompt: Prompt, max_tokens: int) -> AsyncGenerator[str | Usage, None]:
+        try:
+            reply = await self._client.chat.completions.create(
+                model=self.model,
+                messages=_messages(prompt),
+                max_tokens=max_tokens if self._use_max_tokens else openai.omit,
+                max_completion_tokens=openai.omit if self._use_max_tokens else max_tokens,
+            )
+            text = "".join(c.message.content or "" for c in reply.choices if c.message)
+            usage = Usage(reply.usage.prompt_tokens or 0, reply.usage.completion_tokens or 0
+                          ) if reply.usage else Usage()
+        except openai.APIError as exc:
+            raise failure_error(self.provider, self.model, self._classify(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - a body that is not a chat completion
+            failure = malformed_failure(exc, self._key)
+            raise failure_error(self.provider, self.model, failure) from exc
+        if text:
+            yield text
         yield usage
 
     def _classify(self, exc: openai.APIError) -> Failure:

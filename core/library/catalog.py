@@ -410,6 +410,20 @@ class Catalog:
         return [(i, e) for i, e in self._exec(
             "SELECT item_id, error FROM enrich WHERE attempts >= ?", [max_attempts])]
 
+    def uncaptioned(self, space: str, model: str) -> list[str]:
+        """Items of ``space`` done with phase 2 whose image has no caption by ``model``."""
+        return [r[0] for r in self._exec(
+            "SELECT id FROM items i WHERE space=? AND stage=2 AND COALESCE(image_sha,'')!='' "
+            "AND NOT EXISTS (SELECT 1 FROM captions c WHERE c.sha=i.image_sha AND c.model=?) "
+            "ORDER BY id", [space, model])]
+
+    def requeue(self, space: str, ids: Sequence[str]) -> None:
+        """Queue items for phase 2 again (they stay searchable with what they have)."""
+        now = time.time()
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO enrich (item_id, space, created) "
+                           "VALUES (?,?,?)", [(i, space, now) for i in ids])
+
     # copying a whole catalog (pixrag migrate) --------------------------------------------
 
     def dump(self, table: str) -> list[dict[str, Any]]:

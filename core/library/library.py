@@ -37,7 +37,7 @@ from core.library.keyword import KeywordDoc
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
 from core.library.vectors import VectorRecord, VectorStore
 from core.models.batching import MicroBatcher
-from core.types import Hit, Origin, Scope
+from core.types import Hit, Origin, Scope, is_caption_passage
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,8 @@ class Library:
                              documents=[p[2] for p in passages])
                 self._record_model("text", int(passages[0][1].shape[0]))
                 self.keyword.add([KeywordDoc(pid, row.id, row.space, row.audience, text)
-                                  for pid, _, text, row in passages])
+                                  for pid, _, text, row in passages
+                                  if not is_caption_passage(pid)])
             self.catalog.finish_enrich([w.row for w in writes])
 
         await self.write("storing text", work)
@@ -334,6 +335,14 @@ class Library:
         hits = await self.read(f"{channel} search", lambda: store.query(
             channel, vector, space=scope.space, audiences=scope.audiences(), n=n))
         return [(h.item, h.similarity, h.document or "") for h in hits]
+
+    async def query_passages(self, channel: str, vector: np.ndarray, scope: Scope,
+                             n: int) -> list[tuple[str, str, float, str]]:
+        """Like :meth:`query`, with each vector's own id: ``[(id, item, similarity, doc)]``."""
+        store = await self.vectors()
+        hits = await self.read(f"{channel} search", lambda: store.query(
+            channel, vector, space=scope.space, audiences=scope.audiences(), n=n))
+        return [(h.id, h.item, h.similarity, h.document or "") for h in hits]
 
     async def keyword_search(self, scope: Scope, text: str, n: int) -> list[tuple[str, float]]:
         return await self.read("keyword search", lambda: self.keyword.search(
@@ -398,6 +407,12 @@ class Library:
 
     async def put_caption(self, sha: str, model: str, text: str) -> None:
         await self.write("saving a caption", self.catalog.put_caption, sha, model, text)
+
+    async def uncaptioned(self, space: str, model: str) -> list[str]:
+        return await self.read("reading captions", self.catalog.uncaptioned, space, model)
+
+    async def requeue(self, space: str, ids: Sequence[str]) -> None:
+        await self.write("updating the queue", self.catalog.requeue, space, list(ids))
 
     async def add_feedback(self, space: str, platform: str, user: str, question: str,
                            verdict: str, sources: Sequence[dict[str, Any]]) -> None:

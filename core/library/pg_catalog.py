@@ -320,6 +320,23 @@ class PgCatalog:
             "queue lookup", "SELECT item_id, error FROM enrich WHERE attempts >= %s",
             [max_attempts])]
 
+    def uncaptioned(self, space: str, model: str) -> list[str]:
+        return [r[0] for r in self._db.fetch(
+            "caption lookup",
+            "SELECT id FROM items i WHERE space = %s AND stage = 2 "
+            "AND COALESCE(image_sha, '') <> '' AND NOT EXISTS (SELECT 1 FROM captions c "
+            "WHERE c.sha = i.image_sha AND c.model = %s) ORDER BY id", [space, model])]
+
+    def requeue(self, space: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        now = time.time()
+        with self._db.connection("queue add") as conn, conn.transaction(), \
+                conn.cursor() as cur:
+            cur.executemany("INSERT INTO enrich (item_id, space, created) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (item_id) DO NOTHING",
+                            [(i, space, now) for i in sorted(ids)])
+
     # meta and whole-catalog copies ----------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         rows = self._db.fetch("catalog meta", "SELECT value FROM meta WHERE key = %s", [key])

@@ -45,7 +45,8 @@ class Reply:
     pings: bool = False  # a 200 stream of keep-alive pings / empty deltas, never any content
     # A broken server or proxy: "json" answers a streaming request with a plain JSON body,
     # "invalid" sends SSE data that is not JSON, "truncated" drops the connection after the
-    # first delta, "garbage" sends a 200 text/plain body.
+    # first delta, "garbage" sends a 200 text/plain body. A plain (non-streaming) request
+    # gets the same faults in plain form; "json" is then an ordinary reply.
     shape: Literal["ok", "json", "invalid", "truncated", "garbage"] = "ok"
 
 
@@ -150,6 +151,30 @@ class FakeLLM:
                 await asyncio.sleep(0.05)
         return None
 
+    async def _broken_plain(self, request: web.Request, reply: Reply
+                            ) -> web.StreamResponse | None:
+        """The same misbehaviour for a plain (non-streaming) request."""
+        if reply.shape == "garbage":
+            return web.Response(body=b"upstream said no", status=200,
+                                headers={"Content-Type": "text/plain"})
+        if reply.shape == "invalid":
+            return web.Response(body=b"{not json", status=200,
+                                headers={"Content-Type": "application/json"})
+        if reply.shape == "truncated" or reply.pings:
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await resp.write(b'{"id": "partial", ')
+            if reply.pings:  # whitespace now and then, never the rest of the body
+                while True:
+                    await asyncio.sleep(0.05)
+                    await resp.write(b" ")
+            await asyncio.sleep(0.05)
+            assert request.transport is not None
+            request.transport.abort()
+            return resp
+        return None
+
     @staticmethod
     def _ping(path: str) -> bytes:
         if path == "/v1/messages":
@@ -172,6 +197,10 @@ class FakeLLM:
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1}}
+        if not body.get("stream"):
+            plain = await self._broken_plain(request, reply)
+            if plain is not None:
+                return plain
         if not body.get("stream") or reply.shape == "json":
             message.update(content=[{"type": "text", "text": text}], stop_reason="end_turn",
                            usage=usage)
@@ -218,6 +247,10 @@ class FakeLLM:
         usage = {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
                  "total_tokens": reply.input_tokens + reply.output_tokens}
         base = {"id": "chatcmpl-fake", "created": 1, "model": model}
+        if not body.get("stream"):
+            plain = await self._broken_plain(request, reply)
+            if plain is not None:
+                return plain
         if not body.get("stream") or reply.shape == "json":
             return _json({**base, "object": "chat.completion", "usage": usage, "choices": [{
                 "index": 0, "finish_reason": "stop",

@@ -165,7 +165,25 @@ async def test_provider_error_text_is_logged_not_shown(
 # -- captions -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai", "openai-compatible"])
-@pytest.mark.parametrize("shape", [*SHAPES, "pings"])
+async def test_caption_is_a_plain_request_that_survives_broken_streaming(
+    provider: str, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """Some compatible servers answer a streaming request with a plain JSON body; a caption
+    never streams, so it works with them."""
+    fake.default = Reply(shape="json", deltas=["A slide ", "about pricing."])
+    settings = settings_for(provider, fake)
+    captioner = build_captioner(IndexSettings(captions=True), settings, secrets_for(provider))
+    assert captioner is not None
+    try:
+        text, usage = await captioner.caption(make_image(tmp_path / "x.png", (64, 64)).read_bytes())
+    finally:
+        await captioner.aclose()
+    assert text == "A slide about pricing." and usage.input_tokens == 42
+    assert [r.body.get("stream", False) for r in fake.requests] == [False]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai", "openai-compatible"])
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s != "json"] + ["pings"])
 async def test_caption_failures_are_clear_per_image_errors(
     provider: str, shape: str, fake: FakeLLM, tmp_path: Path
 ) -> None:
@@ -194,7 +212,7 @@ async def test_indexing_survives_a_broken_caption_model(
 ) -> None:
     from core.app import open_service
 
-    fake.default = Reply(shape="json")  # the SDK's stream parser fails on it (AssertionError)
+    fake.default = Reply(shape="garbage")  # a 200 text/plain body
     env = {"PIXRAG_EMBEDDING__MODEL": str(tiny_clip), "PIXRAG_ANSWER__PROVIDER": "anthropic",
            "PIXRAG_ANSWER__BASE_URL": fake.anthropic_url, "PIXRAG_INDEX__CAPTIONS": "true",
            "PIXRAG_INDEX__OCR": "false"}

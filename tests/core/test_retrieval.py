@@ -142,7 +142,7 @@ async def test_captions_join_text_and_are_requested_once(tmp_path: Path, tiny_cl
             hits = await svc.search("Zephyr revenue chart", Scope("local"))
         assert len(llm.requests) == 1
         assert hits and hits[0].name in {"chart.png", "same-bytes.png"}
-        assert "text" in hits[0].signals
+        assert "caption" in hits[0].signals
 
 
 def test_tile_boxes_cover_long_images_only() -> None:
