@@ -45,7 +45,7 @@ async def open_service(settings: Settings, secrets: Secrets, *,
 @contextlib.asynccontextmanager
 async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], text: Any,
                 check_models: bool) -> AsyncIterator[PixRAG]:
-    from core.answer import DeferredAnswerer, build_captioner
+    from core.answer import DeferredAnswerer, build_captioner, build_expander
     from core.components import Components, Executors
     from core.service import PixRAG
 
@@ -59,6 +59,9 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
         captioner = build_captioner(settings.index, settings.answer, secrets)
         if captioner is not None:
             stack.push_async_callback(captioner.aclose)
+        expander = build_expander(settings.retrieval, settings.answer, secrets)
+        if expander is not None:
+            stack.push_async_callback(expander.aclose)
         emb = settings.embedding
 
         def load_clip():  # type: ignore[no-untyped-def]
@@ -72,7 +75,8 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
             return RapidReader(gate=settings.index.ocr_gate)
 
         components = Components(settings=settings, library=library, text=text,
-                                captioner=captioner, pools=pools, load_clip=load_clip,
+                                captioner=captioner, expander=expander, pools=pools,
+                                load_clip=load_clip,
                                 load_reader=load_reader if settings.index.ocr else None)
         stack.push_async_callback(components.aclose)
         service = PixRAG(components, answerer)

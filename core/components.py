@@ -20,7 +20,7 @@ from core.config import Settings
 from core.library.library import Library
 from core.models.batching import MicroBatcher
 from core.models.priority import INDEX, QUERY, PriorityExecutor
-from core.protocols import Captioner, TextEmbedder, TextReader
+from core.protocols import Captioner, QueryExpander, TextEmbedder, TextReader
 
 if TYPE_CHECKING:
     from core.models.clip import ClipEmbedder
@@ -59,12 +59,14 @@ class Executors:
 class Components:
     def __init__(self, *, settings: Settings, library: Library, text: TextEmbedder,
                  captioner: Captioner | None, pools: Executors,
+                 expander: QueryExpander | None = None,
                  load_clip: Callable[[], ClipEmbedder],
                  load_reader: Callable[[], TextReader] | None) -> None:
         self.settings = settings
         self.library = library
         self.text = text
         self.captioner = captioner
+        self.expander = expander
         self.pools = pools
         self._load_clip = load_clip
         self._load_reader = load_reader

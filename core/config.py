@@ -104,6 +104,10 @@ class RetrievalSettings(_Section):
     min_clip_image: float = Field(0.8, ge=-1.0, le=1.0)  # CLIP image-image cosine
     min_keyword: float = Field(0.5, ge=0.0)  # share of query terms matched by BM25 hit
     near_duplicate_bits: int = Field(-1, ge=-1, le=512)  # -1 = neardup.DEFAULT_MAX_DISTANCE
+    # Query expansion by the answer model (text queries; needs an answer provider): the
+    # question rewritten into likely on-screen words, searched beside the question itself.
+    expand_queries: bool = False
+    expand_timeout_s: float = Field(3.0, gt=0, le=60)
 
 
 class AnswerSettings(_Section):

@@ -51,3 +51,11 @@ class Captioner(Protocol):
     model_id: str
 
     async def caption(self, jpeg: bytes) -> tuple[str, Usage]: ...
+
+
+@runtime_checkable
+class QueryExpander(Protocol):
+    """Rewrites a question into words likely to appear in what it looks for. Never raises:
+    an expansion that failed or took too long is "" (search goes on without it)."""
+
+    async def expand(self, question: str) -> str: ...

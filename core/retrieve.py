@@ -162,10 +162,15 @@ class Retriever:
 
     # text queries ---------------------------------------------------------------------------
     async def search_text(self, text: str, scope: Scope, k: int) -> list[Hit]:
-        lists, snippets = await self._text_signals(text, scope, with_clip=True)
+        expansion = ""
+        if self.r.expand_queries and self.c.expander is not None:
+            expansion = await self.c.expander.expand(text)
+        lists, snippets = await self._text_signals(text, scope, with_clip=True,
+                                                   expansion=expansion)
         return await self._finish(lists, snippets, scope, k, terms(text))
 
-    async def _text_signals(self, text: str, scope: Scope, *, with_clip: bool
+    async def _text_signals(self, text: str, scope: Scope, *, with_clip: bool,
+                            expansion: str = ""
                             ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, str]]:
         c, n = self.c, self.r.candidates
 
@@ -175,10 +180,14 @@ class Retriever:
 
         async def dense() -> list[tuple[str, str, float, str]]:
             vec = await c.text_queries.submit(text)
-            return await self.lib.query_passages("text", vec, scope, n * 3)
+            hits = await self.lib.query_passages("text", vec, scope, n * 3)
+            if expansion:  # the expanded words are a second way to the same passages
+                vec = await c.text_queries.submit(expansion)
+                hits += await self.lib.query_passages("text", vec, scope, n * 3)
+            return hits
 
         async def keyword() -> list[tuple[str, float]]:
-            return await self.lib.keyword_search(scope, text, n)
+            return await self.lib.keyword_search(scope, f"{text} {expansion}".strip(), n)
 
         async def none() -> list[tuple[str, float]]:
             return []

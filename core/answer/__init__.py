@@ -15,8 +15,9 @@ from typing import Protocol, runtime_checkable
 
 from core.answer.base import Backend, ModelAnswerer
 from core.answer.caption import ModelCaptioner
+from core.answer.expand import ModelQueryExpander
 from core.answer.nomodel import NoModelAnswerer
-from core.config import AnswerSettings, IndexSettings, Secrets
+from core.config import AnswerSettings, IndexSettings, RetrievalSettings, Secrets
 from core.errors import ConfigError
 from core.types import Answer, Hit, Turn
 
@@ -29,6 +30,7 @@ __all__ = [
     "DeferredAnswerer",
     "build_answerer",
     "build_captioner",
+    "build_expander",
     "resolve_provider",
 ]
 
@@ -181,6 +183,20 @@ class DeferredAnswerer:
     async def aclose(self) -> None:
         if self._real is not None:
             await self._real.aclose()
+
+
+def build_expander(
+    retrieval: RetrievalSettings, answer: AnswerSettings, secrets: Secrets
+) -> ModelQueryExpander | None:
+    """A query expander over the answer model, or None when expansion is off or no answer
+    provider is configured."""
+    if not retrieval.expand_queries:
+        return None
+    backend = _backend(answer, secrets, "")
+    if backend is None:
+        log.warning("query expansion is enabled but no answer model is configured: off")
+        return None
+    return ModelQueryExpander(backend, answer, retrieval.expand_timeout_s)
 
 
 def build_captioner(
