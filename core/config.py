@@ -103,6 +103,9 @@ class RetrievalSettings(_Section):
     min_clip: float = Field(0.24, ge=-1.0, le=1.0)  # CLIP text-image cosine
     min_clip_image: float = Field(0.8, ge=-1.0, le=1.0)  # CLIP image-image cosine
     min_keyword: float = Field(0.5, ge=0.0)  # share of query terms matched by BM25 hit
+    # Text queries: the best N by sentence-embedding evidence stay among the first 5 results
+    # (keyword and CLIP may reorder them or add one beside them, not push them out). 0 = off.
+    keep_text_top: int = Field(3, ge=0, le=5)
     near_duplicate_bits: int = Field(-1, ge=-1, le=512)  # -1 = neardup.DEFAULT_MAX_DISTANCE
     # Query expansion by the answer model (text queries; needs an answer provider): the
     # question rewritten into likely on-screen words, searched beside the question itself.

@@ -126,6 +126,31 @@ def fuse_scores(lists: Mapping[str, Sequence[tuple[str, float]]], weights: Mappi
     return sorted(out.values(), key=lambda f: (-f.score, f.item))
 
 
+PROTECT_WITHIN = 5  # the first results people read
+
+
+def protect_top(fused: list[Fused], protected: Sequence[str],
+                within: int = PROTECT_WITHIN) -> list[Fused]:
+    """Reorder ``fused`` so that every ``protected`` item is among its first ``within``;
+    other items keep their fused order around them. The sentence-embedding ranking is the
+    strongest single signal: weaker ones (BM25, CLIP) may reorder its best few or add an item
+    beside them, but never push them out of sight."""
+    keep = set(protected)
+    if not keep:
+        return fused
+    top: list[Fused] = []
+    rest: list[Fused] = []
+    pending = {f.item for f in fused if f.item in keep}
+    for f in fused:
+        slots = within - len(top)
+        if slots > 0 and (f.item in pending or len(pending) < slots):
+            top.append(f)
+            pending.discard(f.item)
+        else:
+            rest.append(f)
+    return top + rest
+
+
 def best_per_item(pairs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     best: dict[str, float] = {}
     for item, score in pairs:
@@ -272,6 +297,17 @@ class Retriever:
         return hits, query_text
 
     # fusion, cut-off, collapse -------------------------------------------------------------
+    def _dense_top(self, lists: Mapping[str, Sequence[tuple[str, float]]], n: int) -> list[str]:
+        """The best ``n`` items by sentence-embedding evidence alone (text and caption
+        cosines, weighted as in fusion)."""
+        dense: dict[str, float] = {}
+        for signal, weight in (("text", self.r.weight_text), ("caption", self.r.weight_caption)):
+            if weight <= 0:
+                continue
+            for item, score in best_per_item(list(lists.get(signal, ()))):
+                dense[item] = dense.get(item, 0.0) + weight * score
+        return [i for i, _ in sorted(dense.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
     def _passes(self, f: Fused, row: ItemRow, qterms: Sequence[str], image_query: bool) -> bool:
         s = f.signals
         if "near_duplicate" in s:
@@ -296,6 +332,8 @@ class Retriever:
         else:
             floor = self.r.min_clip_image if image_query else self.r.min_clip
             fused = fuse_scores(lists, self.weights, clip_floor=floor)
+        if not image_query and self.r.keep_text_top:
+            fused = protect_top(fused, self._dense_top(lists, self.r.keep_text_top))
         # The Library drops rows this scope may not see, and vectors without a catalog row
         # (a crashed write) are never shown.
         rows = await self.lib.rows(scope, [f.item for f in fused])

@@ -178,3 +178,17 @@ def test_widescreen_is_not_tiled() -> None:
     from core.ingest import tile_boxes
 
     assert tile_boxes(Image.new("RGB", (1920, 1080))) == []
+
+
+def test_protect_top_keeps_the_dense_best_in_sight() -> None:
+    from core.retrieve import Fused, protect_top
+
+    fused = [Fused(i, 1.0 - n / 10) for n, i in enumerate("abcdefgh")]
+    order = lambda fs: "".join(f.item for f in fs)  # noqa: E731
+    # Keyword/CLIP pushed the dense favourites g and h down: they come back into the top 5,
+    # the fused order is kept around them, nothing is lost.
+    assert order(protect_top(fused, ["g", "h", "a"])) == "abcghdef"
+    assert order(protect_top(fused, ["b", "c"])) == "abcdefgh"  # already in sight: unchanged
+    assert order(protect_top(fused, [])) == "abcdefgh"
+    assert order(protect_top(fused, ["h"], within=2)) == "ahbcdefg"
+    assert order(protect_top(fused, ["zz"])) == "abcdefgh"  # not a candidate: ignored
