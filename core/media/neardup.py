@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.fft import dctn
 
 from core.media.imageio import to_rgb
 
@@ -124,6 +123,8 @@ def _pack(bits: np.ndarray) -> np.uint64:
 
 def _view_hashes(a: np.ndarray) -> list[np.uint64]:
     small = _resize(a, (32, 32))
+    from scipy.fft import dctn  # here, not at import: 0.7 s that a text search never needs
+
     low = dctn(small, type=2, norm="ortho")[:8, :8].ravel()
     phash = _pack(low > np.median(low[1:]))
     dh = _resize(a, (9, 8))

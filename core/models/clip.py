@@ -109,9 +109,7 @@ class ClipEmbedder:
     per method; the service runs the forward passes in a single dedicated thread."""
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto") -> None:
-        with LOAD_LOCK:  # transformers' lazy first import is not thread-safe either
-            import torch
-            from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
+        import torch
 
         self.model_id = model
         self.device = pick_device(device)
@@ -120,35 +118,63 @@ class ClipEmbedder:
         if _looks_local(model) and not Path(source).is_dir():
             raise ModelError(_missing_model_message(model, f"folder {source} does not exist"))
         self._source = source
-        try:
-            with LOAD_LOCK:
-                config = self._load(CLIPConfig, source)
-                # The PIL processor directly: without torchvision AutoProcessor warns and
-                # falls back.
-                self._processor = self._load(CLIPImageProcessorPil, source)
-                self._tokenizer = self._load(AutoTokenizer, source)
-        except ModelError:
-            raise
-        except OSError as exc:
-            raise ModelError(_missing_model_message(model, _short(exc))) from exc
-        except (ValueError, KeyError) as exc:
-            raise ModelError(f"{model!r} is not a CLIP model folder: {_short(exc)}") from exc
-        self._config = config
-        self.dim = int(config.projection_dim)
-        size = self._processor.crop_size or {}
-        self.input_side = int(size.get("height", 224)) if isinstance(size, dict) else 224
         self._torch = torch
         self._lock = threading.Lock()
-        self._fast = _FastPreprocess.from_processor(self._processor)
+        self._parts_lock = threading.Lock()
+        self._parts_loaded = False
         # Each tower is loaded when first used: a text search never loads the image side.
         self._vision_tower: Any = None
         self._text_tower: Any = None
+        self._light_text: Any = None
+        self._light_tokens: Any = None
+        # A model folder on disk (a local folder, or the Hub cache) whose config says CLIP:
+        # transformers (3-4 s of imports) is needed only for images, or for a text tower the
+        # plain one in core.models.lighttext does not cover.
+        self._folder = _model_folder(model, source)
+        config = _read_json(self._folder / "config.json") if self._folder else {}
+        projection = config.get("projection_dim")
+        if config.get("model_type") == "clip" and isinstance(projection, int) and projection > 0:
+            self.dim = projection
+        else:
+            self._load_parts()
+            self.dim = int(self._config.projection_dim)
+
+    def _load_parts(self) -> None:
+        """Config, image processor and tokenizer through transformers (once)."""
+        with self._parts_lock:
+            if self._parts_loaded:
+                return
+            with LOAD_LOCK:  # transformers' lazy first import is not thread-safe either
+                from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
+            source = self._source
+            try:
+                with LOAD_LOCK:
+                    config = self._load(CLIPConfig, source)
+                    # The PIL processor directly: without torchvision AutoProcessor warns and
+                    # falls back.
+                    processor = self._load(CLIPImageProcessorPil, source)
+                    tokenizer = self._load(AutoTokenizer, source)
+            except ModelError:
+                raise
+            except OSError as exc:
+                raise ModelError(_missing_model_message(self.model_id, _short(exc))) from exc
+            except (ValueError, KeyError) as exc:
+                raise ModelError(f"{self.model_id!r} is not a CLIP model folder: "
+                                 f"{_short(exc)}") from exc
+            self._config = config
+            self._processor = processor
+            self._tokenizer = tokenizer
+            size = processor.crop_size or {}
+            self.input_side = int(size.get("height", 224)) if isinstance(size, dict) else 224
+            self._fast = _FastPreprocess.from_processor(processor)
+            self._parts_loaded = True
 
     def _tower(self, which: str) -> Any:
         """The image or text tower with its projection (caller holds ``self._lock``)."""
         current = self._vision_tower if which == "vision" else self._text_tower
         if current is not None:
             return current
+        self._load_parts()
         from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
         cls = CLIPVisionModelWithProjection if which == "vision" else \
@@ -199,6 +225,7 @@ class ClipEmbedder:
         # A cheap integer box reduction first, keeping the short side >= 2x the input side:
         # the processor's bicubic resize of a full photo costs 2x more (10 vs 5 ms for
         # 1280x960) for the same vectors (cosine > 0.9999, benchmarks/embed_throughput.py).
+        self._load_parts()
         small = [_shrink(im, 2 * self.input_side) for im in images]
         if self._fast is not None:
             return np.stack([self._fast.apply(im) for im in small])
@@ -221,14 +248,66 @@ class ClipEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         torch = self._torch
-        # Pad to the longest text in the batch, not to 77: 3-7x faster on CPU.
-        tok = self._tokenizer(list(texts), padding=True, truncation=True, max_length=77,
-                              return_tensors="pt")
         with self._lock, torch.inference_mode():
+            light = self._light()
+            if light is not None:
+                ids, mask = self._light_tokens(list(texts))
+                return _normalise(light(ids, mask))
+            self._load_parts()
+            # Pad to the longest text in the batch, not to 77: 3-7x faster on CPU.
+            tok = self._tokenizer(list(texts), padding=True, truncation=True, max_length=77,
+                                  return_tensors="pt")
             tower = self._tower("text")
             out = tower(input_ids=tok["input_ids"].to(self.device),
                         attention_mask=tok["attention_mask"].to(self.device))
             return _normalise(out.text_embeds)
+
+    def _light(self) -> Any:
+        """The plain-torch text tower, when it covers this model (CPU only; caller holds
+        ``self._lock``); None means transformers."""
+        if self._light_text is not None:
+            return self._light_text
+        if self._folder is None or self.device != "cpu" or self._text_tower is not None:
+            return None
+        from core.models.lighttext import ClipText, Tokens
+
+        with LOAD_LOCK:
+            light = ClipText.load(self._folder, self.dtype)
+            if light is None:
+                self._folder = None  # not this model: never try again
+                return None
+            self._light_tokens = Tokens(self._folder, 77)
+        log.info("CLIP %s text tower loaded on cpu (%s, plain torch), dim %d", self.model_id,
+                 str(self.dtype).removeprefix("torch."), self.dim)
+        self._light_text = light
+        return light
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _model_folder(model: str, source: str) -> Path | None:
+    """The folder holding the model's files, without a network call: a local folder, or the
+    Hub cache's snapshot when config, weights and tokenizer are all cached."""
+    if _looks_local(model):
+        return Path(source)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(model, "config.json")
+    if not isinstance(found, str):
+        return None
+    folder = Path(found).parent
+    need = ("model.safetensors", "tokenizer.json")
+    return folder if all((folder / n).is_file() for n in need) else None
 
 
 @dataclass(frozen=True)

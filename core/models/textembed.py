@@ -85,6 +85,7 @@ class MiniLMEmbedder:
             )
         self._tokenizer: Any = None
         self._model: Any = None
+        self._light = False  # the plain-torch encoder of core.models.lighttext
         self._lock = threading.Lock()
 
     @property
@@ -108,6 +109,19 @@ class MiniLMEmbedder:
         if self._model is not None:
             return
         source = str(Path(self._source).expanduser()) if self._local else self._source
+        if self._local and self.device == "cpu":
+            # Plain torch reads the same files without transformers' 3-4 s of imports.
+            from core.models.lighttext import BertText, Tokens
+
+            with LOAD_LOCK:
+                light = BertText.load(Path(source))
+                if light is not None:
+                    self._dim = int(light.cfg["hidden_size"])
+                    self._tokenizer, self._model = Tokens(Path(source), self.max_tokens), light
+                    self._light = True
+                    log.info("text model %s loaded (%d dims, cpu, plain torch)", self.model_id,
+                             self._dim)
+                    return
         try:
             # One model load at a time in the process (see core.models.clip.LOAD_LOCK).
             with LOAD_LOCK:
@@ -136,19 +150,24 @@ class MiniLMEmbedder:
             order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
             for lo in range(0, len(order), self.batch_size):
                 idx = order[lo : lo + self.batch_size]
-                enc = self._tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_tokens,
-                    return_tensors="pt",
-                ).to(self.device)
                 with torch.inference_mode():
-                    hidden = self._model(**enc).last_hidden_state
+                    if self._light:
+                        ids, attention = self._tokenizer([texts[i] for i in idx])
+                        hidden = self._model(ids, attention)
+                    else:
+                        enc = self._tokenizer(
+                            [texts[i] for i in idx],
+                            padding=True,
+                            truncation=True,
+                            max_length=self.max_tokens,
+                            return_tensors="pt",
+                        ).to(self.device)
+                        hidden = self._model(**enc).last_hidden_state
+                        attention = enc["attention_mask"]
                     if self._cls_pooling:
                         pooled = hidden[:, 0]
                     else:
-                        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                        mask = attention.unsqueeze(-1).to(hidden.dtype)
                         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                     pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
                 out[idx] = pooled.cpu().numpy()

@@ -1,0 +1,238 @@
+"""Text encoders in plain torch: CLIP's text tower and BERT-style sentence encoders (MiniLM).
+
+A text search needs two small forward passes, but importing transformers' model stack costs
+3-4 s of a cold ``pixrag search`` (its modelling utilities pull in dynamo, distributed
+tensors, loss functions...). These two architectures are a few dozen lines each, so they are
+written out here and read the same ``model.safetensors`` and ``tokenizer.json`` files. Anything
+they do not recognise (another architecture, options these do not implement, missing files)
+returns None from the loaders, and the caller uses transformers as before.
+tests/core/test_lighttext.py checks both against transformers' outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class Tokens:
+    """``tokenizer.json`` through the ``tokenizers`` library (what the fast tokenizers of
+    transformers use underneath): ids and attention mask, right-padded to the longest."""
+
+    def __init__(self, folder: Path, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length)
+        pad = _json(folder / "tokenizer_config.json").get("pad_token")
+        if isinstance(pad, dict):
+            pad = pad.get("content")
+        pad_id = self._tok.token_to_id(pad) if isinstance(pad, str) else None
+        self.pad_id = int(pad_id) if pad_id is not None else 0
+
+    def __call__(self, texts: list[str]) -> tuple[Any, Any]:
+        import torch
+
+        encs = self._tok.encode_batch(texts)
+        width = max(len(e.ids) for e in encs)
+        ids = np.full((len(encs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for row, enc in enumerate(encs):
+            ids[row, : len(enc.ids)] = enc.ids
+            mask[row, : len(enc.ids)] = 1
+        return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def _weights(path: Path, prefix: str, keys: list[str], dtype: Any) -> dict[str, Any] | None:
+    from safetensors import safe_open
+
+    out: dict[str, Any] = {}
+    with safe_open(str(path), framework="pt") as f:
+        present = set(f.keys())
+        for key in keys:
+            if prefix + key not in present:
+                return None
+            out[key] = f.get_tensor(prefix + key).to(dtype)
+    return out
+
+
+def _act(name: str) -> Any:
+    import torch
+
+    if name == "quick_gelu":
+        return lambda x: x * torch.sigmoid(1.702 * x)
+    if name == "gelu":
+        return torch.nn.functional.gelu
+    return None
+
+
+class ClipText:
+    """CLIP's text transformer and projection -> unnormalised text embeddings."""
+
+    def __init__(self, cfg: dict[str, Any], w: dict[str, Any], eos_id: int) -> None:
+        self.cfg, self.w, self.eos_id = cfg, w, eos_id
+        self.layers = int(cfg["num_hidden_layers"])
+        self.heads = int(cfg["num_attention_heads"])
+        self.eps = float(cfg.get("layer_norm_eps", 1e-5))
+        self.act = _act(str(cfg.get("hidden_act", "quick_gelu")))
+
+    @classmethod
+    def load(cls, folder: Path, dtype: Any) -> ClipText | None:
+        config = _json(folder / "config.json")
+        cfg = config.get("text_config")
+        weights = folder / "model.safetensors"
+        if (config.get("model_type") != "clip" or not isinstance(cfg, dict)
+                or not weights.is_file() or not (folder / "tokenizer.json").is_file()
+                or _act(str(cfg.get("hidden_act", "quick_gelu"))) is None):
+            return None
+        keys = ["embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
+                "final_layer_norm.weight", "final_layer_norm.bias"]
+        for i in range(int(cfg.get("num_hidden_layers", 12))):
+            p = f"encoder.layers.{i}."
+            keys += [p + n for n in (
+                "layer_norm1.weight", "layer_norm1.bias", "layer_norm2.weight",
+                "layer_norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+                "mlp.fc2.bias", "self_attn.q_proj.weight", "self_attn.q_proj.bias",
+                "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight",
+                "self_attn.v_proj.bias", "self_attn.out_proj.weight", "self_attn.out_proj.bias")]
+        try:
+            w = _weights(weights, "text_model.", keys, dtype)
+            proj = _weights(weights, "", ["text_projection.weight"], dtype)
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.info("plain CLIP text tower unavailable (%s): using transformers", exc)
+            return None
+        if w is None or proj is None:
+            return None
+        w.update(proj)
+        cfg = {"num_hidden_layers": 12, "num_attention_heads": 8, **cfg}
+        return cls(cfg, w, int(cfg.get("eos_token_id", 2)))
+
+    def __call__(self, ids: Any, mask: Any) -> Any:
+        import torch
+        from torch.nn import functional as F  # noqa: N812
+
+        w = self.w
+        n, seq = ids.shape
+        h = w["embeddings.token_embedding.weight"][ids] + \
+            w["embeddings.position_embedding.weight"][:seq]
+        dim = h.shape[-1]
+        hd = dim // self.heads
+        for i in range(self.layers):
+            p = f"encoder.layers.{i}."
+            x = F.layer_norm(h, (dim,), w[p + "layer_norm1.weight"], w[p + "layer_norm1.bias"],
+                             self.eps)
+            q, k, v = (F.linear(x, w[f"{p}self_attn.{t}_proj.weight"],
+                                w[f"{p}self_attn.{t}_proj.bias"])
+                       .view(n, seq, self.heads, hd).transpose(1, 2) for t in "qkv")
+            # Causal attention: padding sits after the end token, so no query that matters
+            # ever sees it (the pooled position is the end token).
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            a = a.transpose(1, 2).reshape(n, seq, dim)
+            h = h + F.linear(a, w[p + "self_attn.out_proj.weight"],
+                             w[p + "self_attn.out_proj.bias"])
+            x = F.layer_norm(h, (dim,), w[p + "layer_norm2.weight"], w[p + "layer_norm2.bias"],
+                             self.eps)
+            x = F.linear(self.act(F.linear(x, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"])),
+                         w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
+            h = h + x
+        h = F.layer_norm(h, (dim,), w["final_layer_norm.weight"], w["final_layer_norm.bias"],
+                         self.eps)
+        if self.eos_id == 2:  # old configs: the end token has the highest id
+            at = ids.to(torch.int).argmax(dim=-1)
+        else:
+            at = (ids.to(torch.int) == self.eos_id).int().argmax(dim=-1)
+        pooled = h[torch.arange(n), at]
+        return F.linear(pooled, w["text_projection.weight"])
+
+
+class BertText:
+    """A BERT encoder (MiniLM and friends) -> last hidden states."""
+
+    def __init__(self, cfg: dict[str, Any], w: dict[str, Any], prefix: str) -> None:
+        self.cfg, self.w = cfg, w
+        self.layers = int(cfg["num_hidden_layers"])
+        self.heads = int(cfg["num_attention_heads"])
+        self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+
+    @classmethod
+    def load(cls, folder: Path) -> BertText | None:
+        import torch
+
+        cfg = _json(folder / "config.json")
+        weights = folder / "model.safetensors"
+        if (cfg.get("model_type") != "bert" or cfg.get("hidden_act", "gelu") != "gelu"
+                or cfg.get("position_embedding_type", "absolute") != "absolute"
+                or not weights.is_file() or not (folder / "tokenizer.json").is_file()):
+            return None
+        keys = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+                "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight",
+                "embeddings.LayerNorm.bias"]
+        for i in range(int(cfg.get("num_hidden_layers", 12))):
+            p = f"encoder.layer.{i}."
+            keys += [p + n for n in (
+                "attention.self.query.weight", "attention.self.query.bias",
+                "attention.self.key.weight", "attention.self.key.bias",
+                "attention.self.value.weight", "attention.self.value.bias",
+                "attention.output.dense.weight", "attention.output.dense.bias",
+                "attention.output.LayerNorm.weight", "attention.output.LayerNorm.bias",
+                "intermediate.dense.weight", "intermediate.dense.bias", "output.dense.weight",
+                "output.dense.bias", "output.LayerNorm.weight", "output.LayerNorm.bias")]
+        for prefix in ("", "bert."):
+            try:
+                w = _weights(weights, prefix, keys, torch.float32)
+            except (OSError, ValueError, RuntimeError) as exc:
+                log.info("plain text encoder unavailable (%s): using transformers", exc)
+                return None
+            if w is not None:
+                return cls({"num_hidden_layers": 12, "num_attention_heads": 12, **cfg}, w,
+                           prefix)
+        return None
+
+    def __call__(self, ids: Any, mask: Any) -> Any:
+        from torch.nn import functional as F  # noqa: N812
+
+        w = self.w
+        n, seq = ids.shape
+        h = (w["embeddings.word_embeddings.weight"][ids]
+             + w["embeddings.position_embeddings.weight"][:seq]
+             + w["embeddings.token_type_embeddings.weight"][0])
+        dim = h.shape[-1]
+        h = F.layer_norm(h, (dim,), w["embeddings.LayerNorm.weight"],
+                         w["embeddings.LayerNorm.bias"], self.eps)
+        hd = dim // self.heads
+        keep = mask[:, None, None, :].bool()  # padding is never attended to
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+            q, k, v = (F.linear(h, w[f"{p}attention.self.{t}.weight"],
+                                w[f"{p}attention.self.{t}.bias"])
+                       .view(n, seq, self.heads, hd).transpose(1, 2)
+                       for t in ("query", "key", "value"))
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep,
+                                               scale=1.0 / math.sqrt(hd))
+            a = a.transpose(1, 2).reshape(n, seq, dim)
+            a = F.linear(a, w[p + "attention.output.dense.weight"],
+                         w[p + "attention.output.dense.bias"])
+            h = F.layer_norm(a + h, (dim,), w[p + "attention.output.LayerNorm.weight"],
+                             w[p + "attention.output.LayerNorm.bias"], self.eps)
+            x = F.gelu(F.linear(h, w[p + "intermediate.dense.weight"],
+                                w[p + "intermediate.dense.bias"]))
+            x = F.linear(x, w[p + "output.dense.weight"], w[p + "output.dense.bias"])
+            h = F.layer_norm(x + h, (dim,), w[p + "output.LayerNorm.weight"],
+                             w[p + "output.LayerNorm.bias"], self.eps)
+        return h
