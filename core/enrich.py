@@ -38,12 +38,17 @@ TextProgress = Callable[[int, int], None]
 
 
 class QueryGate:
-    """Counts running queries; background work waits while there are any."""
+    """Counts running queries; background work waits while there are any, and for a moment
+    after the last one: people often ask again at once (a search, then an ask), and OCR that
+    started in the gap would take a core from the next question."""
+
+    QUIET_S = 0.3
 
     def __init__(self) -> None:
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._last_end = -1e9
 
     @contextlib.contextmanager
     def query(self) -> Iterator[None]:
@@ -53,14 +58,27 @@ class QueryGate:
             yield
         finally:
             self._running -= 1
+            self._last_end = asyncio.get_running_loop().time()
             if self._running == 0:
                 self._idle.set()
 
     async def wait_idle(self, max_wait_s: float = 5.0) -> None:
-        """Wait for no running query, but not forever: a steady stream of questions must not
-        starve indexing completely."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), max_wait_s)
+        """Wait for no running query and a quiet moment, but not forever: a steady stream of
+        questions must not starve indexing completely."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_s
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            if not self._idle.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), left)
+                continue
+            quiet = self._last_end + self.QUIET_S - loop.time()
+            if quiet <= 0:
+                return
+            await asyncio.sleep(min(quiet, left))
 
 
 class Enricher:
@@ -142,6 +160,8 @@ class Enricher:
         if image is not None and not texts and self.s.index.ocr:
             reader = await self.c.reader()
             if reader is not None:
+                # Per item, not only per batch: an OCR read holds a core for up to a second.
+                await self.gate.wait_idle()
                 ocr = (await self.c.run(self.c.pools.ocr, reader.read, image)).strip()
                 if ocr:
                     texts.append(ocr)
