@@ -44,6 +44,7 @@ async def test_a_stream_of_questions_cannot_starve_background_work() -> None:
             await asyncio.sleep(0.01)
 
     task = asyncio.create_task(stream())
+    await asyncio.sleep(0.02)  # the first question is running
     started = loop.time()
     await gate.wait_idle(max_wait_s=0.5)
     assert 0.45 <= loop.time() - started < 1.0
