@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ModelError
+from core.models.lighttext import read_json
 
 #: transformers sets torch's process-wide default dtype while it builds a model: two models
 #: loading at once in two threads (CLIP in bf16, the text model in fp32) would corrupt
@@ -131,7 +132,7 @@ class ClipEmbedder:
         # transformers (3-4 s of imports) is needed only for images, or for a text tower the
         # plain one in core.models.lighttext does not cover.
         self._folder = _model_folder(model, source)
-        config = _read_json(self._folder / "config.json") if self._folder else {}
+        config = read_json(self._folder / "config.json") if self._folder else {}
         projection = config.get("projection_dim")
         if config.get("model_type") == "clip" and isinstance(projection, int) and projection > 0:
             self.dim = projection
@@ -281,16 +282,6 @@ class ClipEmbedder:
                  str(self.dtype).removeprefix("torch."), self.dim)
         self._light_text = light
         return light
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _model_folder(model: str, source: str) -> Path | None:

@@ -22,7 +22,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def _json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A model folder's JSON file as a dict; {} when it is missing or not a JSON object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -40,7 +41,7 @@ class Tokens:
         self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tok.no_padding()
         self._tok.enable_truncation(max_length)
-        pad = _json(folder / "tokenizer_config.json").get("pad_token")
+        pad = read_json(folder / "tokenizer_config.json").get("pad_token")
         if isinstance(pad, dict):
             pad = pad.get("content")
         pad_id = self._tok.token_to_id(pad) if isinstance(pad, str) else None
@@ -94,7 +95,7 @@ class ClipText:
 
     @classmethod
     def load(cls, folder: Path, dtype: Any) -> ClipText | None:
-        config = _json(folder / "config.json")
+        config = read_json(folder / "config.json")
         cfg = config.get("text_config")
         weights = folder / "model.safetensors"
         if (config.get("model_type") != "clip" or not isinstance(cfg, dict)
@@ -174,7 +175,7 @@ class BertText:
     def load(cls, folder: Path) -> BertText | None:
         import torch
 
-        cfg = _json(folder / "config.json")
+        cfg = read_json(folder / "config.json")
         weights = folder / "model.safetensors"
         if (cfg.get("model_type") != "bert" or cfg.get("hidden_act", "gelu") != "gelu"
                 or cfg.get("position_embedding_type", "absolute") != "absolute"

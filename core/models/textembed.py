@@ -7,7 +7,6 @@ model, without its ~2.5 s import). ``openai``: the OpenAI embeddings API (or a c
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 from core.config import Secrets, TextSettings
 from core.errors import ConfigError, ModelError
 from core.models.clip import LOAD_LOCK
+from core.models.lighttext import read_json
 from core.protocols import TextEmbedder
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,6 @@ def bundled_model_dir() -> Path:
             "or set [text] model to a sentence-transformers folder"
         )
     return Path(spec.origin).parent / "model"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class MiniLMEmbedder:
@@ -73,13 +65,13 @@ class MiniLMEmbedder:
         self._cls_pooling = False
         if self._local:
             folder = Path(self._source).expanduser()
-            hidden = _read_json(folder / "config.json").get("hidden_size")
+            hidden = read_json(folder / "config.json").get("hidden_size")
             if isinstance(hidden, int):
                 self._dim = hidden
-            seq = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+            seq = read_json(folder / "sentence_bert_config.json").get("max_seq_length")
             if isinstance(seq, int) and seq > 0:
                 self.max_tokens = seq
-            pooling = _read_json(folder / "1_Pooling" / "config.json")
+            pooling = read_json(folder / "1_Pooling" / "config.json")
             self._cls_pooling = bool(pooling.get("pooling_mode_cls_token")) and not pooling.get(
                 "pooling_mode_mean_tokens"
             )
