@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the queries under several retrieval configurations and print a "
                    "table: preset names (default, no-captions, captions-only, dense, "
                    "no-keyword, no-clip, rrf) or key=value,... overrides of [retrieval], "
-                   "optionally NAME:key=value,... (default with no CONFIG: default, "
+                   "optionally NAME:key=value,... (default: off; with no CONFIG: default, "
                    "no-captions, dense, rrf)")
     p.add_argument("--split", default=None, metavar="NAME",
                    help="only the queries whose \"split\" is NAME, e.g. dev or test "

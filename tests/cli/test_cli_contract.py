@@ -298,6 +298,55 @@ def test_eval_json(env: Library, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 1 and "target" in doc["error"] and "Traceback" not in err
 
 
+def test_eval_compare_and_split(env: Library, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = env.root / "evalset-compare"
+    folder.mkdir(parents=True, exist_ok=True)
+    queries = [
+        {"query": "office Berlin", "target": "notes.txt", "split": "dev", "kind": "note"},
+        {"query": "INV-20931", "target": ["other.pdf", "report.pdf"], "split": "test",
+         "kind": "pdf"},
+        {"query": "zzzz qqqq", "target": "img4.png", "split": "dev", "kind": "note"},
+    ]
+    path = folder / "eval.json"
+    path.write_text(json.dumps(queries), encoding="utf-8")
+    rc, doc, _ = cli(capsys, "eval", str(path), "--space", "proj", "--split", "dev", "--json")
+    assert rc == 0 and doc["n"] == 2 and set(doc) == {"n", "recall@1", "recall@5", "mrr",
+                                                       "per_query"}
+    rc, doc, _ = cli(capsys, "eval", str(path), "--space", "proj", "--json", "--compare",
+                     "default", "dense", "kw:weight_keyword=0,weight_text=2")
+    assert rc == 0
+    names = [c["name"] for c in doc["configs"]]
+    assert names == ["default", "dense", "kw"]
+    default, dense, kw = doc["configs"]
+    assert default["settings"] == {} and kw["settings"] == {"weight_keyword": 0.0,
+                                                            "weight_text": 2.0}
+    assert dense["settings"]["min_text"] == -1.0
+    for c in doc["configs"]:
+        assert set(c) == {"name", "settings", "n", "recall@1", "recall@5", "mrr", "by_kind"}
+        assert c["n"] == 3 and set(c["by_kind"]) == {"note", "pdf"}
+        assert c["by_kind"]["note"]["n"] == 2 and c["by_kind"]["pdf"]["n"] == 1
+    assert default["by_kind"]["pdf"]["recall@1"] == 1.0  # the rare token, found by BM25
+    assert default["recall@1"] == pytest.approx(2 / 3)
+    # The table, and a clear error for a setting that does not exist.
+    rc = main(["eval", str(path), "--space", "proj", "--compare"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and out.splitlines()[0].split() == ["configuration", "kind", "n", "R@1",
+                                                       "R@5", "MRR"]
+    assert [ln.split()[0] for ln in out.splitlines()[1:] if not ln.startswith(" ")] == [
+        "default", "no-captions", "dense", "rrf"]
+    rc, doc, _ = cli(capsys, "eval", str(path), "--json", "--compare", "weight_nope=1")
+    assert rc == 1 and "weight_nope" in doc["error"]
+
+
+def test_recaption_with_captions_off_is_a_clear_error(
+        env: Library, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc, _ = cli(capsys, "index", "--recaption", "--json")
+    assert rc != 0 and "captions" in doc["error"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["index"])
+    assert exit_.value.code == 2 and "PATH" in capsys.readouterr().err
+
+
 def test_config_file_and_env_override(env: Library, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = env.root / "pixrag.toml"
     cfg.write_text("[retrieval]\nk = 1\nmin_clip = -1.0\n", encoding="utf-8")
@@ -373,50 +422,3 @@ def test_forget_by_id_path_and_folder(env: Library, capsys: pytest.CaptureFixtur
     rc, doc, _ = cli(capsys, "stats", "--space", "proj", "--json")
     assert doc["items"] == 5
 
-
-def test_eval_compare_and_split(env: Library, capsys: pytest.CaptureFixture[str]) -> None:
-    folder = env.root / "evalset-compare"
-    folder.mkdir(parents=True, exist_ok=True)
-    queries = [
-        {"query": "office Berlin", "target": "notes.txt", "split": "dev", "kind": "note"},
-        {"query": "INV-20931", "target": ["other.pdf", "report.pdf"], "split": "test",
-         "kind": "pdf"},
-        {"query": "zzzz qqqq", "target": "img4.png", "split": "dev", "kind": "note"},
-    ]
-    path = folder / "eval.json"
-    path.write_text(json.dumps(queries), encoding="utf-8")
-    rc, doc, _ = cli(capsys, "eval", str(path), "--space", "proj", "--split", "dev", "--json")
-    assert rc == 0 and doc["n"] == 2 and set(doc) == {"n", "recall@1", "recall@5", "mrr",
-                                                       "per_query"}
-    rc, doc, _ = cli(capsys, "eval", str(path), "--space", "proj", "--json", "--compare",
-                     "default", "dense", "kw:weight_keyword=0,weight_text=2")
-    assert rc == 0
-    names = [c["name"] for c in doc["configs"]]
-    assert names == ["default", "dense", "kw"]
-    default, dense, kw = doc["configs"]
-    assert default["settings"] == {} and kw["settings"] == {"weight_keyword": 0.0,
-                                                            "weight_text": 2.0}
-    assert dense["settings"]["min_text"] == -1.0
-    for c in doc["configs"]:
-        assert set(c) == {"name", "settings", "n", "recall@1", "recall@5", "mrr", "by_kind"}
-        assert c["n"] == 3 and set(c["by_kind"]) == {"note", "pdf"}
-        assert c["by_kind"]["note"]["n"] == 2 and c["by_kind"]["pdf"]["recall@1"] == 1.0
-    assert default["recall@1"] == pytest.approx(2 / 3)
-    # The table, and a clear error for a setting that does not exist.
-    rc = main(["eval", str(path), "--space", "proj", "--compare"])
-    out, _ = capsys.readouterr()
-    assert rc == 0 and out.splitlines()[0].split() == ["configuration", "kind", "n", "R@1",
-                                                       "R@5", "MRR"]
-    assert [ln.split()[0] for ln in out.splitlines()[1:] if not ln.startswith(" ")] == [
-        "default", "no-captions", "dense", "rrf"]
-    rc, doc, _ = cli(capsys, "eval", str(path), "--json", "--compare", "weight_nope=1")
-    assert rc == 1 and "weight_nope" in doc["error"]
-
-
-def test_recaption_with_captions_off_is_a_clear_error(
-        env: Library, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, doc, _ = cli(capsys, "index", "--recaption", "--json")
-    assert rc != 0 and "captions" in doc["error"]
-    with pytest.raises(SystemExit) as exit_:
-        main(["index"])
-    assert exit_.value.code == 2 and "PATH" in capsys.readouterr().err
