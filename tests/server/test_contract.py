@@ -206,6 +206,24 @@ def _docs(space: str, texts: list[str], audience: str = PUBLIC, prefix: str = "f
             for i, t in enumerate(texts)]
 
 
+def test_catalog_uncaptioned_and_requeue(catalog: Any) -> None:
+    catalog.add([row(1), row(2), row(3, stage=1), row(4, image_sha=None), row(5, space="t")],
+                enrich=["s:item3"])
+    catalog.put_caption(f"{2:064x}", "m", "a chart")
+    # item2 has a caption by m, item3 has not been through phase 2 yet, item4 has no image,
+    # item5 is another space.
+    assert catalog.uncaptioned("s", "m") == ["s:item1"]
+    assert catalog.uncaptioned("s", "other-model") == ["s:item1", "s:item2"]
+    catalog.requeue("s", ["s:item1"])
+    catalog.requeue("s", ["s:item1", "s:item3"])  # idempotent; queued ones stay as they are
+    catalog.requeue("s", [])
+    assert catalog.pending("s") == 2 and catalog.pending("t") == 0
+    assert catalog.pending_ids(["s:item1", "s:item2", "s:item3"]) == {"s:item1", "s:item3"}
+    claimed = catalog.claim_enrich(10, 60.0, 3)
+    assert sorted(r.id for r in claimed) == ["s:item1", "s:item3"]
+    assert [r.text for r in claimed if r.id == "s:item1"] == ["text 1"]  # kept: OCR not redone
+
+
 def test_keyword_rare_term_first_one_entry_per_item(keyword: Any) -> None:
     keyword.add(_docs("s", FILLER))
     keyword.add([
