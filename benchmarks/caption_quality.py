@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -44,8 +45,6 @@ async def run(data_dir: Path, files: list[Path], configs: list[str]) -> dict[str
         env = {"PIXRAG_INDEX__CAPTIONS": "true", "PIXRAG_ANSWER__PROVIDER": "openai-compatible",
                "PIXRAG_ANSWER__BASE_URL": vlm.base_url, "PIXRAG_ANSWER__MODEL": "eval-captions",
                "PIXRAG_ANSWER__MAX_RETRIES": "0"}
-        import os
-
         settings = load_settings(None, environ={**os.environ, **env}, data_dir=data_dir)
         async with open_service(settings, Secrets({})) as svc:
             report = await svc.index_paths([ROOT / "eval" / "images"], "local")

@@ -297,17 +297,17 @@ class PixRAG:
             raise ConfigError("[index] captions", "captions are off: set it to true, with an "
                               "answer provider that can see images")
         ids = await self.library.uncaptioned(space, model)
-        if paths and ids:
-            roots = [str(Path(p).expanduser().resolve()) for p in paths]
-            rows = await self.library.rows(Scope(space=space, admin=True), ids)
-            ids = [i for i in ids if i in rows and any(
-                rows[i].source == r or rows[i].source.startswith(r.rstrip("/") + "/")
-                for r in roots)]
+        rows = await self.library.rows(Scope(space=space, admin=True), ids) if ids else {}
+        if paths:  # sources are stored resolved, in display form (as forget matches them)
+            roots = [display_text(str(Path(p).expanduser().resolve())) for p in paths]
+            rows = {i: r for i, r in rows.items() if any(
+                r.source == root or r.source.startswith(root.rstrip(os.sep) + os.sep)
+                for root in roots)}
+        ids = [i for i in ids if i in rows]
         report = IndexReport()
         if not ids:
             return report
         await self.library.requeue(space, ids)
-        rows = await self.library.rows(Scope(space=space, admin=True), ids)
         report.indexed.extend(IndexedItem(i, rows[i].source, rows[i].kind, rows[i].page)  # type: ignore[arg-type]
                               for i in ids if i in rows)
         await self._after_phase1(report, True, progress)

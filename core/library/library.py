@@ -331,10 +331,8 @@ class Library:
     async def query(self, channel: str, vector: np.ndarray, scope: Scope,
                     n: int) -> list[tuple[str, float, str]]:
         """Nearest vectors visible to ``scope``: ``[(item, similarity, document)]``."""
-        store = await self.vectors()
-        hits = await self.read(f"{channel} search", lambda: store.query(
-            channel, vector, space=scope.space, audiences=scope.audiences(), n=n))
-        return [(h.item, h.similarity, h.document or "") for h in hits]
+        hits = await self.query_passages(channel, vector, scope, n)
+        return [(item, sim, doc) for _id, item, sim, doc in hits]
 
     async def query_passages(self, channel: str, vector: np.ndarray, scope: Scope,
                              n: int) -> list[tuple[str, str, float, str]]:

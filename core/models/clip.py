@@ -142,6 +142,8 @@ class ClipEmbedder:
 
     def _load_parts(self) -> None:
         """Config, image processor and tokenizer through transformers (once)."""
+        if self._parts_loaded:  # every image batch passes here: no lock once loaded
+            return
         with self._parts_lock:
             if self._parts_loaded:
                 return

@@ -165,7 +165,7 @@ class ClipText:
 class BertText:
     """A BERT encoder (MiniLM and friends) -> last hidden states."""
 
-    def __init__(self, cfg: dict[str, Any], w: dict[str, Any], prefix: str) -> None:
+    def __init__(self, cfg: dict[str, Any], w: dict[str, Any]) -> None:
         self.cfg, self.w = cfg, w
         self.layers = int(cfg["num_hidden_layers"])
         self.heads = int(cfg["num_attention_heads"])
@@ -201,8 +201,7 @@ class BertText:
                 log.info("plain text encoder unavailable (%s): using transformers", exc)
                 return None
             if w is not None:
-                return cls({"num_hidden_layers": 12, "num_attention_heads": 12, **cfg}, w,
-                           prefix)
+                return cls({"num_hidden_layers": 12, "num_attention_heads": 12, **cfg}, w)
         return None
 
     def __call__(self, ids: Any, mask: Any) -> Any:

@@ -123,3 +123,24 @@ async def test_eval_captions_find_what_the_pixels_do_not_say(tmp_path: Path,
                                     Scope("local"))
             assert hits[0].name == "img_060.png" and "caption" in hits[0].signals
     assert UNKNOWN not in captions.values()
+
+
+async def test_recaption_narrowed_to_paths(tmp_path: Path, tiny_clip: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for n, folder in enumerate((a, b)):
+        folder.mkdir()
+        (folder / "x.png").write_bytes(noise_bytes(70 + n, (96, 64)))
+    async with FakeLLM() as llm:
+        llm.default = Reply(status=500)
+        settings = load_settings(None, environ=_env(tiny_clip, llm.openai_url),
+                                 data_dir=tmp_path / "data")
+        async with open_service(settings, Secrets({})) as svc:
+            await svc.index_paths([a, b], "local")
+            assert (await svc.stats("local")).without_caption == 2
+            llm.default = Reply(deltas=["A lighthouse on a cliff."])
+            only_a = await svc.recaption([a], "local")
+            assert [Path(i.source).parent.name for i in only_a.indexed] == ["a"]
+            assert (await svc.stats("local")).without_caption == 1
+            rest = await svc.recaption([b / "x.png"], "local")  # a file works too
+            assert [Path(i.source).parent.name for i in rest.indexed] == ["b"]
+            assert (await svc.stats("local")).without_caption == 0
