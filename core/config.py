@@ -42,6 +42,9 @@ class TextSettings(_Section):
     model: str = ""
     batch_size: int = Field(32, ge=1, le=1024)
     passage_chars: int = Field(800, ge=100, le=20_000)
+    # Also embed the text with the meanings of known abbreviations and error messages added
+    # (core/glossary.py); [retrieval] glossary decides whether searches use them.
+    glossary: bool = True
     base_url: str = ""  # provider "openai": an OpenAI-compatible embeddings server; "" = OpenAI
 
 
@@ -106,6 +109,8 @@ class RetrievalSettings(_Section):
     # Text queries: the best N by sentence-embedding evidence stay among the first 5 results
     # (keyword and CLIP may reorder them or add one beside them, not push them out). 0 = off.
     keep_text_top: int = Field(3, ge=0, le=5)
+    # Use the glossary passages (see [text] glossary) and annotate questions the same way.
+    glossary: bool = True
     near_duplicate_bits: int = Field(-1, ge=-1, le=512)  # -1 = neardup.DEFAULT_MAX_DISTANCE
     # Query expansion by the answer model (text queries; needs an answer provider): the
     # question rewritten into likely on-screen words, searched beside the question itself.

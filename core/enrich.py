@@ -19,6 +19,7 @@ from PIL import Image
 
 from core.components import Components
 from core.errors import DiskFull, PixragError, StoreError
+from core.glossary import annotated_passages
 from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
 from core.media.chunking import split_passages
@@ -171,6 +172,8 @@ class Enricher:
         max_chars = self.s.text.passage_chars
         pieces = [(f"{row.id}#{i}", p.text) for i, p in enumerate(
             p for t in texts for p in split_passages(t, max_chars=max_chars))]
+        if self.s.text.glossary and texts:
+            pieces += annotated_passages(row.id, "\n".join(texts), max_chars)
         # Captions are passages of their own (a signal retrieval weighs separately).
         pieces += [(caption_passage_id(row.id, i), p.text)
                    for i, p in enumerate(split_passages(caption, max_chars=max_chars))]

@@ -53,12 +53,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "captions-only": {"weight_text": 0.0, "weight_keyword": 0.0, "weight_clip": 0.0},
     # The plain pipeline: sentence-embedding cosine over the text, nothing else, no cut-off.
     "dense": {"weight_caption": 0.0, "weight_keyword": 0.0, "weight_clip": 0.0,
-              "min_text": -1.0},
+              "min_text": -1.0, "glossary": False},
+    "no-glossary": {"glossary": False},
     "no-keyword": {"weight_keyword": 0.0},
     "no-clip": {"weight_clip": 0.0},
     "rrf": {"fusion": "rrf"},
 }
-DEFAULT_COMPARE = ("default", "no-captions", "dense", "rrf")
+DEFAULT_COMPARE = ("default", "no-captions", "no-glossary", "dense", "rrf")
 
 
 def parse_config(spec: str, base: RetrievalSettings) -> tuple[str, RetrievalSettings]:

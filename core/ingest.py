@@ -32,6 +32,7 @@ from PIL import Image
 
 from core.components import Components
 from core.errors import DiskFull, PixragError, StoreError, UnsupportedInput
+from core.glossary import annotated_passages
 from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
 from core.media import neardup
@@ -397,8 +398,11 @@ class Ingestor:
 
     async def passages(self, iid: str, texts: Sequence[str]
                        ) -> list[tuple[str, np.ndarray, str]]:
-        vecs = await self.c.text_vectors.submit_many(list(texts))
-        return [(f"{iid}#{i}", v, t) for i, (t, v) in enumerate(zip(texts, vecs, strict=True))]
+        pieces = [(f"{iid}#{i}", t) for i, t in enumerate(texts)]
+        if self.s.text.glossary:
+            pieces += annotated_passages(iid, "\n".join(texts), self.s.text.passage_chars)
+        vecs = await self.c.text_vectors.submit_many([t for _, t in pieces])
+        return [(pid, v, t) for (pid, t), v in zip(pieces, vecs, strict=True)]
 
     async def _commit(self, writes: Sequence[ItemWrite]) -> None:
         await self.lib.commit(writes)

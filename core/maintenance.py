@@ -28,13 +28,21 @@ import numpy as np
 
 from core.components import Components
 from core.errors import PixragError, StoreError
+from core.glossary import annotated_passages
 from core.ingest import LIGHT_SIDE, _thumb_source, tile_boxes
 from core.library.catalog import ItemRow
 from core.library.library import CHANNELS, ItemWrite, row_from_meta, vector_meta
 from core.library.vectors import VectorRecord
 from core.media.chunking import split_passages
 from core.media.imageio import Limits, load_image, to_jpeg
-from core.types import Failed, IndexedItem, IndexReport, Skipped
+from core.types import (
+    Failed,
+    IndexedItem,
+    IndexReport,
+    Skipped,
+    is_caption_passage,
+    is_glossary_passage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +64,14 @@ async def reindex(c: Components, *, progress: Progress | None = None,
         if force or (built is not None and built != lib.models[channel]):
             changed.append(channel)
     if not changed:
+        # Nothing to re-embed; items indexed without glossary passages still get them.
+        glossed = await _add_glossary(c) if c.settings.text.glossary else set()
         for r in rows:
-            report.skipped.append(Skipped(r.source, "already embedded with the configured "
-                                          "models"))
+            if r.id in glossed:
+                report.indexed.append(IndexedItem(r.id, r.source, r.kind))  # type: ignore[arg-type]
+            else:
+                report.skipped.append(Skipped(r.source, "already embedded with the configured "
+                                              "models"))
         return report
     failed: dict[str, str] = {}
     done = 0
@@ -83,12 +96,49 @@ async def reindex(c: Components, *, progress: Progress | None = None,
             await _reembed_text(c, channel, next_channel, rows, have, tick)
         await lib.write("switching to the new index", lib.switch_collection, channel, target)
         log.info("the %s index now uses %s (%s)", channel, target, lib.models[channel])
+    if c.settings.text.glossary:  # after the switch: embedded by the text model now in use
+        await _add_glossary(c)
     for r in rows:
         if r.id in failed:
             report.failed.append(Failed(r.source, failed[r.id]))
         else:
             report.indexed.append(IndexedItem(r.id, r.source, r.kind))  # type: ignore[arg-type]
     return report
+
+
+async def _add_glossary(c: Components) -> set[str]:
+    """Glossary passages for items indexed without them (before the glossary existed, or with
+    it off), made from their stored passages: no OCR, only the new passages are embedded."""
+    lib = c.library
+    records = await lib.vector_records("text", documents=True)
+    own: dict[str, list[VectorRecord]] = defaultdict(list)
+    glossed: set[str] = set()
+    for r in records:
+        item = str(r.metadata.get("item", ""))
+        if is_glossary_passage(r.id):
+            glossed.add(item)
+        elif not is_caption_passage(r.id) and r.document:
+            own[item].append(r)
+    chars = c.settings.text.passage_chars
+    todo: list[tuple[VectorRecord, list[tuple[str, str]]]] = []
+    for item, recs in own.items():
+        if item in glossed or not item:
+            continue
+        recs.sort(key=_passage_no)
+        pieces = annotated_passages(item, "\n".join(r.document or "" for r in recs), chars)
+        if pieces:
+            todo.append((recs[0], pieces))
+    store = await lib.vectors()
+    for start in range(0, len(todo), 64):
+        part = todo[start:start + 64]
+        flat = [(pid, text, rec.metadata) for rec, pieces in part for pid, text in pieces]
+        vecs = await c.text_vectors.submit_many([t for _, t, _ in flat])
+        await lib.write("writing glossary passages", lambda f=flat, v=vecs: store.upsert(
+            "text", [p for p, _, _ in f], np.stack(v), [dict(m) for _, _, m in f],
+            documents=[t for _, t, _ in f]))
+    if todo:
+        log.info("glossary passages added to %d items", len(todo))
+    return {str(rec.metadata.get("item", "")) for rec, _ in todo}
 
 
 def _target_name(prefix: str, channel: str, model: str, force: bool) -> str:
@@ -201,7 +251,9 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
     drop_vectors: list[tuple[str, str]] = []  # (space, item)
     for item in sorted(orphans):
         recs = s.clip.get(item) or s.text.get(item) or []
-        texts = [r.document or "" for r in sorted(s.text.get(item, []), key=_passage_no)]
+        # The row's text is the item's own passages (annotations repeat them with additions).
+        texts = [r.document or "" for r in sorted(s.text.get(item, []), key=_passage_no)
+                 if not is_glossary_passage(r.id)]
         row = row_from_meta(recs[0].metadata, "\n".join(t for t in texts if t)) if recs \
             else None
         if row is not None and (row.image_sha is None or row.image_sha in s.blobs
@@ -323,12 +375,14 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
     if retext:
         ingest_passages = []
         for row in retext:
-            pieces = [p.text for p in split_passages(row.text,
-                                                     max_chars=c.settings.text.passage_chars)]
-            vecs = await c.text_vectors.submit_many(pieces)
+            chars = c.settings.text.passage_chars
+            pieces = [(f"{row.id}#{i}", p.text)
+                      for i, p in enumerate(split_passages(row.text, max_chars=chars))]
+            if c.settings.text.glossary:
+                pieces += annotated_passages(row.id, row.text, chars)
+            vecs = await c.text_vectors.submit_many([t for _, t in pieces])
             ingest_passages.append(ItemWrite(row=replace(row, stage=2), passages=[
-                (f"{row.id}#{i}", v, t) for i, (t, v) in enumerate(zip(pieces, vecs,
-                                                                       strict=True))]))
+                (pid, v, t) for (pid, t), v in zip(pieces, vecs, strict=True)]))
         await lib.enrich_done(ingest_passages)
     if rethumb:
         limits = Limits.from_settings(c.settings.index)

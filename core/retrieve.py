@@ -22,10 +22,11 @@ import numpy as np
 
 from core.components import Components
 from core.config import RetrievalSettings
+from core.glossary import default_glossary
 from core.library.catalog import ItemRow
 from core.media import neardup
 from core.media.imageio import Limits, load_image
-from core.types import Hit, Scope, is_caption_passage
+from core.types import Hit, Scope, is_caption_passage, is_derived_passage, is_glossary_passage
 
 _WORD = re.compile(r"[\w][\w\-\.]*[\w]|\w", re.UNICODE)
 _STOP = frozenset([
@@ -206,9 +207,15 @@ class Retriever:
         async def dense() -> list[tuple[str, str, float, str]]:
             vec = await c.text_queries.submit(text)
             hits = await self.lib.query_passages("text", vec, scope, n * 3)
+            annotated = default_glossary().annotate(text) if self.r.glossary else ""
+            if annotated:  # "NPS" in a question meets "net promoter score" in a passage
+                vec = await c.text_queries.submit(annotated)
+                hits += await self.lib.query_passages("text", vec, scope, n * 3)
             if expansion:  # the expanded words are a second way to the same passages
                 vec = await c.text_queries.submit(expansion)
                 hits += await self.lib.query_passages("text", vec, scope, n * 3)
+            if not self.r.glossary:
+                hits = [h for h in hits if not is_glossary_passage(h[0])]
             return hits
 
         async def keyword() -> list[tuple[str, float]]:
@@ -222,7 +229,7 @@ class Retriever:
         snippets: dict[str, str] = {}
         # A vision model's caption is a signal of its own: it knows what an error means or
         # what a chart shows, where the on-screen text only says what is written.
-        ranked = sorted(dense_hits, key=lambda h: (is_caption_passage(h[0]), -h[2]))
+        ranked = sorted(dense_hits, key=lambda h: (is_derived_passage(h[0]), -h[2]))
         for _pid, item, _sim, doc in ranked:  # prefer the item's own words as the snippet
             snippets.setdefault(item, doc)
         lists: dict[str, list[tuple[str, float]]] = {

@@ -207,6 +207,22 @@ def is_caption_passage(passage_id: str) -> bool:
     return bool(sep) and tail.startswith("c")
 
 
+def glossary_passage_id(item: str, n: int) -> str:
+    """The item's text annotated with the meanings of its abbreviations and error messages
+    (``core.glossary``): searched like its text, but not keyword-indexed (not on screen)."""
+    return f"{item}#g{n}"
+
+
+def is_glossary_passage(passage_id: str) -> bool:
+    _, sep, tail = passage_id.rpartition("#")
+    return bool(sep) and tail.startswith("g")
+
+
+def is_derived_passage(passage_id: str) -> bool:
+    """A caption or an annotation: words that are not the item's own."""
+    return is_caption_passage(passage_id) or is_glossary_passage(passage_id)
+
+
 @dataclass(frozen=True)
 class Stats:
     items: int

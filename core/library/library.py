@@ -37,7 +37,7 @@ from core.library.keyword import KeywordDoc
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
 from core.library.vectors import VectorRecord, VectorStore
 from core.models.batching import MicroBatcher
-from core.types import Hit, Origin, Scope, is_caption_passage
+from core.types import Hit, Origin, Scope, is_derived_passage
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class Library:
                          documents=[p[2] for p in passages])
             self._record_model("text", int(passages[0][1].shape[0]))
             self.keyword.add([KeywordDoc(pid, row.id, row.space, row.audience, text)
-                              for pid, _, text, row in passages])
+                              for pid, _, text, row in passages if not is_derived_passage(pid)])
         self.catalog.add([w.row for w in writes],
                          enrich=[w.row.id for w in writes if w.enrich])
         return [None] * len(batches)
@@ -280,7 +280,7 @@ class Library:
                 self._record_model("text", int(passages[0][1].shape[0]))
                 self.keyword.add([KeywordDoc(pid, row.id, row.space, row.audience, text)
                                   for pid, _, text, row in passages
-                                  if not is_caption_passage(pid)])
+                                  if not is_derived_passage(pid)])
             self.catalog.finish_enrich([w.row for w in writes])
 
         await self.write("storing text", work)

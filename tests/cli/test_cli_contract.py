@@ -333,7 +333,7 @@ def test_eval_compare_and_split(env: Library, capsys: pytest.CaptureFixture[str]
     assert rc == 0 and out.splitlines()[0].split() == ["configuration", "kind", "n", "R@1",
                                                        "R@5", "MRR"]
     assert [ln.split()[0] for ln in out.splitlines()[1:] if not ln.startswith(" ")] == [
-        "default", "no-captions", "dense", "rrf"]
+        "default", "no-captions", "no-glossary", "dense", "rrf"]
     rc, doc, _ = cli(capsys, "eval", str(path), "--json", "--compare", "weight_nope=1")
     assert rc == 1 and "weight_nope" in doc["error"]
 

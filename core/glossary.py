@@ -1,0 +1,84 @@
+"""Plain-language meanings for the abbreviations and error messages that screenshots show.
+
+A slide says "NPS fell to 31", a terminal says "EADDRINUSE :::3000"; people ask "did customers'
+likelihood to recommend us drop?" and "why can't the server start on that port?". The small
+local sentence model that matches them knows few abbreviations and no error meanings, so the
+item's text gets a second, annotated version: each known abbreviation followed by its long form
+and meaning (first occurrence only), each line with a known error signature followed by what
+it usually means. That version is embedded as extra passages of the item (ids ``<item>#g<n>``,
+see ``core.types.glossary_passage_id``): the plain text still matches exact questions, the
+annotated one matches paraphrases. It is not keyword-indexed (the words are not on screen),
+and a query is annotated the same way, so "NPS" in a question meets "net promoter score" in a
+passage.
+
+The terms themselves live in ``core.glossary_terms`` (data only).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+# An abbreviation is a whole word: not inside a longer word, path or identifier.
+_EDGE_BEFORE = r"(?<![A-Za-z0-9_\-/.])"
+_EDGE_AFTER = r"(?![A-Za-z0-9_\-/])"
+
+
+@dataclass(frozen=True)
+class Glossary:
+    acronyms: dict[str, str]
+    signatures: tuple[tuple[re.Pattern[str], str], ...]
+    _pattern: re.Pattern[str] | None
+
+    @classmethod
+    def build(cls, acronyms: dict[str, str],
+              signatures: list[tuple[str, str]]) -> Glossary:
+        keys = sorted(acronyms, key=len, reverse=True)  # longest first: "CI/CD" before "CI"
+        pattern = re.compile(_EDGE_BEFORE + "(" + "|".join(re.escape(k) for k in keys) + ")"
+                             + _EDGE_AFTER) if keys else None
+        return cls(dict(acronyms),
+                   tuple((re.compile(p, re.IGNORECASE), m) for p, m in signatures), pattern)
+
+    def annotate(self, text: str) -> str:
+        """``text`` with meanings added, or "" when it holds no known term."""
+        seen_terms: set[str] = set()
+        seen_meanings: set[str] = set()
+        added = False
+        out: list[str] = []
+        for line in text.split("\n"):
+            notes = [m for p, m in self.signatures if m not in seen_meanings and p.search(line)]
+            if self._pattern is not None:
+                def expand(match: re.Match[str]) -> str:
+                    term = match.group(1)
+                    if term in seen_terms:
+                        return term
+                    seen_terms.add(term)
+                    return f"{term} ({self.acronyms[term]})"
+
+                new = self._pattern.sub(expand, line)
+            else:
+                new = line
+            if notes:
+                seen_meanings.update(notes)
+                new = f"{new} ({'; '.join(notes)})"
+            added = added or new != line
+            out.append(new)
+        return "\n".join(out) if added else ""
+
+
+@lru_cache(maxsize=1)
+def default_glossary() -> Glossary:
+    from core.glossary_terms import ACRONYMS, SIGNATURES
+
+    return Glossary.build(ACRONYMS, SIGNATURES)
+
+
+def annotated_passages(item: str, text: str, max_chars: int) -> list[tuple[str, str]]:
+    """The glossary passages of an item whose text is ``text`` (none when nothing is known)."""
+    from core.media.chunking import split_passages
+    from core.types import glossary_passage_id
+
+    annotated = default_glossary().annotate(text)
+    return [(glossary_passage_id(item, i), p.text)
+            for i, p in enumerate(split_passages(annotated, max_chars=max_chars))]

@@ -1,0 +1,142 @@
+"""The glossary: abbreviations and error messages explained, as extra passages of an item."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from core.app import open_service
+from core.config import Secrets, load_settings
+from core.glossary import Glossary, annotated_passages, default_glossary
+from core.glossary_terms import ACRONYMS, SIGNATURES
+from core.types import Scope, glossary_passage_id, is_caption_passage, is_glossary_passage
+
+SMALL = Glossary.build(
+    {"NPS": "net promoter score, how likely customers are to recommend us",
+     "CI/CD": "continuous integration and delivery", "CI": "continuous integration"},
+    [(r"\bEADDRINUSE\b|address already in use", "the port is already taken")])
+
+
+def test_abbreviations_are_expanded_once_as_whole_words() -> None:
+    text = "NPS rose to 41\nNPS. CI/CD runs; CI green\nSNPS nps ARRAY"
+    out = SMALL.annotate(text)
+    assert out.splitlines() == [
+        "NPS (net promoter score, how likely customers are to recommend us) rose to 41",
+        "NPS. CI/CD (continuous integration and delivery) runs; "
+        "CI (continuous integration) green",
+        "SNPS nps ARRAY",  # inside a word, another case: not the abbreviation
+    ]
+
+
+def test_error_lines_get_their_meaning_and_plain_text_gets_nothing() -> None:
+    out = SMALL.annotate("$ node server.js\nError: listen EADDRINUSE :::3000\nretry: "
+                         "address already in use")
+    assert out.splitlines()[1] == "Error: listen EADDRINUSE :::3000 (the port is already taken)"
+    assert out.splitlines()[2] == "retry: address already in use"  # each meaning once
+    assert SMALL.annotate("Quarterly planning, nothing special") == ""
+
+
+def test_shipped_terms_are_well_formed() -> None:
+    assert len(ACRONYMS) >= 200 and len(SIGNATURES) >= 100
+    for pattern, meaning in SIGNATURES:
+        re.compile(pattern, re.IGNORECASE)
+        assert meaning and len(meaning) <= 160
+    # Patterns are specific: ordinary slide text does not fire them.
+    plain = ("Q3 roadmap: launch the new billing page, hire two designers, "
+             "customer interviews in May. Revenue grew 12% year over year.")
+    assert not [p for p, _ in SIGNATURES if re.search(p, plain, re.IGNORECASE)]
+    g = default_glossary()
+    assert "net promoter score" in g.annotate("NPS 41").lower()
+    assert g.annotate("Error: listen EADDRINUSE: address already in use :::3000")
+    assert g.annotate("pod/api-7f9 0/1 CrashLoopBackOff 12 restarts")
+
+
+def test_glossary_passage_ids() -> None:
+    pid = glossary_passage_id("abc", 2)
+    assert pid == "abc#g2" and is_glossary_passage(pid) and not is_caption_passage(pid)
+    assert not is_glossary_passage("abc#0") and not is_glossary_passage("abc#c0")
+    assert [p for p, _ in annotated_passages("abc", "NPS 41", 800)] == ["abc#g0"]
+    assert annotated_passages("abc", "nothing known", 800) == []
+
+
+DOCS = {
+    "deploy.txt": "$ node server.js\nError: listen EADDRINUSE :::8080\n"
+                  "    at Server.setupListenHandle",
+    "survey.txt": "Q3 NPS 41, was 35 in Q2",
+    "pods.txt": "NAME READY STATUS RESTARTS\napi-7f9c 0/1 CrashLoopBackOff 14",
+    "migration.txt": "Server migration plan: move the API from port 8080 to 443 next week",
+    "hiring.txt": "Hiring plan: two designers and a support lead by June",
+}
+QUESTIONS = {
+    "why can't the server start? another process has the port": "deploy.txt",
+    "are customers more likely to recommend us than last quarter?": "survey.txt",
+    "the container keeps crashing and restarting": "pods.txt",
+}
+
+
+async def _top(tmp_path: Path, tiny_clip: Path, glossary: bool) -> dict[str, str]:
+    folder = tmp_path / "docs"
+    folder.mkdir(exist_ok=True)
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    env = {"PIXRAG_EMBEDDING__MODEL": str(tiny_clip), "PIXRAG_ANSWER__PROVIDER": "none",
+           "PIXRAG_TEXT__GLOSSARY": str(glossary).lower()}
+    settings = load_settings(None, environ=env, data_dir=tmp_path / f"data-{glossary}")
+    async with open_service(settings, Secrets({})) as svc:
+        report = await svc.index_paths([folder], "local")
+        assert len(report.indexed) == len(DOCS)
+        lib = svc.c.library
+        records = await lib.vector_records("text", documents=True)
+        annotated = [r for r in records if is_glossary_passage(r.id)]
+        if glossary:
+            assert annotated and all("(" in (r.document or "") for r in annotated)
+            # The added words are not on screen: keyword search does not see them.
+            assert await lib.keyword_search(Scope("local"), "promoter", 5) == []
+        else:
+            assert annotated == []
+        top = {}
+        for question in QUESTIONS:
+            hits = await svc.search(question, Scope("local"), k=3)
+            top[question] = Path(hits[0].source).name if hits else ""
+            # The snippet is the item's own words, never the annotation.
+            assert all("net promoter" not in h.text for h in hits)
+        return top
+
+
+async def test_plain_word_questions_find_abbreviations_and_errors(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    assert await _top(tmp_path, tiny_clip, glossary=True) == QUESTIONS
+    without = await _top(tmp_path, tiny_clip, glossary=False)
+    assert without != QUESTIONS  # the local model alone misses at least one
+
+
+async def test_reindex_adds_glossary_passages_to_items_indexed_without(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    env = {"PIXRAG_EMBEDDING__MODEL": str(tiny_clip), "PIXRAG_ANSWER__PROVIDER": "none"}
+    data = tmp_path / "data"
+    off = load_settings(None, environ={**env, "PIXRAG_TEXT__GLOSSARY": "false"}, data_dir=data)
+    async with open_service(off, Secrets({})) as svc:
+        await svc.index_paths([folder], "local")
+    async with open_service(load_settings(None, environ=env, data_dir=data),
+                            Secrets({})) as svc:
+        lib = svc.c.library
+        assert not [r for r in await lib.vector_records("text") if is_glossary_passage(r.id)]
+        report = await svc.reindex()
+        assert sorted(Path(i.source).name for i in report.indexed) == \
+            ["deploy.txt", "migration.txt", "pods.txt", "survey.txt"]  # "API" is known too
+        assert [Path(s.source).name for s in report.skipped] == ["hiring.txt"]
+        glossed = [r for r in await lib.vector_records("text", documents=True)
+                   if is_glossary_passage(r.id)]
+        assert len(glossed) == 4
+        assert any("net promoter score" in (r.document or "") for r in glossed)
+        again = await svc.reindex()  # done once
+        assert again.indexed == [] and len(again.skipped) == len(DOCS)
+        hits = await svc.search("are customers more likely to recommend us than last quarter?",
+                                Scope("local"), k=1)
+        assert Path(hits[0].source).name == "survey.txt"
