@@ -29,36 +29,60 @@ _EDGE_AFTER = r"(?![A-Za-z0-9_\-/])"
 class Glossary:
     acronyms: dict[str, str]
     signatures: tuple[tuple[re.Pattern[str], str], ...]
+    #: long form (lower case) -> (abbreviation, meaning): "Net Promoter Score by Quarter" is
+    #: written out, but the question says "likelihood to recommend".
+    long_forms: dict[str, tuple[str, str]]
     _pattern: re.Pattern[str] | None
 
     @classmethod
     def build(cls, acronyms: dict[str, str],
               signatures: list[tuple[str, str]]) -> Glossary:
-        keys = sorted(acronyms, key=len, reverse=True)  # longest first: "CI/CD" before "CI"
-        pattern = re.compile(_EDGE_BEFORE + "(" + "|".join(re.escape(k) for k in keys) + ")"
-                             + _EDGE_AFTER) if keys else None
+        long_forms: dict[str, tuple[str, str]] = {}
+        for abbr, value in acronyms.items():
+            long, sep, meaning = value.partition(", ")
+            # Only clean entries: several words, one sense ("a; or b" entries are ambiguous).
+            if sep and len(long.split()) >= 2 and not re.search(r";| or |/|\(", value):
+                long_forms.setdefault(long.lower(), (abbr, meaning))
+        # One pass over the original line, so no inserted words are matched again. Longest
+        # first: "CI/CD" before "CI", "employee net promoter score" before its tail.
+        phrases = sorted(long_forms, key=len, reverse=True)
+        keys = sorted(acronyms, key=len, reverse=True)
+        parts = []
+        if phrases:
+            parts.append(r"(?i:(?<!\w)(" + "|".join(
+                re.escape(p).replace(r"\ ", r"\s+") for p in phrases) + r")(?!\w))")
+        if keys:
+            parts.append(_EDGE_BEFORE + "(" + "|".join(re.escape(k) for k in keys) + ")"
+                         + _EDGE_AFTER)
+        pattern = re.compile("|".join(parts)) if parts else None
+        if not phrases and pattern is not None:  # keep the group numbers fixed
+            pattern = re.compile(r"(?!x)x()|" + parts[0])
         return cls(dict(acronyms),
-                   tuple((re.compile(p, re.IGNORECASE), m) for p, m in signatures), pattern)
+                   tuple((re.compile(p, re.IGNORECASE), m) for p, m in signatures),
+                   long_forms, pattern)
 
     def annotate(self, text: str) -> str:
         """``text`` with meanings added, or "" when it holds no known term."""
-        seen_terms: set[str] = set()
+        seen: set[str] = set()
         seen_meanings: set[str] = set()
         added = False
         out: list[str] = []
+
+        def expand(match: re.Match[str]) -> str:
+            written, phrase, abbr = match.group(0), match.group(1), match.group(2)
+            if phrase is not None:
+                abbr, meaning = self.long_forms[" ".join(phrase.lower().split())]
+                note = f"{abbr}, {meaning}"
+            else:
+                note = self.acronyms[abbr]
+            if abbr in seen:
+                return written
+            seen.add(abbr)  # the long form and the abbreviation are explained once
+            return f"{written} ({note})"
+
         for line in text.split("\n"):
             notes = [m for p, m in self.signatures if m not in seen_meanings and p.search(line)]
-            if self._pattern is not None:
-                def expand(match: re.Match[str]) -> str:
-                    term = match.group(1)
-                    if term in seen_terms:
-                        return term
-                    seen_terms.add(term)
-                    return f"{term} ({self.acronyms[term]})"
-
-                new = self._pattern.sub(expand, line)
-            else:
-                new = line
+            new = self._pattern.sub(expand, line) if self._pattern is not None else line
             if notes:
                 seen_meanings.update(notes)
                 new = f"{new} ({'; '.join(notes)})"

@@ -10,8 +10,14 @@ on the whole image, up to 2000 px, enlarging small ones to a 736 px short side).
 the same detector first at ``GATE_SCALE`` of that size (a quarter of the pixels) and looks at
 the shape of what it finds: text lines are thin and long, whereas the textured areas of a
 photo (foliage, clouds, grain) come out as large round blobs at that scale. No line-shaped
-region: the image is not read. Any line-shaped region: the image is read exactly as without
-the gate, so slides and screenshots keep every word (``benchmarks/ocr_gate.py`` measures both).
+region: the image is not read. Any line-shaped region: the image has text.
+
+When the text is large (slides, most screenshots: every line at least ``REUSE_PX`` tall at the
+gate's scale), the regions the gate found are cut from the full-size image and recognised
+directly: the full-size detector pass, most of a slide's OCR time, is skipped. Small text can
+come out of the half-size detector partial or merged, so when any line is read with low
+confidence the image is read in full after all. ``benchmarks/ocr_gate.py`` measures CPU and
+the words each way loses against the full reader.
 
 With ``onnxruntime-gpu`` installed and a CUDA device present, the sessions run on
 ``CUDAExecutionProvider``; anything else runs on the CPU, silently.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, cast
@@ -57,6 +64,15 @@ GATE_MIN_ASPECT = 3.0
 #: alarm only costs the full pass.
 GATE_BOX_THRESH = 0.4
 
+#: When every line the gate found is at least this tall at its scale, the text is large (slide
+#: titles and bullets) and the gate's regions are read directly, without a full-size detector
+#: pass (most of a slide's OCR time). 0 = always run the full pass.
+REUSE_PX = 8.0
+#: ... unless a long region (a line: at least this many times wider than high) is read with
+#: less confidence than this: then the full pass runs after all (see _doubtful).
+DOUBT_ASPECT = 4.0
+DOUBT_SCORE = 0.7
+
 _DET = "PP-OCRv6_det_small.onnx"
 _REC = "PP-OCRv6_rec_small.onnx"
 
@@ -76,10 +92,11 @@ class RapidReader:
     """
 
     def __init__(self, *, min_score: float = MIN_SCORE, max_side: int = MAX_SIDE,
-                 gate: bool = True) -> None:
+                 gate: bool = True, reuse_px: float = REUSE_PX) -> None:
         self.min_score = min_score
         self.max_side = max_side
         self.gate = gate
+        self.reuse_px = reuse_px
         self._engine: Any = None
         self._gate_post: Any = None
         self._lock = threading.Lock()
@@ -121,7 +138,7 @@ class RapidReader:
         if bgr is None:
             return False
         with self._lock:
-            return self._gate(bgr)
+            return self._gate(bgr).has_text
 
     def _prepare(self, image: Image.Image) -> np.ndarray | None:
         """BGR pixels as the engine reads them, or None when there is nothing to read."""
@@ -140,7 +157,7 @@ class RapidReader:
         # RapidOCR wants BGR like OpenCV.
         return np.ascontiguousarray(pixels[:, :, ::-1])
 
-    def _gate(self, bgr: np.ndarray) -> bool:
+    def _gate(self, bgr: np.ndarray) -> _GateResult:
         # Caller holds self._lock.
         engine = self._load()
         try:
@@ -161,17 +178,21 @@ class RapidReader:
             pixels = (small.astype(np.float32) / 255.0 - np.asarray(det.mean, np.float32)) \
                 / np.asarray(det.std, np.float32)
             batch = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
-            boxes, _ = self._gate_post(det.session(batch), small.shape[:2])
+            # Boxes in the full image's coordinates: the fast read crops them from it.
+            boxes, _ = self._gate_post(det.session(batch), (h, w))
         except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
             raise ModelError(f"OCR failed on a {bgr.shape[1]}x{bgr.shape[0]} image: {exc}") from exc
-        limit = GATE_MAX_LINE * min(small.shape[:2])
+        limit = GATE_MAX_LINE * min(h, w)
+        found = False
+        thinnest = float("inf")  # the thinnest line, in the gate's pixels
         for box in boxes:
             pts = np.asarray(box, dtype=np.float32)
             sides = sorted((float(np.linalg.norm(pts[0] - pts[1])),
                             float(np.linalg.norm(pts[0] - pts[3]))))
             if sides[0] <= limit or sides[1] >= GATE_MIN_ASPECT * sides[0]:
-                return True
-        return False
+                found = True
+                thinnest = min(thinnest, sides[0] * size[1] / h)
+        return _GateResult(found, [np.asarray(b, dtype=np.float32) for b in boxes], thinnest)
 
     def read(self, image: Image.Image) -> str:
         """Text in ``image``: lines top-to-bottom, words left-to-right; "" when there is none."""
@@ -179,17 +200,25 @@ class RapidReader:
         if bgr is None:
             return ""
         with self._lock:
-            if self.gate and not self._gate(bgr):
+            gate = self._gate(bgr) if self.gate else None
+            if gate is not None and not gate.has_text:
                 return ""
             engine = self._load()
+            boxes: Any
             try:
-                result = engine(bgr)
+                boxes = txts = scores = None
+                if gate is not None and self.reuse_px and gate.thinnest >= self.reuse_px:
+                    boxes, txts, scores = self._recognise(engine, bgr, gate.boxes)
+                    if _doubtful(boxes, scores):
+                        boxes = None  # small text the gate half-saw: read it in full
+                if boxes is None:
+                    result = engine(bgr)
+                    boxes, txts, scores = (getattr(result, "boxes", None),
+                                           getattr(result, "txts", None),
+                                           getattr(result, "scores", None))
             except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
                 raise ModelError(
                     f"OCR failed on a {bgr.shape[1]}x{bgr.shape[0]} image: {exc}") from exc
-        boxes = getattr(result, "boxes", None)
-        txts = getattr(result, "txts", None)
-        scores = getattr(result, "scores", None)
         if boxes is None or txts is None or scores is None or len(txts) == 0:
             return ""
         kept = [
@@ -198,6 +227,38 @@ class RapidReader:
             if score >= self.min_score and txt.strip()
         ]
         return _reading_order(kept)
+
+    @staticmethod
+    def _recognise(engine: Any, bgr: np.ndarray, boxes: list[np.ndarray]
+                   ) -> tuple[list[np.ndarray], Any, Any]:
+        """Read the lines the gate found, without a second detector pass."""
+        from rapidocr.utils.process_img import get_rotate_crop_image
+
+        if not boxes:
+            return [], None, None
+        crops = [get_rotate_crop_image(bgr, box.copy()) for box in boxes]
+        rec = engine.recognize_txt(crops)
+        return boxes, rec.txts, rec.scores
+
+
+def _doubtful(boxes: list[np.ndarray], scores: Any) -> bool:
+    """A text line (long box) read with low confidence: at the gate's scale small text comes
+    out as partial or merged lines, which the recogniser garbles (measured: 9-10 px text on a
+    full-HD screenshot scores 0.59-0.64 per line; clean lines 0.9+; icons and bullets, which
+    also score low, are not long)."""
+    for box, score in zip(boxes, scores if scores is not None else (), strict=False):
+        height = float(np.linalg.norm(box[0] - box[3]))
+        width = float(np.linalg.norm(box[0] - box[1]))
+        if width >= DOUBT_ASPECT * max(height, 1.0) and float(score) < DOUBT_SCORE:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class _GateResult:
+    has_text: bool
+    boxes: list[np.ndarray]  # every region found, in the full image's pixels
+    thinnest: float  # the thinnest line-shaped region's height at the gate's scale (px)
 
 
 def _cuda_available() -> bool:

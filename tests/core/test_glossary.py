@@ -28,6 +28,19 @@ def test_abbreviations_are_expanded_once_as_whole_words() -> None:
     ]
 
 
+def test_written_out_long_forms_get_the_meaning_too() -> None:
+    out = SMALL.annotate("Net Promoter\nScore by Quarter\nNet  promoter score by quarter; NPS 41")
+    # A long form split over two OCR lines is not matched; one written out is, once, and the
+    # abbreviation after it is then already explained.
+    assert out.splitlines()[1:] == [
+        "Score by Quarter",
+        "Net  promoter score (NPS, how likely customers are to recommend us) by quarter; NPS 41"]
+    # Ambiguous entries ("a; or b") and one-word long forms are not matched as long forms.
+    g = Glossary.build({"SE": "sales engineer, presales; or software engineer",
+                        "CI": "continuous integration"}, [])
+    assert g.annotate("our sales engineer") == "" and g.annotate("continuous integration") == ""
+
+
 def test_error_lines_get_their_meaning_and_plain_text_gets_nothing() -> None:
     out = SMALL.annotate("$ node server.js\nError: listen EADDRINUSE :::3000\nretry: "
                          "address already in use")

@@ -218,8 +218,25 @@ def test_slides_and_screenshots_read_the_same_with_the_gate(
         assert gated.has_text(image) is True
         text = gated.read(image)
         assert text and text == plain.read(image)
-    assert counted.full == 3
+    # Large text: the lines the gate found are read directly, no full-size detector pass.
+    assert counted.full == 0 and counted.recognised == 3
     assert "Lyon Part-Dieu 3 km" in gated.read(sign)
+    assert RapidReader(reuse_px=0).read(terminal) == plain.read(terminal)
+
+
+def test_small_text_the_gate_half_sees_is_read_in_full(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 9-10 px text on a full-HD screenshot: at the gate's half size lines come out partial or
+    # merged and read badly, so the full pass runs and nothing is lost.
+    gated, plain = RapidReader(), RapidReader(gate=False)
+    counted = _Counted(gated, monkeypatch)
+    for px in (9, 10):
+        lines = [((40, 40 + 2 * px * i), f"line {i}: deploy api-{i} failed with exit code {i}")
+                 for i in range(6)]
+        screen = _render(lines, (1920, 1080), px=px)
+        assert gated.read(screen) == plain.read(screen)
+        assert "deploy api-0 failed" in plain.read(screen)  # real text, read by the full pass
+    assert counted.full == 2
 
 
 def test_has_text_on_blank_and_tiny_images_loads_nothing() -> None:
