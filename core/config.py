@@ -109,7 +109,7 @@ class RetrievalSettings(_Section):
     # Text queries: the best N by sentence-embedding evidence stay among the first 5 results
     # (keyword and CLIP may reorder them or add one beside them, not push them out). 0 = off.
     keep_text_top: int = Field(3, ge=0, le=5)
-    # Use the glossary passages (see [text] glossary) and annotate questions the same way.
+    # Use the glossary passages (see [text] glossary) and explain abbreviations in questions.
     glossary: bool = True
     near_duplicate_bits: int = Field(-1, ge=-1, le=512)  # -1 = neardup.DEFAULT_MAX_DISTANCE
     # Query expansion by the answer model (text queries; needs an answer provider): the

@@ -7,9 +7,9 @@ item's text gets a second, annotated version: each known abbreviation followed b
 and meaning (first occurrence only), each line with a known error signature followed by what
 it usually means. That version is embedded as extra passages of the item (ids ``<item>#g<n>``,
 see ``core.types.glossary_passage_id``): the plain text still matches exact questions, the
-annotated one matches paraphrases. It is not keyword-indexed (the words are not on screen),
-and a query is annotated the same way, so "NPS" in a question meets "net promoter score" in a
-passage.
+annotated one matches paraphrases. It is not keyword-indexed (the words are not on screen).
+A question's abbreviations are explained the same way (not its error words: a question is
+already in plain words), so "NPS" in a question meets "net promoter score" in a passage.
 
 The terms themselves live in ``core.glossary_terms`` (data only).
 """
@@ -61,8 +61,9 @@ class Glossary:
                    tuple((re.compile(p, re.IGNORECASE), m) for p, m in signatures),
                    long_forms, pattern)
 
-    def annotate(self, text: str) -> str:
-        """``text`` with meanings added, or "" when it holds no known term."""
+    def annotate(self, text: str, *, errors: bool = True) -> str:
+        """``text`` with meanings added, or "" when it holds no known term. ``errors=False``:
+        abbreviations only, not what error lines mean."""
         seen: set[str] = set()
         seen_meanings: set[str] = set()
         added = False
@@ -81,7 +82,8 @@ class Glossary:
             return f"{written} ({note})"
 
         for line in text.split("\n"):
-            notes = [m for p, m in self.signatures if m not in seen_meanings and p.search(line)]
+            notes = [m for p, m in self.signatures
+                     if errors and m not in seen_meanings and p.search(line)]
             new = self._pattern.sub(expand, line) if self._pattern is not None else line
             if notes:
                 seen_meanings.update(notes)

@@ -207,7 +207,10 @@ class Retriever:
         async def dense() -> list[tuple[str, str, float, str]]:
             vec = await c.text_queries.submit(text)
             hits = await self.lib.query_passages("text", vec, scope, n * 3)
-            annotated = default_glossary().annotate(text) if self.r.glossary else ""
+            # Abbreviations only: a question is already in plain words, and error meanings
+            # added to it pull every error screenshot closer (measured on eval/).
+            annotated = default_glossary().annotate(text, errors=False) if self.r.glossary \
+                else ""
             if annotated:  # "NPS" in a question meets "net promoter score" in a passage
                 vec = await c.text_queries.submit(annotated)
                 hits += await self.lib.query_passages("text", vec, scope, n * 3)

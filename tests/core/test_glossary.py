@@ -153,3 +153,10 @@ async def test_reindex_adds_glossary_passages_to_items_indexed_without(
         hits = await svc.search("are customers more likely to recommend us than last quarter?",
                                 Scope("local"), k=1)
         assert Path(hits[0].source).name == "survey.txt"
+
+
+def test_questions_get_abbreviations_not_error_meanings() -> None:
+    q = "why does the NPS chart say address already in use?"
+    assert "net promoter score" in SMALL.annotate(q, errors=False)
+    assert "port is already taken" not in SMALL.annotate(q, errors=False)
+    assert "port is already taken" in SMALL.annotate(q)
