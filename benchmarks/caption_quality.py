@@ -34,7 +34,7 @@ from core.evaluate import compare  # noqa: E402
 from core.types import Scope  # noqa: E402
 from eval.vlm_server import CaptionBook, VisionServer  # noqa: E402
 
-CONFIGS = ["default", "no-captions", "captions-only", "dense", "rrf"]
+CONFIGS = ["default", "no-captions", "no-glossary", "captions-only", "dense", "rrf"]
 
 
 async def run(data_dir: Path, files: list[Path], configs: list[str]) -> dict[str, Any]:

@@ -153,6 +153,10 @@ async def test_reindex_adds_glossary_passages_to_items_indexed_without(
         hits = await svc.search("are customers more likely to recommend us than last quarter?",
                                 Scope("local"), k=1)
         assert Path(hits[0].source).name == "survey.txt"
+        # Forgetting an item removes its glossary passages with the rest.
+        await svc.forget("local", hits[0].source)
+        left = [r for r in await lib.vector_records("text") if is_glossary_passage(r.id)]
+        assert len(left) == 3 and all(r.metadata.get("name") != "survey.txt" for r in left)
 
 
 def test_questions_get_abbreviations_not_error_meanings() -> None:
