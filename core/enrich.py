@@ -172,8 +172,9 @@ class Enricher:
         max_chars = self.s.text.passage_chars
         pieces = [(f"{row.id}#{i}", p.text) for i, p in enumerate(
             p for t in texts for p in split_passages(t, max_chars=max_chars))]
-        if self.s.text.glossary and texts:
-            pieces += annotated_passages(row.id, "\n".join(texts), max_chars)
+        if self.s.text.glossary and texts:  # hundreds of regexes per line: off the loop
+            pieces += await self.c.run(self.c.pools.decode, annotated_passages, row.id,
+                                       "\n".join(texts), max_chars)
         # Captions are passages of their own (a signal retrieval weighs separately).
         pieces += [(caption_passage_id(row.id, i), p.text)
                    for i, p in enumerate(split_passages(caption, max_chars=max_chars))]

@@ -399,8 +399,9 @@ class Ingestor:
     async def passages(self, iid: str, texts: Sequence[str]
                        ) -> list[tuple[str, np.ndarray, str]]:
         pieces = [(f"{iid}#{i}", t) for i, t in enumerate(texts)]
-        if self.s.text.glossary:
-            pieces += annotated_passages(iid, "\n".join(texts), self.s.text.passage_chars)
+        if self.s.text.glossary:  # hundreds of regexes per line: off the event loop
+            pieces += await self.c.run(self.c.pools.decode, annotated_passages, iid,
+                                       "\n".join(texts), self.s.text.passage_chars)
         vecs = await self.c.text_vectors.submit_many([t for _, t in pieces])
         return [(pid, v, t) for (pid, t), v in zip(pieces, vecs, strict=True)]
 

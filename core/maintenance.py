@@ -125,7 +125,8 @@ async def _add_glossary(c: Components) -> set[str]:
         if item in glossed or not item:
             continue
         recs.sort(key=_passage_no)
-        pieces = annotated_passages(item, "\n".join(r.document or "" for r in recs), chars)
+        pieces = await c.run(c.pools.decode, annotated_passages, item,
+                             "\n".join(r.document or "" for r in recs), chars)
         if pieces:
             todo.append((recs[0], pieces))
     store = await lib.vectors()
@@ -379,7 +380,8 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
             pieces = [(f"{row.id}#{i}", p.text)
                       for i, p in enumerate(split_passages(row.text, max_chars=chars))]
             if c.settings.text.glossary:
-                pieces += annotated_passages(row.id, row.text, chars)
+                pieces += await c.run(c.pools.decode, annotated_passages, row.id, row.text,
+                                      chars)
             vecs = await c.text_vectors.submit_many([t for _, t in pieces])
             ingest_passages.append(ItemWrite(row=replace(row, stage=2), passages=[
                 (pid, v, t) for (pid, t), v in zip(pieces, vecs, strict=True)]))
