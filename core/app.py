@@ -7,6 +7,7 @@ for what it needs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
@@ -47,6 +48,7 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
                 check_models: bool) -> AsyncIterator[PixRAG]:
     from core.answer import DeferredAnswerer, build_captioner, build_expander
     from core.components import Components, Executors
+    from core.glossary import load_glossary
     from core.service import PixRAG
 
     async with contextlib.AsyncExitStack() as stack:
@@ -62,6 +64,10 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
         expander = build_expander(settings.retrieval, settings.answer, secrets)
         if expander is not None:
             stack.push_async_callback(expander.aclose)
+        # Read (and checked) before any work: a bad glossary file is a config error now, not
+        # half-way through an index run.
+        glossary = await asyncio.get_running_loop().run_in_executor(
+            pools.decode, load_glossary, settings.text.glossary_file)
         emb = settings.embedding
 
         def load_clip():  # type: ignore[no-untyped-def]
@@ -76,6 +82,7 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
 
         components = Components(settings=settings, library=library, text=text,
                                 captioner=captioner, expander=expander, pools=pools,
+                                glossary=glossary,
                                 load_clip=load_clip,
                                 load_reader=load_reader if settings.index.ocr else None)
         stack.push_async_callback(components.aclose)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from core.config import Settings
+from core.glossary import Glossary, default_glossary
 from core.library.library import Library
 from core.models.batching import MicroBatcher
 from core.models.priority import INDEX, QUERY, PriorityExecutor
@@ -60,6 +61,7 @@ class Components:
     def __init__(self, *, settings: Settings, library: Library, text: TextEmbedder,
                  captioner: Captioner | None, pools: Executors,
                  expander: QueryExpander | None = None,
+                 glossary: Glossary | None = None,
                  load_clip: Callable[[], ClipEmbedder],
                  load_reader: Callable[[], TextReader] | None) -> None:
         self.settings = settings
@@ -67,6 +69,7 @@ class Components:
         self.text = text
         self.captioner = captioner
         self.expander = expander
+        self.glossary = glossary or default_glossary()
         self.pools = pools
         self._load_clip = load_clip
         self._load_reader = load_reader

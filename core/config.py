@@ -45,6 +45,9 @@ class TextSettings(_Section):
     # Also embed the text with the meanings of known abbreviations and error messages added
     # (core/glossary.py); [retrieval] glossary decides whether searches use them.
     glossary: bool = True
+    # A TOML file with a team's own terms: [abbreviations] "ACME" = "long form, meaning",
+    # [errors] "regex" = "what it means". Added to (and overriding) the shipped ones.
+    glossary_file: str = ""
     base_url: str = ""  # provider "openai": an OpenAI-compatible embeddings server; "" = OpenAI
 
 

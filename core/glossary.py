@@ -11,7 +11,8 @@ annotated one matches paraphrases. It is not keyword-indexed (the words are not 
 A question's abbreviations are explained the same way (not its error words: a question is
 already in plain words), so "NPS" in a question meets "net promoter score" in a passage.
 
-The terms themselves live in ``core.glossary_terms`` (data only).
+The terms themselves live in ``core.glossary_terms`` (data only); a team adds its own jargon
+with ``[text] glossary_file`` (``read_glossary_file``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 # An abbreviation is a whole word: not inside a longer word, path or identifier.
 _EDGE_BEFORE = r"(?<![A-Za-z0-9_\-/.])"
@@ -93,18 +95,78 @@ class Glossary:
         return "\n".join(out) if added else ""
 
 
-@lru_cache(maxsize=1)
-def default_glossary() -> Glossary:
+def load_glossary(extra: str = "") -> Glossary:
+    """The shipped terms, plus a team's own from ``extra`` (``[text] glossary_file``), which
+    win over shipped ones of the same name. A bad file is a ``ConfigError`` naming the entry.
+    Cached per file version: an edited file is read again by the next service opened."""
+    try:
+        st = Path(extra).expanduser().stat() if extra else None
+    except OSError:
+        st = None  # read_glossary_file reports it
+    return _load_glossary(extra, (st.st_mtime_ns, st.st_size) if st else None)
+
+
+@lru_cache(maxsize=4)
+def _load_glossary(extra: str, version: tuple[int, int] | None) -> Glossary:
     from core.glossary_terms import ACRONYMS, SIGNATURES
 
-    return Glossary.build(ACRONYMS, SIGNATURES)
+    acronyms, signatures = dict(ACRONYMS), list(SIGNATURES)
+    if extra:
+        own_acronyms, own_signatures = read_glossary_file(Path(extra).expanduser())
+        acronyms.update(own_acronyms)
+        patterns = {p for p, _ in own_signatures}
+        signatures = own_signatures + [(p, m) for p, m in signatures if p not in patterns]
+    return Glossary.build(acronyms, signatures)
 
 
-def annotated_passages(item: str, text: str, max_chars: int) -> list[tuple[str, str]]:
+def default_glossary() -> Glossary:
+    return load_glossary("")
+
+
+def read_glossary_file(path: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """``[abbreviations]`` (exact, case-sensitive words -> "long form, meaning") and
+    ``[errors]`` (regular expressions, case-insensitive -> what the error means), TOML."""
+    import tomllib
+
+    from core.errors import ConfigError
+
+    key = "text.glossary_file"
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(key, f"{path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(doc) - {"abbreviations", "errors"})
+    if unknown:
+        raise ConfigError(key, f"{path}: unknown table(s) {', '.join(unknown)}; "
+                               "expected [abbreviations] and [errors]")
+    tables: list[list[tuple[str, str]]] = []
+    for table in ("abbreviations", "errors"):
+        entries = doc.get(table, {})
+        if not isinstance(entries, dict):
+            raise ConfigError(key, f"{path}: [{table}] must be a table of \"term\" = \"meaning\"")
+        pairs = []
+        for term, meaning in entries.items():
+            if not isinstance(meaning, str) or not meaning.strip() or not term.strip():
+                raise ConfigError(key, f"{path}: [{table}] {term!r} needs a non-empty text")
+            pairs.append((term.strip(), " ".join(meaning.split())))
+        tables.append(pairs)
+    for pattern, _ in tables[1]:
+        try:
+            re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise ConfigError(key, f"{path}: [errors] {pattern!r} is not a valid regular "
+                                   f"expression: {exc}") from exc
+    return dict(tables[0]), tables[1]
+
+
+def annotated_passages(glossary: Glossary, item: str, text: str, max_chars: int
+                       ) -> list[tuple[str, str]]:
     """The glossary passages of an item whose text is ``text`` (none when nothing is known)."""
     from core.media.chunking import split_passages
     from core.types import glossary_passage_id
 
-    annotated = default_glossary().annotate(text)
+    annotated = glossary.annotate(text)
     return [(glossary_passage_id(item, i), p.text)
             for i, p in enumerate(split_passages(annotated, max_chars=max_chars))]

@@ -400,7 +400,8 @@ class Ingestor:
                        ) -> list[tuple[str, np.ndarray, str]]:
         pieces = [(f"{iid}#{i}", t) for i, t in enumerate(texts)]
         if self.s.text.glossary:  # hundreds of regexes per line: off the event loop
-            pieces += await self.c.run(self.c.pools.decode, annotated_passages, iid,
+            pieces += await self.c.run(self.c.pools.decode, annotated_passages,
+                                       self.c.glossary, iid,
                                        "\n".join(texts), self.s.text.passage_chars)
         vecs = await self.c.text_vectors.submit_many([t for _, t in pieces])
         return [(pid, v, t) for (pid, t), v in zip(pieces, vecs, strict=True)]

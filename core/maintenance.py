@@ -64,8 +64,9 @@ async def reindex(c: Components, *, progress: Progress | None = None,
         if force or (built is not None and built != lib.models[channel]):
             changed.append(channel)
     if not changed:
-        # Nothing to re-embed; items indexed without glossary passages still get them.
-        glossed = await _add_glossary(c) if c.settings.text.glossary else set()
+        # Nothing to re-embed; glossary passages are still brought up to date (items indexed
+        # without them, or before the glossary file changed).
+        glossed = await _sync_glossary(c) if c.settings.text.glossary else set()
         for r in rows:
             if r.id in glossed:
                 report.indexed.append(IndexedItem(r.id, r.source, r.kind))  # type: ignore[arg-type]
@@ -97,7 +98,7 @@ async def reindex(c: Components, *, progress: Progress | None = None,
         await lib.write("switching to the new index", lib.switch_collection, channel, target)
         log.info("the %s index now uses %s (%s)", channel, target, lib.models[channel])
     if c.settings.text.glossary:  # after the switch: embedded by the text model now in use
-        await _add_glossary(c)
+        await _sync_glossary(c)
     for r in rows:
         if r.id in failed:
             report.failed.append(Failed(r.source, failed[r.id]))
@@ -106,39 +107,48 @@ async def reindex(c: Components, *, progress: Progress | None = None,
     return report
 
 
-async def _add_glossary(c: Components) -> set[str]:
-    """Glossary passages for items indexed without them (before the glossary existed, or with
-    it off), made from their stored passages: no OCR, only the new passages are embedded."""
+async def _sync_glossary(c: Components) -> set[str]:
+    """Bring every item's glossary passages up to date with the glossary in use (built in,
+    plus ``[text] glossary_file``): items indexed without them get them, items whose terms
+    changed get new ones, stale ones go. Made from the stored passages: no OCR; only changed
+    passages are embedded. Returns the items that changed."""
     lib = c.library
     records = await lib.vector_records("text", documents=True)
     own: dict[str, list[VectorRecord]] = defaultdict(list)
-    glossed: set[str] = set()
+    stored: dict[str, dict[str, str]] = defaultdict(dict)  # item -> glossary passage -> text
     for r in records:
         item = str(r.metadata.get("item", ""))
+        if not item:
+            continue
         if is_glossary_passage(r.id):
-            glossed.add(item)
+            stored[item][r.id] = r.document or ""
         elif not is_caption_passage(r.id) and r.document:
             own[item].append(r)
     chars = c.settings.text.passage_chars
     todo: list[tuple[VectorRecord, list[tuple[str, str]]]] = []
+    stale: list[str] = []
     for item, recs in own.items():
-        if item in glossed or not item:
-            continue
         recs.sort(key=_passage_no)
-        pieces = await c.run(c.pools.decode, annotated_passages, item,
+        pieces = await c.run(c.pools.decode, annotated_passages, c.glossary, item,
                              "\n".join(r.document or "" for r in recs), chars)
-        if pieces:
-            todo.append((recs[0], pieces))
+        if dict(pieces) == stored.get(item, {}):
+            continue
+        stale += [pid for pid in stored.get(item, {}) if pid not in dict(pieces)]
+        todo.append((recs[0], pieces))
     store = await lib.vectors()
+    if stale:
+        await lib.write("dropping old glossary passages", store.delete_ids, "text", stale)
     for start in range(0, len(todo), 64):
-        part = todo[start:start + 64]
+        part = [(rec, pieces) for rec, pieces in todo[start:start + 64] if pieces]
         flat = [(pid, text, rec.metadata) for rec, pieces in part for pid, text in pieces]
+        if not flat:
+            continue
         vecs = await c.text_vectors.submit_many([t for _, t, _ in flat])
         await lib.write("writing glossary passages", lambda f=flat, v=vecs: store.upsert(
             "text", [p for p, _, _ in f], np.stack(v), [dict(m) for _, _, m in f],
             documents=[t for _, t, _ in f]))
     if todo:
-        log.info("glossary passages added to %d items", len(todo))
+        log.info("glossary passages brought up to date on %d items", len(todo))
     return {str(rec.metadata.get("item", "")) for rec, _ in todo}
 
 
@@ -380,7 +390,8 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
             pieces = [(f"{row.id}#{i}", p.text)
                       for i, p in enumerate(split_passages(row.text, max_chars=chars))]
             if c.settings.text.glossary:
-                pieces += await c.run(c.pools.decode, annotated_passages, row.id, row.text,
+                pieces += await c.run(c.pools.decode, annotated_passages, c.glossary, row.id,
+                                      row.text,
                                       chars)
             vecs = await c.text_vectors.submit_many([t for _, t in pieces])
             ingest_passages.append(ItemWrite(row=replace(row, stage=2), passages=[

@@ -22,7 +22,6 @@ import numpy as np
 
 from core.components import Components
 from core.config import RetrievalSettings
-from core.glossary import default_glossary
 from core.library.catalog import ItemRow
 from core.media import neardup
 from core.media.imageio import Limits, load_image
@@ -209,7 +208,7 @@ class Retriever:
             hits = await self.lib.query_passages("text", vec, scope, n * 3)
             # Abbreviations only: a question is already in plain words, and error meanings
             # added to it pull every error screenshot closer (measured on eval/).
-            annotated = default_glossary().annotate(text, errors=False) if self.r.glossary \
+            annotated = c.glossary.annotate(text, errors=False) if self.r.glossary \
                 else ""
             if annotated:  # "NPS" in a question meets "net promoter score" in a passage
                 vec = await c.text_queries.submit(annotated)

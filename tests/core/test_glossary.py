@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from core.app import open_service
 from core.config import Secrets, load_settings
-from core.glossary import Glossary, annotated_passages, default_glossary
+from core.errors import ConfigError
+from core.glossary import Glossary, annotated_passages, default_glossary, load_glossary
 from core.glossary_terms import ACRONYMS, SIGNATURES
 from core.types import Scope, glossary_passage_id, is_caption_passage, is_glossary_passage
 
@@ -68,8 +71,8 @@ def test_glossary_passage_ids() -> None:
     pid = glossary_passage_id("abc", 2)
     assert pid == "abc#g2" and is_glossary_passage(pid) and not is_caption_passage(pid)
     assert not is_glossary_passage("abc#0") and not is_glossary_passage("abc#c0")
-    assert [p for p, _ in annotated_passages("abc", "NPS 41", 800)] == ["abc#g0"]
-    assert annotated_passages("abc", "nothing known", 800) == []
+    assert [p for p, _ in annotated_passages(SMALL, "abc", "NPS 41", 800)] == ["abc#g0"]
+    assert annotated_passages(SMALL, "abc", "nothing known", 800) == []
 
 
 DOCS = {
@@ -164,3 +167,91 @@ def test_questions_get_abbreviations_not_error_meanings() -> None:
     assert "net promoter score" in SMALL.annotate(q, errors=False)
     assert "port is already taken" not in SMALL.annotate(q, errors=False)
     assert "port is already taken" in SMALL.annotate(q)
+
+
+TEAM = r"""
+[abbreviations]
+PLT = "platform team, the people who run the internal developer platform"
+NPS = "our own meaning of it"
+
+[errors]
+'\bQ-LIMIT-\d+\b' = "the tenant used up its monthly quota"
+"""
+
+
+async def test_a_teams_own_glossary_file_is_used(tmp_path: Path, tiny_clip: Path) -> None:
+    path = tmp_path / "team.toml"
+    path.write_text(TEAM)
+    g = load_glossary(str(path))
+    assert "internal developer platform" in g.annotate("PLT weekly sync")
+    assert g.annotate("NPS 41") == "NPS (our own meaning of it) 41"  # a team's term wins
+    assert "monthly quota" in g.annotate("ingest failed: Q-LIMIT-42 for tenant acme")
+    assert "CrashLoopBackOff" not in TEAM and g.annotate("CrashLoopBackOff")  # shipped ones stay
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "ingest.txt").write_text("worker-3: ingest failed: Q-LIMIT-42 for tenant acme")
+    (folder / "usage.txt").write_text("Usage report: tenant acme has used 61% of this month's plan")
+    question = "which tenant ran out of its monthly quota?"
+    for glossary_file, first in (("", "usage.txt"), (str(path), "ingest.txt")):
+        env = {"PIXRAG_EMBEDDING__MODEL": str(tiny_clip), "PIXRAG_ANSWER__PROVIDER": "none",
+               "PIXRAG_TEXT__GLOSSARY_FILE": glossary_file}
+        data = tmp_path / f"data{bool(glossary_file)}"
+        async with open_service(load_settings(None, environ=env, data_dir=data),
+                                Secrets({})) as svc:
+            await svc.index_paths([folder], "local")
+            hits = await svc.search(question, Scope("local"), k=2)
+            assert Path(hits[0].source).name == first
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("[errors]\n'(unclosed' = 'x'\n", "not a valid regular expression"),
+    ("[words]\nA = 'b'\n", "unknown table(s) words"),
+    ("[abbreviations]\nACME = ''\n", "needs a non-empty text"),
+    ("[abbreviations\n", "not valid TOML"),
+    (None, "cannot read"),
+])
+async def test_a_bad_glossary_file_is_a_config_error_at_start(
+    tmp_path: Path, tiny_clip: Path, text: str | None, says: str
+) -> None:
+    path = tmp_path / "team.toml"
+    if text is not None:
+        path.write_text(text)
+    env = {"PIXRAG_EMBEDDING__MODEL": str(tiny_clip), "PIXRAG_ANSWER__PROVIDER": "none",
+           "PIXRAG_TEXT__GLOSSARY_FILE": str(path)}
+    settings = load_settings(None, environ=env, data_dir=tmp_path / "data")
+    with pytest.raises(ConfigError) as err:
+        async with open_service(settings, Secrets({})):
+            pass
+    assert err.value.key == "text.glossary_file" and says in str(err.value)
+    assert str(path) in str(err.value)
+
+
+async def test_reindex_applies_a_changed_glossary_file(tmp_path: Path, tiny_clip: Path) -> None:
+    path = tmp_path / "team.toml"
+    path.write_text(TEAM)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "ingest.txt").write_text("worker-3: ingest failed: Q-LIMIT-42 for tenant acme")
+    (folder / "usage.txt").write_text("Usage report: tenant acme has used 61% of this month's plan")
+    data = tmp_path / "data"
+    base = {"PIXRAG_EMBEDDING__MODEL": str(tiny_clip), "PIXRAG_ANSWER__PROVIDER": "none"}
+
+    async def glossed(glossary_file: str, *, index: bool = False) -> tuple[list[str], list[str]]:
+        env = {**base, "PIXRAG_TEXT__GLOSSARY_FILE": glossary_file}
+        async with open_service(load_settings(None, environ=env, data_dir=data),
+                                Secrets({})) as svc:
+            report = await (svc.index_paths([folder], "local") if index else svc.reindex())
+            changed = [] if index else sorted(Path(i.source).name for i in report.indexed)
+            docs = [r.document or "" for r in await svc.c.library.vector_records(
+                "text", documents=True) if is_glossary_passage(r.id)]
+            return changed, docs
+
+    assert await glossed("", index=True) == ([], [])  # no known term in either file
+    changed, docs = await glossed(str(path))  # the team's file is added: reindex applies it
+    assert changed == ["ingest.txt"] and len(docs) == 1 and "monthly quota" in docs[0]
+    assert await glossed(str(path)) == ([], docs)  # nothing changed since
+    path.write_text(TEAM.replace("used up its monthly quota", "hit its hard usage limit"))
+    changed, docs = await glossed(str(path))
+    assert changed == ["ingest.txt"] and len(docs) == 1 and "hard usage limit" in docs[0]
+    assert await glossed("") == (["ingest.txt"], [])  # the file is gone: so are its passages
