@@ -64,10 +64,11 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
         expander = build_expander(settings.retrieval, settings.answer, secrets)
         if expander is not None:
             stack.push_async_callback(expander.aclose)
-        # Read (and checked) before any work: a bad glossary file is a config error now, not
-        # half-way through an index run.
-        glossary = await asyncio.get_running_loop().run_in_executor(
-            pools.decode, load_glossary, settings.text.glossary_file)
+        if settings.text.glossary_file:
+            # Read and checked before any work: a bad file is a config error now, not half-way
+            # through an index run (and it is then built once, cached by core.glossary).
+            await asyncio.get_running_loop().run_in_executor(
+                pools.decode, load_glossary, settings.text.glossary_file)
         emb = settings.embedding
 
         def load_clip():  # type: ignore[no-untyped-def]
@@ -82,7 +83,6 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
 
         components = Components(settings=settings, library=library, text=text,
                                 captioner=captioner, expander=expander, pools=pools,
-                                glossary=glossary,
                                 load_clip=load_clip,
                                 load_reader=load_reader if settings.index.ocr else None)
         stack.push_async_callback(components.aclose)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from core.config import Settings
-from core.glossary import Glossary, default_glossary
+from core.glossary import Glossary, load_glossary
 from core.library.library import Library
 from core.models.batching import MicroBatcher
 from core.models.priority import INDEX, QUERY, PriorityExecutor
@@ -61,7 +61,6 @@ class Components:
     def __init__(self, *, settings: Settings, library: Library, text: TextEmbedder,
                  captioner: Captioner | None, pools: Executors,
                  expander: QueryExpander | None = None,
-                 glossary: Glossary | None = None,
                  load_clip: Callable[[], ClipEmbedder],
                  load_reader: Callable[[], TextReader] | None) -> None:
         self.settings = settings
@@ -69,7 +68,7 @@ class Components:
         self.text = text
         self.captioner = captioner
         self.expander = expander
-        self.glossary = glossary or default_glossary()
+        self._glossary: Glossary | None = None
         self.pools = pools
         self._load_clip = load_clip
         self._load_reader = load_reader
@@ -134,6 +133,14 @@ class Components:
                 if self._reader is None:
                     self._reader = await self.run(self.pools.ocr, self._load_reader)
         return self._reader
+
+    async def glossary(self) -> Glossary:
+        """The glossary, built on first use (compiling its patterns takes a moment that
+        `stats` or `forget` need not pay); cached per file version in ``core.glossary``."""
+        if self._glossary is None:
+            self._glossary = await self.run(self.pools.decode, load_glossary,
+                                            self.settings.text.glossary_file)
+        return self._glossary
 
     async def run(self, pool: Executor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -174,7 +174,7 @@ class Enricher:
             p for t in texts for p in split_passages(t, max_chars=max_chars))]
         if self.s.text.glossary and texts:  # hundreds of regexes per line: off the loop
             pieces += await self.c.run(self.c.pools.decode, annotated_passages,
-                                       self.c.glossary, row.id,
+                                       await self.c.glossary(), row.id,
                                        "\n".join(texts), max_chars)
         # Captions are passages of their own (a signal retrieval weighs separately).
         pieces += [(caption_passage_id(row.id, i), p.text)

@@ -34,7 +34,7 @@ class Glossary:
     #: long form (lower case) -> (abbreviation, meaning): "Net Promoter Score by Quarter" is
     #: written out, but the question says "likelihood to recommend".
     long_forms: dict[str, tuple[str, str]]
-    _pattern: re.Pattern[str] | None
+    _pattern: re.Pattern[str]
 
     @classmethod
     def build(cls, acronyms: dict[str, str],
@@ -46,19 +46,12 @@ class Glossary:
             if sep and len(long.split()) >= 2 and not re.search(r";| or |/|\(", value):
                 long_forms.setdefault(long.lower(), (abbr, meaning))
         # One pass over the original line, so no inserted words are matched again. Longest
-        # first: "CI/CD" before "CI", "employee net promoter score" before its tail.
-        phrases = sorted(long_forms, key=len, reverse=True)
-        keys = sorted(acronyms, key=len, reverse=True)
-        parts = []
-        if phrases:
-            parts.append(r"(?i:(?<!\w)(" + "|".join(
-                re.escape(p).replace(r"\ ", r"\s+") for p in phrases) + r")(?!\w))")
-        if keys:
-            parts.append(_EDGE_BEFORE + "(" + "|".join(re.escape(k) for k in keys) + ")"
-                         + _EDGE_AFTER)
-        pattern = re.compile("|".join(parts)) if parts else None
-        if not phrases and pattern is not None:  # keep the group numbers fixed
-            pattern = re.compile(r"(?!x)x()|" + parts[0])
+        # first: "CI/CD" before "CI", "employee net promoter score" before its tail. Group 1
+        # is a long form (any case), group 2 an abbreviation (exact); "(?!)" never matches.
+        phrases = "|".join(re.escape(p).replace(r"\ ", r"\s+")
+                           for p in sorted(long_forms, key=len, reverse=True)) or "(?!)"
+        keys = "|".join(re.escape(k) for k in sorted(acronyms, key=len, reverse=True)) or "(?!)"
+        pattern = re.compile(rf"(?i:(?<!\w)({phrases})(?!\w))|{_EDGE_BEFORE}({keys}){_EDGE_AFTER}")
         return cls(dict(acronyms),
                    tuple((re.compile(p, re.IGNORECASE), m) for p, m in signatures),
                    long_forms, pattern)
@@ -86,7 +79,7 @@ class Glossary:
         for line in text.split("\n"):
             notes = [m for p, m in self.signatures
                      if errors and m not in seen_meanings and p.search(line)]
-            new = self._pattern.sub(expand, line) if self._pattern is not None else line
+            new = self._pattern.sub(expand, line)
             if notes:
                 seen_meanings.update(notes)
                 new = f"{new} ({'; '.join(notes)})"

@@ -401,7 +401,7 @@ class Ingestor:
         pieces = [(f"{iid}#{i}", t) for i, t in enumerate(texts)]
         if self.s.text.glossary:  # hundreds of regexes per line: off the event loop
             pieces += await self.c.run(self.c.pools.decode, annotated_passages,
-                                       self.c.glossary, iid,
+                                       await self.c.glossary(), iid,
                                        "\n".join(texts), self.s.text.passage_chars)
         vecs = await self.c.text_vectors.submit_many([t for _, t in pieces])
         return [(pid, v, t) for (pid, t), v in zip(pieces, vecs, strict=True)]

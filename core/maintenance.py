@@ -125,15 +125,17 @@ async def _sync_glossary(c: Components) -> set[str]:
         elif not is_caption_passage(r.id) and r.document:
             own[item].append(r)
     chars = c.settings.text.passage_chars
+    glossary = await c.glossary()
     todo: list[tuple[VectorRecord, list[tuple[str, str]]]] = []
     stale: list[str] = []
     for item, recs in own.items():
         recs.sort(key=_passage_no)
-        pieces = await c.run(c.pools.decode, annotated_passages, c.glossary, item,
+        pieces = await c.run(c.pools.decode, annotated_passages, glossary, item,
                              "\n".join(r.document or "" for r in recs), chars)
-        if dict(pieces) == stored.get(item, {}):
+        fresh, before = dict(pieces), stored.get(item, {})
+        if fresh == before:
             continue
-        stale += [pid for pid in stored.get(item, {}) if pid not in dict(pieces)]
+        stale += [pid for pid in before if pid not in fresh]
         todo.append((recs[0], pieces))
     store = await lib.vectors()
     if stale:
@@ -390,7 +392,8 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
             pieces = [(f"{row.id}#{i}", p.text)
                       for i, p in enumerate(split_passages(row.text, max_chars=chars))]
             if c.settings.text.glossary:
-                pieces += await c.run(c.pools.decode, annotated_passages, c.glossary, row.id,
+                pieces += await c.run(c.pools.decode, annotated_passages,
+                                      await c.glossary(), row.id,
                                       row.text,
                                       chars)
             vecs = await c.text_vectors.submit_many([t for _, t in pieces])

@@ -204,17 +204,15 @@ class Retriever:
             return await self._clip(await c.clip_texts.submit(text), scope, self.r.min_clip)
 
         async def dense() -> list[tuple[str, str, float, str]]:
-            vec = await c.text_queries.submit(text)
-            hits = await self.lib.query_passages("text", vec, scope, n * 3)
             # Abbreviations only: a question is already in plain words, and error meanings
             # added to it pull every error screenshot closer (measured on eval/).
-            annotated = c.glossary.annotate(text, errors=False) if self.r.glossary \
-                else ""
-            if annotated:  # "NPS" in a question meets "net promoter score" in a passage
-                vec = await c.text_queries.submit(annotated)
-                hits += await self.lib.query_passages("text", vec, scope, n * 3)
-            if expansion:  # the expanded words are a second way to the same passages
-                vec = await c.text_queries.submit(expansion)
+            annotated = (await c.glossary()).annotate(text, errors=False) \
+                if self.r.glossary else ""
+            # The annotated question ("NPS" meets "net promoter score") and the expanded words
+            # are more ways to the same passages: one batch for the encoder, hits pooled.
+            queries = [q for q in (text, annotated, expansion) if q]
+            hits: list[tuple[str, str, float, str]] = []
+            for vec in await c.text_queries.submit_many(queries):
                 hits += await self.lib.query_passages("text", vec, scope, n * 3)
             if not self.r.glossary:
                 hits = [h for h in hits if not is_glossary_passage(h[0])]

@@ -204,18 +204,8 @@ class RapidReader:
             if gate is not None and not gate.has_text:
                 return ""
             engine = self._load()
-            boxes: Any
             try:
-                boxes = txts = scores = None
-                if gate is not None and self.reuse_px and gate.thinnest >= self.reuse_px:
-                    boxes, txts, scores = self._recognise(engine, bgr, gate.boxes)
-                    if _doubtful(boxes, scores):
-                        boxes = None  # small text the gate half-saw: read it in full
-                if boxes is None:
-                    result = engine(bgr)
-                    boxes, txts, scores = (getattr(result, "boxes", None),
-                                           getattr(result, "txts", None),
-                                           getattr(result, "scores", None))
+                boxes, txts, scores = self._read_lines(engine, bgr, gate)
             except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
                 raise ModelError(
                     f"OCR failed on a {bgr.shape[1]}x{bgr.shape[0]} image: {exc}") from exc
@@ -227,6 +217,18 @@ class RapidReader:
             if score >= self.min_score and txt.strip()
         ]
         return _reading_order(kept)
+
+    def _read_lines(self, engine: Any, bgr: np.ndarray, gate: _GateResult | None
+               ) -> tuple[Any, Any, Any]:
+        """Boxes, texts and scores: from the gate's regions when the text is large, else (or
+        when small text the gate half-saw reads badly) from a full pass."""
+        if gate is not None and self.reuse_px and gate.thinnest >= self.reuse_px:
+            boxes, txts, scores = self._recognise(engine, bgr, gate.boxes)
+            if not _doubtful(boxes, scores):
+                return boxes, txts, scores
+        result = engine(bgr)
+        return (getattr(result, "boxes", None), getattr(result, "txts", None),
+                getattr(result, "scores", None))
 
     @staticmethod
     def _recognise(engine: Any, bgr: np.ndarray, boxes: list[np.ndarray]
