@@ -203,6 +203,28 @@ def photo_with_sign(i: int, size: tuple[int, int] = (2048, 1536)) -> Image.Image
     return img
 
 
+SIGNS = ["Lyon Part-Dieu 3 km", "Exit 12 Airport", "Platform 4 Geneva", "Open 9am to 6pm",
+         "Parking Level B2"]
+
+
+def photo_with_sign_text(i: int, size: tuple[int, int], share: float) -> tuple[Image.Image, str]:
+    """A photo with a one-line sign whose letters are ``share`` of the photo's height, at a
+    varying place and colour; returns the photo and the sign's text."""
+    img = photo(300 + i, size)
+    w, h = size
+    px = int(h * share)
+    text = SIGNS[i % len(SIGNS)]
+    d = ImageDraw.Draw(img)
+    f = font(SANS, px)
+    x = int(w * (0.1 + 0.3 * ((i * 7) % 5) / 5))
+    y = int(h * (0.3 + 0.4 * ((i * 3) % 5) / 5))
+    shade = i % 4
+    d.rectangle((x - px // 2, y - px // 3, x + d.textlength(text, font=f) + px // 2, y + px * 1.4),
+                fill=(20 + 10 * shade, 90, 40 + 30 * shade))
+    d.text((x, y), text, font=f, fill="white")
+    return img, text
+
+
 def sklearn_photos() -> list[tuple[str, Image.Image]]:
     """scikit-learn's two sample photos (a temple, a flower), when it is installed."""
     spec = find_spec("sklearn")

@@ -79,7 +79,7 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
         def load_reader():  # type: ignore[no-untyped-def]
             from core.media.ocr import RapidReader
 
-            return RapidReader(gate=settings.index.ocr_gate)
+            return RapidReader(gate=settings.index.ocr_gate, int8=settings.index.ocr_int8)
 
         components = Components(settings=settings, library=library, text=text,
                                 captioner=captioner, expander=expander, pools=pools,

@@ -85,6 +85,7 @@ class IndexSettings(_Section):
     inflight_mb: float = Field(256.0, gt=0)
     ocr: bool = True
     ocr_gate: bool = True  # a cheap text-presence test first: photos without text skip OCR
+    ocr_int8: bool = False  # the gate's detector in 8 bits (CPU): half its CPU, fewer signs
     captions: bool = False
     caption_model: str = ""  # "" = the [answer] model
     chunk_chars: int = Field(1200, ge=200, le=50_000)

@@ -19,8 +19,16 @@ come out of the half-size detector partial or merged, so when any line is read w
 confidence the image is read in full after all. ``benchmarks/ocr_gate.py`` measures CPU and
 the words each way loses against the full reader.
 
+With ``int8`` (``[index] ocr_int8``, off by default) the gate's detector runs in 8 bits on
+the CPU (``DET_INT8``, shipped in ``models/`` next to this module, made by
+``scripts/quantize_ocr.py`` from the wheel's own detector): less than half the CPU of the fp32
+detector, which is the whole cost of a photo without text, and the same words on slides and
+screenshots, but it misses more signs in busy photos (measured: 72 of 80 against 77 of 80),
+hence off by default. The full pass keeps the fp32 detector (in 8 bits it found fewer signs
+still), and so does the recogniser (in 8 bits it misread about one word in a hundred more).
+
 With ``onnxruntime-gpu`` installed and a CUDA device present, the sessions run on
-``CUDAExecutionProvider``; anything else runs on the CPU, silently.
+``CUDAExecutionProvider`` with the fp32 models; anything else runs on the CPU, silently.
 """
 
 from __future__ import annotations
@@ -69,12 +77,25 @@ GATE_BOX_THRESH = 0.4
 #: pass (most of a slide's OCR time). 0 = always run the full pass.
 REUSE_PX = 8.0
 #: ... unless a long region (a line: at least this many times wider than high) is read with
-#: less confidence than this: then the full pass runs after all (see _doubtful).
+#: less confidence than this: then the full pass runs after all (see _doubtful). Measured on
+#: 111 slides and screenshots: lines read whole score 0.93 or more; lines the gate's box cut
+#: short or merged (9-11 px text) 0.55-0.76.
 DOUBT_ASPECT = 4.0
-DOUBT_SCORE = 0.7
+DOUBT_SCORE = 0.85
+#: The 8-bit gate's boxes around small text are less exact (10-11 px text on a full-HD
+#: screenshot came out cut short yet read with confidence 0.89): with it, only text at least
+#: this tall at the gate's scale is read from its regions.
+INT8_REUSE_PX = 12.0
+#: ... or when a region this thick (full-size pixels, both sides) reads with low confidence:
+#: several lines of small text merged into one block at the gate's scale. One line of text
+#: that tall reads with high confidence; icons and bullets are smaller.
+BLOB_PX = 64.0
 
 _DET = "PP-OCRv6_det_small.onnx"
 _REC = "PP-OCRv6_rec_small.onnx"
+#: The detector above, quantized to int8 (see scripts/quantize_ocr.py), shipped with PixRAG.
+DET_INT8 = "PP-OCRv6_det_small.int8.onnx"
+SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
 
 
 def _bundled_models() -> Path:
@@ -92,11 +113,14 @@ class RapidReader:
     """
 
     def __init__(self, *, min_score: float = MIN_SCORE, max_side: int = MAX_SIDE,
-                 gate: bool = True, reuse_px: float = REUSE_PX) -> None:
+                 gate: bool = True, reuse_px: float = REUSE_PX, int8: bool = False) -> None:
         self.min_score = min_score
         self.max_side = max_side
         self.gate = gate
-        self.reuse_px = reuse_px
+        self.reuse_px = max(reuse_px, INT8_REUSE_PX) if int8 and reuse_px else reuse_px
+        self.int8 = int8
+        self.gate_detector: Path | None = None  # the gate's detector model, once loaded
+        self._gate_session: Any = None
         self._engine: Any = None
         self._gate_post: Any = None
         self._lock = threading.Lock()
@@ -125,12 +149,36 @@ class RapidReader:
                 if not cuda:
                     raise ModelError(f"OCR engine could not start: {exc}") from exc
                 log.info("OCR on CUDA failed to start (%s): using the CPU", exc)
+                cuda = False
                 try:
                     self._engine = _start_engine(params, cuda=False)
                 except Exception as exc2:
                     raise ModelError(f"OCR engine could not start: {exc2}") from exc2
-            log.info("OCR engine ready (RapidOCR, %s, %s)", models, "cuda" if cuda else "cpu")
+            self._gate_session = self._start_gate_session(models, cuda)
+            log.info("OCR engine ready (RapidOCR, %s, gate detector %s)",
+                     "cuda" if cuda else "cpu", self.gate_detector)
         return self._engine
+
+    def _start_gate_session(self, models: Path, cuda: bool) -> Any:
+        """The gate's own 8-bit detector session on the CPU (when wanted and present); None
+        means the gate runs the engine's fp32 detector."""
+        self.gate_detector = models / _DET
+        if not self.int8 or cuda:
+            return None
+        path = SHIPPED_MODELS / DET_INT8
+        if not path.is_file():
+            log.warning("OCR: %s is missing (a broken install?): the gate uses the fp32"
+                        " detector", path)
+            return None
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=["CPUExecutionProvider"])
+        self.gate_detector = path
+        name = session.get_inputs()[0].name
+        return lambda batch: session.run(None, {name: batch})[0]
 
     def has_text(self, image: Image.Image) -> bool:
         """Whether ``image`` shows any text: the gate alone, at a fraction of a full read."""
@@ -179,7 +227,8 @@ class RapidReader:
                 / np.asarray(det.std, np.float32)
             batch = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
             # Boxes in the full image's coordinates: the fast read crops them from it.
-            boxes, _ = self._gate_post(det.session(batch), (h, w))
+            run = self._gate_session or det.session
+            boxes, _ = self._gate_post(run(batch), (h, w))
         except Exception as exc:  # onnxruntime / OpenCV errors on odd inputs
             raise ModelError(f"OCR failed on a {bgr.shape[1]}x{bgr.shape[0]} image: {exc}") from exc
         limit = GATE_MAX_LINE * min(h, w)
@@ -222,13 +271,35 @@ class RapidReader:
                ) -> tuple[Any, Any, Any]:
         """Boxes, texts and scores: from the gate's regions when the text is large, else (or
         when small text the gate half-saw reads badly) from a full pass."""
+        first: tuple[list[np.ndarray], Any, Any] | None = None
         if gate is not None and self.reuse_px and gate.thinnest >= self.reuse_px:
-            boxes, txts, scores = self._recognise(engine, bgr, gate.boxes)
-            if not _doubtful(boxes, scores):
-                return boxes, txts, scores
+            first = self._recognise(engine, bgr, gate.boxes)
+            if not _doubtful(first[0], first[2]):
+                return first
         result = engine(bgr)
-        return (getattr(result, "boxes", None), getattr(result, "txts", None),
-                getattr(result, "scores", None))
+        boxes, txts, scores = (getattr(result, "boxes", None), getattr(result, "txts", None),
+                               getattr(result, "scores", None))
+        if first is None:
+            return boxes, txts, scores
+        # The full pass is not a superset: on a textured photo it can miss a sign's large
+        # letters, or read part of them, where the half-size gate read the line whole and with
+        # confidence. Keep such lines: where the full pass found nothing, or only a piece of
+        # the same words.
+        lines = [] if boxes is None or txts is None or scores is None else \
+            list(zip(boxes, txts, scores, strict=False))
+        changed = False
+        for box, txt, score in zip(*first, strict=False):
+            if float(score) < DOUBT_SCORE or not txt.strip():
+                continue
+            over = [line for line in lines if _overlaps(box, line[0])]
+            if all(line[1].strip() in txt and len(line[1].strip()) < len(txt.strip())
+                   for line in over):
+                lines = [line for line in lines if not any(line is o for o in over)]
+                lines.append((box, txt, score))
+                changed = True
+        if not changed:
+            return boxes, txts, scores
+        return [m[0] for m in lines], [m[1] for m in lines], [m[2] for m in lines]
 
     @staticmethod
     def _recognise(engine: Any, bgr: np.ndarray, boxes: list[np.ndarray]
@@ -244,16 +315,30 @@ class RapidReader:
 
 
 def _doubtful(boxes: list[np.ndarray], scores: Any) -> bool:
-    """A text line (long box) read with low confidence: at the gate's scale small text comes
-    out as partial or merged lines, which the recogniser garbles (measured: 9-10 px text on a
-    full-HD screenshot scores 0.59-0.64 per line; clean lines 0.9+; icons and bullets, which
-    also score low, are not long)."""
+    """A text line (long box) or a thick block read with low confidence: at the gate's scale
+    small text comes out as partial lines, lines cut short, or several lines merged into one
+    block, which the recogniser garbles (measured on 9-11 px text on a full-HD screenshot);
+    icons and bullets, which also score low, are neither long nor thick."""
     for box, score in zip(boxes, scores if scores is not None else (), strict=False):
+        if float(score) >= DOUBT_SCORE:
+            continue
         height = float(np.linalg.norm(box[0] - box[3]))
         width = float(np.linalg.norm(box[0] - box[1]))
-        if width >= DOUBT_ASPECT * max(height, 1.0) and float(score) < DOUBT_SCORE:
+        if width >= DOUBT_ASPECT * max(height, 1.0) or min(width, height) >= BLOB_PX:
             return True
     return False
+
+
+def _overlaps(a: Any, b: Any) -> bool:
+    """Whether the bounding rectangles of two boxes share at least half of the smaller one."""
+    (ax0, ay0), (ax1, ay1) = np.min(a, axis=0), np.max(a, axis=0)
+    (bx0, by0), (bx1, by1) = np.min(b, axis=0), np.max(b, axis=0)
+    w = min(ax1, bx1) - max(ax0, bx0)
+    h = min(ay1, by1) - max(ay0, by0)
+    if w <= 0 or h <= 0:
+        return False
+    smaller = min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
+    return float(w * h) >= 0.5 * max(float(smaller), 1.0)
 
 
 @dataclass(frozen=True)

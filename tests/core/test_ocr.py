@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from core.media import ocr
 from core.media.ocr import RapidReader
 from core.protocols import TextReader
 
@@ -117,6 +118,57 @@ def test_engine_uses_bundled_models_and_never_downloads(monkeypatch: pytest.Monk
     for section in (cfg.Det, cfg.Rec):
         assert Path(section.model_path).is_file()
         assert "rapidocr" in Path(section.model_path).parts
+    assert reader.gate_detector == Path(cfg.Det.model_path)
+    # With int8, the gate's detector is the 8-bit one shipped inside PixRAG.
+    int8 = RapidReader(int8=True)
+    assert int8.read(_render([((20, 80), "Offline models")], (600, 200))) == "Offline models"
+    assert int8.gate_detector == ocr.SHIPPED_MODELS / ocr.DET_INT8
+    assert int8.gate_detector.is_file()
+
+
+def test_8bit_gate_reads_the_same_words_at_half_the_cpu() -> None:
+    """The gate on the shipped int8 detector against the wheel's fp32 one: same text on a
+    slide, a terminal and a sign in a photo, no text on photos, and the gate costs less."""
+    int8, fp32 = RapidReader(int8=True), RapidReader()
+    lines = ["$ kubectl get pods -n payments", "api-7d9f  0/1  CrashLoopBackOff  12  40m"]
+    terminal = _render([((12, 14 + 32 * i), line) for i, line in enumerate(lines)], (860, 100),
+                       bg=(12, 12, 12), fg=(230, 230, 230), font=MONO, px=20)
+    sign = _photo(5, (1280, 960))
+    ImageDraw.Draw(sign).rectangle((300, 400, 900, 480), fill=(20, 60, 140))
+    ImageDraw.Draw(sign).text((320, 415), "Platform 4 Geneva", font=_font(FONT, 40),
+                              fill="white")
+    for image in (_slide(), terminal, sign):
+        # The same words (3+ letters or digits: a stray "f" after "CrashLoopBack0ff" that one
+        # of them reads is not a word).
+        assert _words(int8.read(image)) == _words(fp32.read(image)) != []
+    assert "Platform 4 Geneva" in int8.read(sign)
+    assert "CrashLoopBack" in int8.read(terminal)
+    photos = [_photo(seed) for seed in (6, 7)]
+    assert [int8.has_text(p) for p in photos] == [False, False]
+    # CPU of the gate's detector pass alone (process time: both of onnxruntime's threads).
+    photo = photos[0]
+
+    def cpu(reader: RapidReader) -> float:
+        reader.has_text(photo)  # warm
+        start = time.process_time()
+        for _ in range(3):
+            reader.has_text(photo)
+        return time.process_time() - start
+
+    assert cpu(int8) < 0.8 * cpu(fp32)
+
+
+def _words(text: str) -> list[str]:
+    return sorted(w for w in text.split() if sum(c.isalnum() for c in w) >= 3)
+
+
+def test_missing_8bit_detector_falls_back_to_fp32(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(ocr, "SHIPPED_MODELS", tmp_path)
+    reader = RapidReader(int8=True)
+    assert reader.read(_render([((20, 80), "Still reads")], (600, 200))) == "Still reads"
+    assert reader.gate_detector is not None and reader.gate_detector.name == ocr._DET
+    assert "is missing" in caplog.text
 
 
 # The gate: a cheap text-presence test before the full read ---------------------------------
@@ -226,17 +278,37 @@ def test_slides_and_screenshots_read_the_same_with_the_gate(
 
 def test_small_text_the_gate_half_sees_is_read_in_full(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # 9-10 px text on a full-HD screenshot: at the gate's half size lines come out partial or
-    # merged and read badly, so the full pass runs and nothing is lost.
-    gated, plain = RapidReader(), RapidReader(gate=False)
-    counted = _Counted(gated, monkeypatch)
-    for px in (9, 10):
+    # 9-11 px text on a full-HD screenshot: at the gate's half size lines come out partial, cut
+    # short or merged into one block and read badly, so the full pass runs and nothing is lost.
+    # Both gates: the 8-bit one merges, cuts and splits such lines differently.
+    gated, int8, plain = RapidReader(), RapidReader(int8=True), RapidReader(gate=False)
+    counted, counted8 = _Counted(gated, monkeypatch), _Counted(int8, monkeypatch)
+    for px in (9, 10, 11):  # merged into one block, partial lines, lines cut short
         lines = [((40, 40 + 2 * px * i), f"line {i}: deploy api-{i} failed with exit code {i}")
                  for i in range(6)]
         screen = _render(lines, (1920, 1080), px=px)
-        assert gated.read(screen) == plain.read(screen)
-        assert "deploy api-0 failed" in plain.read(screen)  # real text, read by the full pass
-    assert counted.full == 2
+        full = plain.read(screen)
+        assert "deploy api-0 failed" in full  # real text, read by the full pass
+        assert gated.read(screen) == full
+        assert int8.read(screen) == full
+        if px < 11:  # 11 px: the fp32 gate's regions read right; the full pass may not run
+            assert (counted.full, counted8.full) == (px - 8, px - 8)
+
+
+def test_a_sign_the_full_pass_misses_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A busy 3 MP photo with a sign: the gate reads the sign, a texture blob next to it reads
+    # as junk (doubtful: the full pass runs), and the full pass finds nothing at all there.
+    photo = _photo(51, (2048, 1536))
+    draw = ImageDraw.Draw(photo)
+    font, text, (x, y), px = _font(FONT, 69), "Lyon Part-Dieu 3 km", (409, 768), 69
+    draw.rectangle((x - px // 2, y - px // 3, x + draw.textlength(text, font=font) + px // 2,
+                    y + px * 1.4), fill=(20, 90, 40))
+    draw.text((x, y), text, font=font, fill="white")
+    assert "Lyon" not in RapidReader(gate=False).read(photo)
+    reader = RapidReader()
+    counted = _Counted(reader, monkeypatch)
+    assert "Lyon Part-Dieu 3 km" in reader.read(photo)
+    assert counted.full == 1
 
 
 def test_has_text_on_blank_and_tiny_images_loads_nothing() -> None:
@@ -249,7 +321,6 @@ def test_has_text_on_blank_and_tiny_images_loads_nothing() -> None:
 def test_cuda_start_failure_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     # The GPU is the edge: pretend onnxruntime-gpu and a device are present, and the CUDA
     # engine fails to start (driver/cuDNN mismatch): OCR still works, on the CPU.
-    from core.media import ocr
 
     started: list[bool] = []
     real = ocr._start_engine
@@ -262,16 +333,26 @@ def test_cuda_start_failure_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(ocr, "_cuda_available", lambda: True)
     monkeypatch.setattr(ocr, "_start_engine", start)
-    reader = RapidReader()
+    reader = RapidReader(int8=True)
     assert reader.read(_render([((20, 80), "Falls back")], (600, 200))) == "Falls back"
     assert started == [True, False]
     assert not reader._engine.cfg.EngineConfig.onnxruntime.use_cuda
+    # On the CPU it fell back to, the gate runs the 8-bit detector.
+    assert reader.gate_detector is not None and reader.gate_detector.name == ocr.DET_INT8
+
+
+def test_gate_on_cuda_uses_the_fp32_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 8-bit (QDQ) models are a CPU speed-up: on a GPU the gate shares the engine's fp32 one.
+    real = ocr._start_engine
+    monkeypatch.setattr(ocr, "_cuda_available", lambda: True)
+    monkeypatch.setattr(ocr, "_start_engine", lambda params, *, cuda: real(params, cuda=False))
+    reader = RapidReader(int8=True)
+    assert reader.read(_render([((20, 80), "On the GPU")], (600, 200))) == "On the GPU"
+    assert reader.gate_detector is not None and reader.gate_detector.name == ocr._DET
 
 
 def test_cuda_is_not_used_without_onnxruntime_gpu() -> None:
     import onnxruntime
-
-    from core.media import ocr
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
@@ -284,7 +365,7 @@ async def test_service_reader_follows_the_ocr_gate_setting(settings) -> None:
 
     for gate in (True, False):
         s = settings.model_copy(update={"index": settings.index.model_copy(
-            update={"ocr_gate": gate})})
+            update={"ocr_gate": gate, "ocr_int8": not gate})})
         async with open_service(s, Secrets({})) as service:
             reader = await service.c.reader()  # loaded on first use
-            assert reader is not None and reader.gate is gate
+            assert reader is not None and reader.gate is gate and reader.int8 is not gate
