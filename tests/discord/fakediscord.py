@@ -63,6 +63,9 @@ class FakeDiscord:
         self.identified = asyncio.Event()
         self.reject_token = False  # answer the login with 401 (a revoked token)
         self.cdn_gate: asyncio.Event | None = None  # when set: CDN answers wait for it
+        # When set: only this many CDN downloads answer; later ones wait for cdn_more.
+        self.cdn_allow: int | None = None
+        self.cdn_more = asyncio.Event()
         self.cdn_in_flight = 0
         self.cdn_max_in_flight = 0
         self.runner: web.AppRunner | None = None
@@ -169,6 +172,8 @@ class FakeDiscord:
         try:
             async with self._changed:
                 self._changed.notify_all()
+            if self.cdn_allow is not None and len(self.cdn_hits) > self.cdn_allow:
+                await self.cdn_more.wait()
             if self.cdn_hold is not None:
                 await self.cdn_hold.wait()
             if self.cdn_gate is not None:

@@ -136,7 +136,9 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
     wanted = attachment_ids(history) + attachment_ids(thread_msgs)
     assert len(wanted) == 32
 
-    # -- first run, stopped (the bot shuts down) after its first page
+    # -- first run, stopped (the bot shuts down) after its first page: the first page's five
+    # downloads answer, later ones wait, so the run cannot finish before the shutdown.
+    fake.cdn_allow = 5
     h1 = await start_bot()
     await h1.add_guild(gid, [design])
     start = len(fake.requests)
@@ -149,6 +151,8 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
     assert custom_ids == [f"pxr:bf:cancel:{cid}"]
     await eventually(lambda: service.get_state(space, f"backfill:{cid}"))
     await h1.bot.close()
+    fake.cdn_allow = None
+    fake.cdn_more.set()
     cursor = json.loads(await service.get_state(space, f"backfill:{cid}"))
     first_run = await items_by_attachment(service, space)
     assert 5 <= len(first_run) < 30, first_run
