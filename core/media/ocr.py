@@ -281,24 +281,10 @@ class RapidReader:
                                getattr(result, "scores", None))
         if first is None:
             return boxes, txts, scores
-        # The full pass is not a superset: on a textured photo it can miss a sign's large
-        # letters, or read part of them, where the half-size gate read the line whole and with
-        # confidence. Keep such lines: where the full pass found nothing, or only a piece of
-        # the same words.
-        lines = [] if boxes is None or txts is None or scores is None else \
-            list(zip(boxes, txts, scores, strict=False))
-        changed = False
-        for box, txt, score in zip(*first, strict=False):
-            if float(score) < DOUBT_SCORE or not txt.strip():
-                continue
-            over = [line for line in lines if _overlaps(box, line[0])]
-            if all(line[1].strip() in txt and len(line[1].strip()) < len(txt.strip())
-                   for line in over):
-                lines = [line for line in lines if not any(line is o for o in over)]
-                lines.append((box, txt, score))
-                changed = True
-        if not changed:
-            return boxes, txts, scores
+        if boxes is None or txts is None or scores is None:
+            boxes, txts, scores = [], [], []
+        lines = _keep_confident(list(zip(boxes, txts, scores, strict=False)),
+                                list(zip(*first, strict=False)))
         return [m[0] for m in lines], [m[1] for m in lines], [m[2] for m in lines]
 
     @staticmethod
@@ -327,6 +313,25 @@ def _doubtful(boxes: list[np.ndarray], scores: Any) -> bool:
         if width >= DOUBT_ASPECT * max(height, 1.0) or min(width, height) >= BLOB_PX:
             return True
     return False
+
+
+def _keep_confident(full: list[tuple[Any, str, float]], gate: list[tuple[Any, str, float]]
+                    ) -> list[tuple[Any, str, float]]:
+    """The full pass's lines, plus the gate's confident ones it missed or read in part.
+
+    The full pass is not a superset: on a textured photo it can miss a sign's large letters,
+    or read part of them, where the half-size gate read the line whole and with confidence.
+    """
+    lines = list(full)
+    for box, txt, score in gate:
+        if float(score) < DOUBT_SCORE or not txt.strip():
+            continue
+        over = [line for line in lines if _overlaps(box, line[0])]
+        if all(line[1].strip() in txt and len(line[1].strip()) < len(txt.strip())
+               for line in over):
+            lines = [line for line in lines if not any(line is o for o in over)]
+            lines.append((box, txt, score))
+    return lines
 
 
 def _overlaps(a: Any, b: Any) -> bool:
