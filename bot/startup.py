@@ -69,7 +69,10 @@ async def with_retries(
     last: BaseException | None = None
     for n in range(1, retry.attempts + 1):
         try:
-            return await asyncio.wait_for(attempt(), retry.timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation
+            # (Ctrl-C, shutdown) that arrives as the attempt succeeds.
+            async with asyncio.timeout(retry.timeout_s):
+                return await attempt()
         except transient as exc:
             last = exc
             if n > len(delays):

@@ -74,7 +74,8 @@ class QueryGate:
                 return
             if not self._idle.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), left)
+                    async with asyncio.timeout(left):
+                        await self._idle.wait()
                 continue
             quiet = self._last_end + self.QUIET_S - loop.time()
             if quiet <= 0:
@@ -91,6 +92,7 @@ class Enricher:
         self.limits = Limits.from_settings(self.s.index)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
         self._progress = asyncio.Condition()
         self.done = 0
         self._captions: dict[str, asyncio.Future[str]] = {}
@@ -103,13 +105,15 @@ class Enricher:
 
     def kick(self) -> None:
         """New work was queued: make sure a worker runs."""
+        if self._closing:
+            return
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(),
                                                                 name="pixrag-enrich")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             self._wake.clear()
             try:
                 n = await self.step()
@@ -121,7 +125,10 @@ class Enricher:
                 self._progress.notify_all()
             if n == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 30)
+                    async with asyncio.timeout(30):
+                        await self._wake.wait()
+                if self._closing:
+                    return
                 if not self._wake.is_set() and await self.lib.pending() == 0:
                     return  # nothing left: kick() starts a new worker for new work
 
@@ -254,9 +261,15 @@ class Enricher:
             self.kick()
             async with self._progress:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._progress.wait(), 2.0)
+                    async with asyncio.timeout(2.0):
+                        await self._progress.wait()
 
     async def aclose(self) -> None:
+        # The flag and the wake-up end the worker even if the cancellation below is lost (a
+        # cancel that arrives as an awaited result does can be swallowed by library code): a
+        # lost one used to leave close waiting out the worker's 30 s idle wait.
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -190,7 +190,8 @@ async def serve_socket(
     handler = AsyncSocketModeHandler(app, app_token)
     try:
         try:
-            await asyncio.wait_for(handler.connect_async(), connect_timeout_s)
+            async with asyncio.timeout(connect_timeout_s):  # see bot/startup.py: not wait_for
+                await handler.connect_async()
         except TimeoutError as exc:
             raise unreachable("Slack (Socket Mode)", exc) from exc
         log.info("Slack app connected (Socket Mode)")

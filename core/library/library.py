@@ -128,7 +128,10 @@ class Library:
                     *args: Any) -> T:
         fut = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         try:
-            return await asyncio.wait_for(fut, self.timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result and
+            # drops a cancellation that arrives as the call finishes, so closing could hang.
+            async with asyncio.timeout(self.timeout_s):
+                return await fut
         except TimeoutError:
             raise StoreUnavailable(
                 f"the index did not answer within {self.timeout_s:.0f} s ({what}): the vector "
@@ -201,7 +204,8 @@ class Library:
             return
         await self.vectors()
         await self._call(self._io, "storing originals", self._put_blobs, list(writes))
-        await asyncio.wait_for(self._commits.submit(list(writes)), self.timeout_s * 2)
+        async with asyncio.timeout(self.timeout_s * 2):
+            await self._commits.submit(list(writes))
 
     def _put_blobs(self, writes: list[ItemWrite]) -> None:
         for w in writes:

@@ -78,8 +78,8 @@ async def open_library(settings: Settings, models: Mapping[str, str], *,
     """Open the catalog, keyword index and blobs now (cheap); the vector store on first use."""
     loop = asyncio.get_running_loop()
     try:
-        catalog, keyword, blobs = await asyncio.wait_for(
-            loop.run_in_executor(None, _parts, settings), settings.store.timeout_s)
+        async with asyncio.timeout(settings.store.timeout_s):
+            catalog, keyword, blobs = await loop.run_in_executor(None, _parts, settings)
     except TimeoutError:
         from core.errors import StoreUnavailable
 

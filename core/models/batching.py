@@ -66,8 +66,13 @@ class MicroBatcher(Generic[T, R]):
             while len(batch) < self.max_batch:
                 timeout = deadline - loop.time()
                 try:
-                    batch.append(self._queue.get_nowait() if timeout <= 0
-                                 else await asyncio.wait_for(self._queue.get(), timeout))
+                    if timeout <= 0:
+                        batch.append(self._queue.get_nowait())
+                        continue
+                    # Not wait_for: on Python 3.11 it can drop a cancellation (aclose) that
+                    # arrives as an item does, and the worker would then wait forever.
+                    async with asyncio.timeout(timeout):
+                        batch.append(await self._queue.get())
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
             live = [(item, fut) for item, fut in batch if not fut.cancelled()]
