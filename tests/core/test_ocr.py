@@ -126,6 +126,29 @@ def test_engine_uses_bundled_models_and_never_downloads(monkeypatch: pytest.Monk
     assert int8.gate_detector.is_file()
 
 
+def test_onnxruntime_threads_sleep_between_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spinning threads would take a core from CLIP between OCR runs (see _quiet_threads)."""
+    import onnxruntime
+
+    made: list[onnxruntime.SessionOptions] = []
+    real = onnxruntime.InferenceSession
+
+    def session(path: str, options: onnxruntime.SessionOptions, **kw: object) -> object:
+        made.append(options)
+        return real(path, options, **kw)
+
+    reader = RapidReader()
+    assert reader.read(_render([((20, 80), "Quiet threads")], (600, 200))) == "Quiet threads"
+    engine = reader._engine
+    for model in (engine.text_det, engine.text_rec):
+        options = model.session.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    int8 = RapidReader(int8=True)
+    assert int8.has_text(_render([((20, 80), "Quiet threads")], (600, 200)))
+    assert [o.get_session_config_entry("session.intra_op.allow_spinning") for o in made] == ["0"]
+
+
 def test_8bit_gate_reads_the_same_words_at_half_the_cpu() -> None:
     """The gate on the shipped int8 detector against the wheel's fp32 one: same text on a
     slide, a terminal and a sign in a photo, no text on photos, and the gate costs less."""
