@@ -413,7 +413,7 @@ def _quiet_threads() -> None:
         return opts
 
     options.quiet_threads = True  # type: ignore[attr-defined]
-    cls._init_sess_opts = staticmethod(options)
+    cls._init_sess_opts = staticmethod(options)  # type: ignore[method-assign]
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
