@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ModelError
-from core.models.lighttext import read_json
+from core.models.lighttext import processor_json, read_json
 
 #: transformers sets torch's process-wide default dtype while it builds a model: two models
 #: loading at once in two threads (CLIP in bf16, the text model in fp32) would corrupt
@@ -128,9 +128,15 @@ class ClipEmbedder:
         self._text_tower: Any = None
         self._light_text: Any = None
         self._light_tokens: Any = None
+        self._light_vision: Any = None
+        self._no_light_text = self._no_light_vision = False  # tried: not this model
+        self._json_fast: _FastPreprocess | None = None
+        self._json_checked = False
+        self._fast: _FastPreprocess | None = None
+        self.input_side = 224  # the pixel input's side, set from the processor's settings
         # A model folder on disk (a local folder, or the Hub cache) whose config says CLIP:
-        # transformers (3-4 s of imports) is needed only for images, or for a text tower the
-        # plain one in core.models.lighttext does not cover.
+        # transformers (3-4 s of imports) is needed only for a tower or a preprocessing recipe
+        # the plain ones in core.models.lighttext do not cover, or on a GPU.
         self._folder = _model_folder(model, source)
         config = read_json(self._folder / "config.json") if self._folder else {}
         projection = config.get("projection_dim")
@@ -228,19 +234,59 @@ class ClipEmbedder:
         # A cheap integer box reduction first, keeping the short side >= 2x the input side:
         # the processor's bicubic resize of a full photo costs 2x more (10 vs 5 ms for
         # 1280x960) for the same vectors (cosine > 0.9999, benchmarks/embed_throughput.py).
-        self._load_parts()
+        fast = self._light_preprocess()
+        if fast is None:
+            self._load_parts()
+            fast = self._fast
         small = [_shrink(im, 2 * self.input_side) for im in images]
-        if self._fast is not None:
-            return np.stack([self._fast.apply(im) for im in small])
+        if fast is not None:
+            return np.stack([fast.apply(im) for im in small])
         out = self._processor(images=small, return_tensors="np")
         return np.asarray(out["pixel_values"], dtype=np.float32)
+
+    def _light_preprocess(self) -> _FastPreprocess | None:
+        """The standard recipe read from the model folder's JSON, without importing
+        transformers; None when the folder's settings are anything else (the processor then)."""
+        if not self._json_checked:
+            with self._parts_lock:
+                if not self._json_checked:
+                    fast = _FastPreprocess.from_json(processor_json(self._folder)) \
+                        if self._folder is not None else None
+                    if fast is not None:
+                        self.input_side = fast.crop_h
+                    self._json_fast = fast
+                    self._json_checked = True
+        return self._json_fast
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         torch = self._torch
         with self._lock, torch.inference_mode():
-            tower = self._tower("vision")
             x = torch.from_numpy(pixels).to(self.device, dtype=self.dtype)
+            light = self._light_image()
+            if light is not None and tuple(x.shape[-2:]) == (light.side, light.side):
+                return _normalise(light(x))
+            tower = self._tower("vision")
             return _normalise(tower(pixel_values=x).image_embeds)
+
+    def _light_image(self) -> Any:
+        """The plain-torch image tower, when it covers this model and its preprocessing is the
+        standard recipe (CPU only; caller holds ``self._lock``); None means transformers."""
+        if self._light_vision is not None:
+            return self._light_vision
+        if (self._folder is None or self.device != "cpu" or self._vision_tower is not None
+                or self._no_light_vision or self._light_preprocess() is None):
+            return None
+        from core.models.lighttext import ClipVision
+
+        with LOAD_LOCK:
+            light = ClipVision.load(self._folder, self.dtype)
+        if light is None or light.side != self.input_side:
+            self._no_light_vision = True
+            return None
+        log.info("CLIP %s image tower loaded on cpu (%s, plain torch), dim %d", self.model_id,
+                 str(self.dtype).removeprefix("torch."), self.dim)
+        self._light_vision = light
+        return light
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
@@ -270,14 +316,15 @@ class ClipEmbedder:
         ``self._lock``); None means transformers."""
         if self._light_text is not None:
             return self._light_text
-        if self._folder is None or self.device != "cpu" or self._text_tower is not None:
+        if (self._folder is None or self.device != "cpu" or self._text_tower is not None
+                or self._no_light_text):
             return None
         from core.models.lighttext import ClipText, Tokens
 
         with LOAD_LOCK:
             light = ClipText.load(self._folder, self.dtype)
             if light is None:
-                self._folder = None  # not this model: never try again
+                self._no_light_text = True  # not this model: never try again
                 return None
             self._light_tokens = Tokens(self._folder, 77)
         log.info("CLIP %s text tower loaded on cpu (%s, plain torch), dim %d", self.model_id,
@@ -333,6 +380,28 @@ class _FastPreprocess:
                        np.asarray(p.image_mean, dtype=np.float32).reshape(3, 1, 1),
                        np.asarray(p.image_std, dtype=np.float32).reshape(3, 1, 1))
         except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _FastPreprocess | None:
+        """The same recipe from the processor's JSON settings (``core.models.lighttext.
+        processor_json``), read the way transformers' CLIP processor reads them; None unless
+        it is a CLIP processor whose sizes, mean and std are all given."""
+        kind = str(d.get("image_processor_type") or d.get("feature_extractor_type") or "")
+        if not kind.startswith(("CLIPImageProcessor", "CLIPFeatureExtractor")):
+            return None
+        try:
+            size, crop = d["size"], d["crop_size"]
+            short = size if isinstance(size, int) else size["shortest_edge"]
+            ch, cw = (crop, crop) if isinstance(crop, int) else (crop["height"], crop["width"])
+            flags = ("do_resize", "do_center_crop", "do_rescale", "do_normalize")
+            if not all(d.get(f, True) is True for f in flags):
+                return None
+            mean = np.asarray(d["image_mean"], dtype=np.float32).reshape(3, 1, 1)
+            std = np.asarray(d["image_std"], dtype=np.float32).reshape(3, 1, 1)
+            return cls(int(short), int(ch), int(cw), int(d.get("resample", 3)),
+                       float(d.get("rescale_factor", 1 / 255)), mean, std)
+        except (KeyError, TypeError, ValueError):
             return None
 
     def apply(self, image: Image.Image) -> np.ndarray:

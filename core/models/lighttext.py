@@ -1,12 +1,13 @@
-"""Text encoders in plain torch: CLIP's text tower and BERT-style sentence encoders (MiniLM).
+"""Encoders in plain torch: CLIP's text and image towers and BERT-style sentence encoders
+(MiniLM).
 
-A text search needs two small forward passes, but importing transformers' model stack costs
-3-4 s of a cold ``pixrag search`` (its modelling utilities pull in dynamo, distributed
-tensors, loss functions...). These two architectures are a few dozen lines each, so they are
-written out here and read the same ``model.safetensors`` and ``tokenizer.json`` files. Anything
-they do not recognise (another architecture, options these do not implement, missing files)
-returns None from the loaders, and the caller uses transformers as before.
-tests/core/test_lighttext.py checks both against transformers' outputs.
+A text search needs two small forward passes, and indexing one image tower, but importing
+transformers' model stack costs 3-4 s of every cold start (its modelling utilities pull in
+dynamo, distributed tensors, loss functions...). These architectures are a few dozen lines
+each, so they are written out here and read the same ``model.safetensors``, ``tokenizer.json``
+and processor files. Anything they do not recognise (another architecture, options these do
+not implement, missing files) returns None from the loaders, and the caller uses transformers
+as before. tests/core/test_lighttext.py checks them against transformers' outputs.
 """
 
 from __future__ import annotations
@@ -83,6 +84,44 @@ def _act(name: str) -> Any:
     return None
 
 
+def _clip_layer_keys(layers: int) -> list[str]:
+    keys: list[str] = []
+    for i in range(layers):
+        p = f"encoder.layers.{i}."
+        keys += [p + n for n in (
+            "layer_norm1.weight", "layer_norm1.bias", "layer_norm2.weight",
+            "layer_norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+            "mlp.fc2.bias", "self_attn.q_proj.weight", "self_attn.q_proj.bias",
+            "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight",
+            "self_attn.v_proj.bias", "self_attn.out_proj.weight", "self_attn.out_proj.bias")]
+    return keys
+
+
+def _clip_encoder(h: Any, w: dict[str, Any], layers: int, heads: int, eps: float, act: Any,
+                  *, causal: bool) -> Any:
+    """CLIP's pre-norm transformer layers (the same in both towers)."""
+    from torch.nn import functional as F  # noqa: N812
+
+    n, seq, dim = h.shape
+    hd = dim // heads
+    for i in range(layers):
+        p = f"encoder.layers.{i}."
+        x = F.layer_norm(h, (dim,), w[p + "layer_norm1.weight"], w[p + "layer_norm1.bias"], eps)
+        q, k, v = (F.linear(x, w[f"{p}self_attn.{t}_proj.weight"],
+                            w[f"{p}self_attn.{t}_proj.bias"])
+                   .view(n, seq, heads, hd).transpose(1, 2) for t in "qkv")
+        # Text: causal attention; padding sits after the end token, so no query that matters
+        # ever sees it (the pooled position is the end token). Images: every patch sees all.
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        a = a.transpose(1, 2).reshape(n, seq, dim)
+        h = h + F.linear(a, w[p + "self_attn.out_proj.weight"], w[p + "self_attn.out_proj.bias"])
+        x = F.layer_norm(h, (dim,), w[p + "layer_norm2.weight"], w[p + "layer_norm2.bias"], eps)
+        x = F.linear(act(F.linear(x, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"])),
+                     w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
+        h = h + x
+    return h
+
+
 class ClipText:
     """CLIP's text transformer and projection -> unnormalised text embeddings."""
 
@@ -104,14 +143,7 @@ class ClipText:
             return None
         keys = ["embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
                 "final_layer_norm.weight", "final_layer_norm.bias"]
-        for i in range(int(cfg.get("num_hidden_layers", 12))):
-            p = f"encoder.layers.{i}."
-            keys += [p + n for n in (
-                "layer_norm1.weight", "layer_norm1.bias", "layer_norm2.weight",
-                "layer_norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
-                "mlp.fc2.bias", "self_attn.q_proj.weight", "self_attn.q_proj.bias",
-                "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight",
-                "self_attn.v_proj.bias", "self_attn.out_proj.weight", "self_attn.out_proj.bias")]
+        keys += _clip_layer_keys(int(cfg.get("num_hidden_layers", 12)))
         try:
             w = _weights(weights, "text_model.", keys, dtype)
             proj = _weights(weights, "", ["text_projection.weight"], dtype)
@@ -133,25 +165,7 @@ class ClipText:
         h = w["embeddings.token_embedding.weight"][ids] + \
             w["embeddings.position_embedding.weight"][:seq]
         dim = h.shape[-1]
-        hd = dim // self.heads
-        for i in range(self.layers):
-            p = f"encoder.layers.{i}."
-            x = F.layer_norm(h, (dim,), w[p + "layer_norm1.weight"], w[p + "layer_norm1.bias"],
-                             self.eps)
-            q, k, v = (F.linear(x, w[f"{p}self_attn.{t}_proj.weight"],
-                                w[f"{p}self_attn.{t}_proj.bias"])
-                       .view(n, seq, self.heads, hd).transpose(1, 2) for t in "qkv")
-            # Causal attention: padding sits after the end token, so no query that matters
-            # ever sees it (the pooled position is the end token).
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            a = a.transpose(1, 2).reshape(n, seq, dim)
-            h = h + F.linear(a, w[p + "self_attn.out_proj.weight"],
-                             w[p + "self_attn.out_proj.bias"])
-            x = F.layer_norm(h, (dim,), w[p + "layer_norm2.weight"], w[p + "layer_norm2.bias"],
-                             self.eps)
-            x = F.linear(self.act(F.linear(x, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"])),
-                         w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
-            h = h + x
+        h = _clip_encoder(h, w, self.layers, self.heads, self.eps, self.act, causal=True)
         h = F.layer_norm(h, (dim,), w["final_layer_norm.weight"], w["final_layer_norm.bias"],
                          self.eps)
         if self.eos_id == 2:  # old configs: the end token has the highest id
@@ -160,6 +174,79 @@ class ClipText:
             at = (ids.to(torch.int) == self.eos_id).int().argmax(dim=-1)
         pooled = h[torch.arange(n), at]
         return F.linear(pooled, w["text_projection.weight"])
+
+
+class ClipVision:
+    """CLIP's vision transformer and projection -> unnormalised image embeddings, for pixel
+    input at the size the model was trained on (what the standard preprocessing makes)."""
+
+    def __init__(self, cfg: dict[str, Any], w: dict[str, Any]) -> None:
+        self.w = w
+        self.layers = int(cfg["num_hidden_layers"])
+        self.heads = int(cfg["num_attention_heads"])
+        self.patch = int(cfg["patch_size"])
+        self.side = int(cfg["image_size"])  # the pixel input it takes (side x side)
+        self.eps = float(cfg.get("layer_norm_eps", 1e-5))
+        self.act = _act(str(cfg.get("hidden_act", "quick_gelu")))
+
+    @classmethod
+    def load(cls, folder: Path, dtype: Any) -> ClipVision | None:
+        config = read_json(folder / "config.json")
+        cfg = config.get("vision_config")
+        weights = folder / "model.safetensors"
+        if (config.get("model_type") != "clip" or not isinstance(cfg, dict)
+                or not weights.is_file()
+                or _act(str(cfg.get("hidden_act", "quick_gelu"))) is None):
+            return None
+        cfg = {"num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 32,
+               "image_size": 224, **cfg}
+        keys = ["embeddings.patch_embedding.weight", "embeddings.class_embedding",
+                "embeddings.position_embedding.weight", "pre_layrnorm.weight",
+                "pre_layrnorm.bias", "post_layernorm.weight", "post_layernorm.bias"]
+        keys += _clip_layer_keys(int(cfg["num_hidden_layers"]))
+        try:
+            w = _weights(weights, "vision_model.", keys, dtype)
+            proj = _weights(weights, "", ["visual_projection.weight"], dtype)
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.info("plain CLIP image tower unavailable (%s): using transformers", exc)
+            return None
+        if w is None or proj is None:
+            return None
+        grid = int(cfg["image_size"]) // int(cfg["patch_size"])
+        if w["embeddings.position_embedding.weight"].shape[0] != grid * grid + 1:
+            return None
+        w.update(proj)
+        return cls(cfg, w)
+
+    def __call__(self, pixels: Any) -> Any:
+        import torch
+        from torch.nn import functional as F  # noqa: N812
+
+        w = self.w
+        x = F.conv2d(pixels, w["embeddings.patch_embedding.weight"], stride=self.patch)
+        x = x.flatten(2).transpose(1, 2)  # n x patches x dim
+        n, _, dim = x.shape
+        cls_token = w["embeddings.class_embedding"].expand(n, 1, dim)
+        h = torch.cat([cls_token, x], dim=1)
+        if h.shape[1] != w["embeddings.position_embedding.weight"].shape[0]:
+            raise ValueError(f"pixel input {tuple(pixels.shape)} does not fit the model")
+        h = h + w["embeddings.position_embedding.weight"]
+        h = F.layer_norm(h, (dim,), w["pre_layrnorm.weight"], w["pre_layrnorm.bias"], self.eps)
+        h = _clip_encoder(h, w, self.layers, self.heads, self.eps, self.act, causal=False)
+        pooled = F.layer_norm(h[:, 0], (dim,), w["post_layernorm.weight"],
+                              w["post_layernorm.bias"], self.eps)
+        return F.linear(pooled, w["visual_projection.weight"])
+
+
+def processor_json(folder: Path) -> dict[str, Any]:
+    """The image processor's settings from a model folder: ``preprocessor_config.json`` (the
+    Hub's CLIP models), else the ``image_processor`` part of ``processor_config.json`` (what
+    recent transformers write); {} when neither is there."""
+    flat = read_json(folder / "preprocessor_config.json")
+    if flat:
+        return flat
+    nested = read_json(folder / "processor_config.json").get("image_processor")
+    return nested if isinstance(nested, dict) else {}
 
 
 class BertText:

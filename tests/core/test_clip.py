@@ -30,6 +30,7 @@ def test_vectors_are_normalised_and_shaped(clip: ClipEmbedder) -> None:
 @pytest.mark.parametrize("size", [(640, 480), (300, 900), (224, 224), (1280, 720), (50, 40)])
 def test_fast_preprocessing_matches_the_processor(clip: ClipEmbedder,
                                                   size: tuple[int, int]) -> None:
+    clip._load_parts()  # the processor, through transformers
     assert clip._fast is not None
     image = noise_image(7, size).resize(size)
     gradient = Image.linear_gradient("L").resize(size).convert("RGB")

@@ -1,15 +1,18 @@
-"""The plain-torch text encoders give transformers' vectors, and are what a CPU search uses."""
+"""The plain-torch encoders give transformers' vectors, and are what the CPU uses: a search
+never imports transformers, nor does indexing images with a standard CLIP folder."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.models.clip import ClipEmbedder
-from core.models.lighttext import BertText, ClipText
+from core.models.clip import ClipEmbedder, _FastPreprocess
+from core.models.lighttext import BertText, ClipText, ClipVision, processor_json
 from core.models.textembed import MiniLMEmbedder, bundled_model_dir
 
 TEXTS = ["a photo of a cat", "psql: FATAL: password authentication failed for user \"app\"",
@@ -40,6 +43,64 @@ def test_clip_text_matches_transformers(tiny_clip: Path) -> None:
     assert ours.shape == (len(TEXTS), clip.dim)
 
 
+def _images() -> list[object]:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+            for h, w in ((300, 400), (640, 200), (32, 32), (1000, 750))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_clip_images_match_transformers(tiny_clip: Path, dtype: str) -> None:
+    ours = ClipEmbedder(str(tiny_clip), device="cpu", dtype=dtype)
+    v = ours.embed_images(_images())
+    assert ours._light_vision is not None and ours._vision_tower is None  # the plain path ran
+    theirs = ClipEmbedder(str(tiny_clip), device="cpu", dtype=dtype)
+    theirs._no_light_vision = True
+    theirs._load_parts()
+    w = theirs.embed_pixels(theirs.preprocess(_images()))
+    assert theirs._vision_tower is not None
+    assert np.allclose((v * w).sum(1), 1.0, atol=1e-5)
+    # The recipe read from the JSON is the one transformers' processor reads.
+    a, b = ours._json_fast, theirs._fast
+    assert a is not None and b is not None
+    assert (a.side, a.crop_h, a.crop_w, a.resample, a.scale) == \
+        (b.side, b.crop_h, b.crop_w, b.resample, b.scale)
+    assert np.array_equal(a.mean, b.mean) and np.array_equal(a.std, b.std)
+
+
+def test_hub_style_preprocessor_json_is_read(tmp_path: Path, tiny_clip: Path) -> None:
+    """The Hub's CLIP folders carry ``preprocessor_config.json`` with plain int sizes."""
+    folder = tmp_path / "clip"
+    shutil.copytree(tiny_clip, folder)
+    nested = json.loads((folder / "processor_config.json").read_text())["image_processor"]
+    side = nested["crop_size"]["height"]
+    flat = {"feature_extractor_type": "CLIPFeatureExtractor", "size": side, "crop_size": side,
+            "do_resize": True, "do_center_crop": True, "do_normalize": True, "resample": 3,
+            "image_mean": nested["image_mean"], "image_std": nested["image_std"]}
+    (folder / "preprocessor_config.json").write_text(json.dumps(flat))
+    fast = _FastPreprocess.from_json(processor_json(folder))
+    assert fast is not None and (fast.side, fast.crop_h, fast.scale) == (side, side, 1 / 255)
+    clip = ClipEmbedder(str(folder), device="cpu", dtype="float32")
+    assert clip.embed_images(_images()).shape == (4, clip.dim)
+    assert clip._light_vision is not None
+
+
+def test_other_preprocessing_goes_through_transformers(tmp_path: Path, tiny_clip: Path) -> None:
+    folder = tmp_path / "clip"
+    shutil.copytree(tiny_clip, folder)
+    doc = json.loads((folder / "processor_config.json").read_text())
+    doc["image_processor"]["do_center_crop"] = False  # squash, not crop: not the plain recipe
+    doc["image_processor"]["size"] = {"height": 32, "width": 32}
+    (folder / "processor_config.json").write_text(json.dumps(doc))
+    assert _FastPreprocess.from_json(processor_json(folder)) is None
+    clip = ClipEmbedder(str(folder), device="cpu", dtype="float32")
+    v = clip.embed_images(_images())
+    assert clip._light_vision is None and clip._vision_tower is not None
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+
+
 def test_minilm_matches_transformers() -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -66,14 +127,17 @@ def test_unknown_architectures_fall_back(tmp_path: Path, tiny_clip: Path) -> Non
     (tmp_path / "config.json").write_text('{"model_type": "roberta"}', encoding="utf-8")
     assert BertText.load(tmp_path) is None and ClipText.load(tmp_path, torch.float32) is None
     assert BertText.load(tiny_clip) is None  # a CLIP folder is not a BERT
+    assert ClipVision.load(tmp_path, torch.float32) is None
 
 
 @pytest.mark.parametrize("code", [
     "from core.models.clip import ClipEmbedder; import sys; "
     "c = ClipEmbedder(sys.argv[1], device='cpu'); c.embed_texts(['hello'])",
     "from core.models.textembed import MiniLMEmbedder; MiniLMEmbedder().embed_batch(['hi'])",
+    "from core.models.clip import ClipEmbedder; import sys; from PIL import Image; "
+    "c = ClipEmbedder(sys.argv[1], device='cpu'); c.embed_images([Image.new('RGB', (64, 48))])",
 ])
-def test_text_search_models_do_not_import_transformers(code: str, tiny_clip: Path) -> None:
+def test_cpu_models_do_not_import_transformers(code: str, tiny_clip: Path) -> None:
     import subprocess
 
     probe = code + "; import sys; assert 'transformers' not in sys.modules, 'imported'"

@@ -149,9 +149,10 @@ def test_onnxruntime_threads_sleep_between_runs(monkeypatch: pytest.MonkeyPatch)
     assert [o.get_session_config_entry("session.intra_op.allow_spinning") for o in made] == ["0"]
 
 
-def test_8bit_gate_reads_the_same_words_at_half_the_cpu() -> None:
+def test_8bit_gate_reads_the_same_words() -> None:
     """The gate on the shipped int8 detector against the wheel's fp32 one: same text on a
-    slide, a terminal and a sign in a photo, no text on photos, and the gate costs less."""
+    slide, a terminal and a sign in a photo, and no text on photos. (What it saves is CPU:
+    measured by benchmarks/ocr_gate.py, not here.)"""
     int8, fp32 = RapidReader(int8=True), RapidReader()
     lines = ["$ kubectl get pods -n payments", "api-7d9f  0/1  CrashLoopBackOff  12  40m"]
     terminal = _render([((12, 14 + 32 * i), line) for i, line in enumerate(lines)], (860, 100),
@@ -168,17 +169,8 @@ def test_8bit_gate_reads_the_same_words_at_half_the_cpu() -> None:
     assert "CrashLoopBack" in int8.read(terminal)
     photos = [_photo(seed) for seed in (6, 7)]
     assert [int8.has_text(p) for p in photos] == [False, False]
-    # CPU of the gate's detector pass alone (process time: both of onnxruntime's threads).
-    photo = photos[0]
-
-    def cpu(reader: RapidReader) -> float:
-        reader.has_text(photo)  # warm
-        start = time.process_time()
-        for _ in range(3):
-            reader.has_text(photo)
-        return time.process_time() - start
-
-    assert cpu(int8) < 0.8 * cpu(fp32)
+    assert int8.gate_detector == ocr.SHIPPED_MODELS / ocr.DET_INT8
+    assert int8._gate_session is not None and fp32._gate_session is None
 
 
 def _words(text: str) -> list[str]:
