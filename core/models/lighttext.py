@@ -122,39 +122,61 @@ def _clip_encoder(h: Any, w: dict[str, Any], layers: int, heads: int, eps: float
     return h
 
 
-class ClipText:
-    """CLIP's text transformer and projection -> unnormalised text embeddings."""
+def _clip_tower(folder: Path, part: str, defaults: dict[str, Any]) -> dict[str, Any] | None:
+    """One tower's settings (``text_config`` or ``vision_config``) of a CLIP folder with
+    safetensors weights and an activation implemented here; None otherwise."""
+    config = read_json(folder / "config.json")
+    cfg = config.get(part)
+    if (config.get("model_type") != "clip" or not isinstance(cfg, dict)
+            or not (folder / "model.safetensors").is_file()
+            or _act(str(cfg.get("hidden_act", "quick_gelu"))) is None):
+        return None
+    return {**defaults, **cfg}
 
-    def __init__(self, cfg: dict[str, Any], w: dict[str, Any], eos_id: int) -> None:
-        self.cfg, self.w, self.eos_id = cfg, w, eos_id
+
+def _clip_weights(folder: Path, tower: str, keys: list[str], projection: str, dtype: Any
+                  ) -> dict[str, Any] | None:
+    """A tower's weights (its own keys, the shared layer keys) and its projection."""
+    path = folder / "model.safetensors"
+    try:
+        w = _weights(path, tower, keys, dtype)
+        proj = _weights(path, "", [projection], dtype)
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.info("plain CLIP tower unavailable (%s): using transformers", exc)
+        return None
+    if w is None or proj is None:
+        return None
+    w.update(proj)
+    return w
+
+
+class _ClipTower:
+    def __init__(self, cfg: dict[str, Any], w: dict[str, Any]) -> None:
+        self.cfg, self.w = cfg, w
         self.layers = int(cfg["num_hidden_layers"])
         self.heads = int(cfg["num_attention_heads"])
         self.eps = float(cfg.get("layer_norm_eps", 1e-5))
         self.act = _act(str(cfg.get("hidden_act", "quick_gelu")))
 
+
+class ClipText(_ClipTower):
+    """CLIP's text transformer and projection -> unnormalised text embeddings."""
+
+    def __init__(self, cfg: dict[str, Any], w: dict[str, Any], eos_id: int) -> None:
+        super().__init__(cfg, w)
+        self.eos_id = eos_id
+
     @classmethod
     def load(cls, folder: Path, dtype: Any) -> ClipText | None:
-        config = read_json(folder / "config.json")
-        cfg = config.get("text_config")
-        weights = folder / "model.safetensors"
-        if (config.get("model_type") != "clip" or not isinstance(cfg, dict)
-                or not weights.is_file() or not (folder / "tokenizer.json").is_file()
-                or _act(str(cfg.get("hidden_act", "quick_gelu"))) is None):
+        cfg = _clip_tower(folder, "text_config",
+                          {"num_hidden_layers": 12, "num_attention_heads": 8})
+        if cfg is None or not (folder / "tokenizer.json").is_file():
             return None
         keys = ["embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
                 "final_layer_norm.weight", "final_layer_norm.bias"]
-        keys += _clip_layer_keys(int(cfg.get("num_hidden_layers", 12)))
-        try:
-            w = _weights(weights, "text_model.", keys, dtype)
-            proj = _weights(weights, "", ["text_projection.weight"], dtype)
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.info("plain CLIP text tower unavailable (%s): using transformers", exc)
-            return None
-        if w is None or proj is None:
-            return None
-        w.update(proj)
-        cfg = {"num_hidden_layers": 12, "num_attention_heads": 8, **cfg}
-        return cls(cfg, w, int(cfg.get("eos_token_id", 2)))
+        keys += _clip_layer_keys(int(cfg["num_hidden_layers"]))
+        w = _clip_weights(folder, "text_model.", keys, "text_projection.weight", dtype)
+        return None if w is None else cls(cfg, w, int(cfg.get("eos_token_id", 2)))
 
     def __call__(self, ids: Any, mask: Any) -> Any:
         import torch
@@ -176,46 +198,30 @@ class ClipText:
         return F.linear(pooled, w["text_projection.weight"])
 
 
-class ClipVision:
+class ClipVision(_ClipTower):
     """CLIP's vision transformer and projection -> unnormalised image embeddings, for pixel
     input at the size the model was trained on (what the standard preprocessing makes)."""
 
     def __init__(self, cfg: dict[str, Any], w: dict[str, Any]) -> None:
-        self.w = w
-        self.layers = int(cfg["num_hidden_layers"])
-        self.heads = int(cfg["num_attention_heads"])
+        super().__init__(cfg, w)
         self.patch = int(cfg["patch_size"])
         self.side = int(cfg["image_size"])  # the pixel input it takes (side x side)
-        self.eps = float(cfg.get("layer_norm_eps", 1e-5))
-        self.act = _act(str(cfg.get("hidden_act", "quick_gelu")))
 
     @classmethod
     def load(cls, folder: Path, dtype: Any) -> ClipVision | None:
-        config = read_json(folder / "config.json")
-        cfg = config.get("vision_config")
-        weights = folder / "model.safetensors"
-        if (config.get("model_type") != "clip" or not isinstance(cfg, dict)
-                or not weights.is_file()
-                or _act(str(cfg.get("hidden_act", "quick_gelu"))) is None):
+        cfg = _clip_tower(folder, "vision_config",
+                          {"num_hidden_layers": 12, "num_attention_heads": 12,
+                           "patch_size": 32, "image_size": 224})
+        if cfg is None:
             return None
-        cfg = {"num_hidden_layers": 12, "num_attention_heads": 12, "patch_size": 32,
-               "image_size": 224, **cfg}
         keys = ["embeddings.patch_embedding.weight", "embeddings.class_embedding",
                 "embeddings.position_embedding.weight", "pre_layrnorm.weight",
                 "pre_layrnorm.bias", "post_layernorm.weight", "post_layernorm.bias"]
         keys += _clip_layer_keys(int(cfg["num_hidden_layers"]))
-        try:
-            w = _weights(weights, "vision_model.", keys, dtype)
-            proj = _weights(weights, "", ["visual_projection.weight"], dtype)
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.info("plain CLIP image tower unavailable (%s): using transformers", exc)
-            return None
-        if w is None or proj is None:
-            return None
+        w = _clip_weights(folder, "vision_model.", keys, "visual_projection.weight", dtype)
         grid = int(cfg["image_size"]) // int(cfg["patch_size"])
-        if w["embeddings.position_embedding.weight"].shape[0] != grid * grid + 1:
+        if w is None or w["embeddings.position_embedding.weight"].shape[0] != grid * grid + 1:
             return None
-        w.update(proj)
         return cls(cfg, w)
 
     def __call__(self, pixels: Any) -> Any:
