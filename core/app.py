@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
@@ -77,9 +78,14 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
             return ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype)
 
         def load_reader():  # type: ignore[no-untyped-def]
-            from core.media.ocr import RapidReader
+            from core.media.ocr import RapidReader, ReaderPool
 
-            return RapidReader(gate=settings.index.ocr_gate, int8=settings.index.ocr_int8)
+            index = settings.index
+            if index.ocr_workers == 1:
+                return RapidReader(gate=index.ocr_gate, int8=index.ocr_int8)
+            threads = max(1, (os.cpu_count() or 1) // index.ocr_workers)
+            return ReaderPool(lambda: RapidReader(gate=index.ocr_gate, int8=index.ocr_int8,
+                                                  threads=threads), index.ocr_workers)
 
         components = Components(settings=settings, library=library, text=text,
                                 captioner=captioner, expander=expander, pools=pools,

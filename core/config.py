@@ -86,6 +86,9 @@ class IndexSettings(_Section):
     ocr: bool = True
     ocr_gate: bool = True  # a cheap text-presence test first: photos without text skip OCR
     ocr_int8: bool = False  # the gate's detector in 8 bits (CPU): half its CPU, fewer signs
+    # OCR engines reading at once, each with its share of the cores: more than 1 pays on many
+    # cores (one engine's threads do not scale past a few), each costs ~120 MB.
+    ocr_workers: int = Field(1, ge=1, le=32)
     captions: bool = False
     caption_model: str = ""  # "" = the [answer] model
     chunk_chars: int = Field(1200, ge=200, le=50_000)

@@ -34,7 +34,9 @@ With ``onnxruntime-gpu`` installed and a CUDA device present, the sessions run o
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -113,8 +115,10 @@ class RapidReader:
     """
 
     def __init__(self, *, min_score: float = MIN_SCORE, max_side: int = MAX_SIDE,
-                 gate: bool = True, reuse_px: float = REUSE_PX, int8: bool = False) -> None:
+                 gate: bool = True, reuse_px: float = REUSE_PX, int8: bool = False,
+                 threads: int = 0) -> None:
         self.min_score = min_score
+        self.threads = threads  # onnxruntime's threads per session; 0 = its default (all)
         self.max_side = max_side
         self.gate = gate
         self.reuse_px = max(reuse_px, INT8_REUSE_PX) if int8 and reuse_px else reuse_px
@@ -142,6 +146,8 @@ class RapidReader:
                 "Det.model_path": str(models / _DET),
                 "Rec.model_path": str(models / _REC),
             }
+            if self.threads > 0:
+                params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.threads
             cuda = _cuda_available()
             try:
                 self._engine = _start_engine(params, cuda=cuda)
@@ -175,6 +181,8 @@ class RapidReader:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         options.add_session_config_entry(_SPIN, "0")  # see _quiet_threads
+        if self.threads > 0:
+            options.intra_op_num_threads = self.threads
         session = onnxruntime.InferenceSession(str(path), options,
                                                providers=["CPUExecutionProvider"])
         self.gate_detector = path
@@ -299,6 +307,36 @@ class RapidReader:
         crops = [get_rotate_crop_image(bgr, box.copy()) for box in boxes]
         rec = engine.recognize_txt(crops)
         return boxes, rec.txts, rec.scores
+
+
+class ReaderPool:
+    """``TextReader`` over several engines, for reads in parallel (``[index] ocr_workers``):
+    each read takes a free engine, waiting for one when all are busy. Engines start on demand,
+    so a single query's read loads one."""
+
+    def __init__(self, make: Callable[[], RapidReader], size: int) -> None:
+        self._make = make
+        self.size = size
+        self.readers: list[RapidReader] = []  # every engine started so far
+        self._free: queue.SimpleQueue[RapidReader] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def read(self, image: Image.Image) -> str:
+        reader = self._take()
+        try:
+            return reader.read(image)
+        finally:
+            self._free.put(reader)
+
+    def _take(self) -> RapidReader:
+        with self._lock:
+            try:
+                return self._free.get_nowait()
+            except queue.Empty:
+                if len(self.readers) < self.size:
+                    self.readers.append(self._make())
+                    return self.readers[-1]
+        return self._free.get()
 
 
 def _doubtful(boxes: list[np.ndarray], scores: Any) -> bool:

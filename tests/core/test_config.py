@@ -46,6 +46,7 @@ def test_env_overrides_toml(tmp_path: Path) -> None:
         ({"PIXRAG_NOPE__K": "1"}, "PIXRAG_NOPE__K"),
         ({"PIXRAG_RETRIEVAL__NOPE": "1"}, "PIXRAG_RETRIEVAL__NOPE"),
         ({"PIXRAG_ANSWER__PROVIDER": "gemini"}, "answer.provider"),
+        ({"PIXRAG_INDEX__OCR_WORKERS": "0"}, "index.ocr_workers"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], named: str) -> None:

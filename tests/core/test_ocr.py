@@ -384,3 +384,60 @@ async def test_service_reader_follows_the_ocr_gate_setting(settings) -> None:
         async with open_service(s, Secrets({})) as service:
             reader = await service.c.reader()  # loaded on first use
             assert reader is not None and reader.gate is gate and reader.int8 is not gate
+
+
+def test_reader_pool_reads_in_parallel_on_engines_started_on_demand() -> None:
+    made: list[RapidReader] = []
+
+    def make() -> RapidReader:
+        made.append(RapidReader(threads=1))
+        return made[-1]
+
+    pool = ocr.ReaderPool(make, 2)
+    assert isinstance(pool, TextReader) and made == []  # nothing loaded up front
+    images = [_render([((20, 80), f"Invoice {n} paid")], (600, 200)) for n in range(6)]
+    assert pool.read(images[0]) == "Invoice 0 paid" and len(made) == 1  # one query, one engine
+    results: dict[int, str] = {}
+    busy = threading.Barrier(2, timeout=60)
+    real = RapidReader.read
+
+    def read(self: RapidReader, image: Image.Image) -> str:
+        if image is images[1] or image is images[2]:
+            busy.wait()  # both reads inside an engine at once: they ran in parallel
+        return real(self, image)
+
+    RapidReader.read = read  # type: ignore[method-assign]
+    try:
+        threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, pool.read(images[n])))
+                   for n in range(1, 6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        RapidReader.read = real  # type: ignore[method-assign]
+    assert results == {n: f"Invoice {n} paid" for n in range(1, 6)}
+    assert len(made) == 2 and len(pool.readers) == 2  # never more engines than asked for
+    engine = made[0]._engine
+    assert engine.cfg.EngineConfig.onnxruntime.intra_op_num_threads == 1
+
+
+async def test_service_runs_as_many_ocr_engines_as_configured(settings, tmp_path: Path) -> None:
+    from core.app import open_service
+    from core.config import Secrets
+    from core.types import Scope
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for n in range(4):
+        _render([((20, 80), f"Quarterly review {n}")], (600, 200)).save(folder / f"s{n}.png")
+    s = settings.model_copy(update={"index": settings.index.model_copy(
+        update={"ocr_workers": 2})})
+    async with open_service(s, Secrets({})) as service:
+        report = await service.index_paths([folder], "local")
+        assert len(report.indexed) == 4 and not report.failed
+        reader = await service.c.reader()
+        assert isinstance(reader, ocr.ReaderPool) and reader.size == 2
+        assert service.c.pools.ocr._max_workers == 2
+        hits = await service.search("Quarterly review 3", Scope("local", admin=True))
+        assert hits and "Quarterly review 3" in hits[0].text
