@@ -386,7 +386,8 @@ async def test_service_reader_follows_the_ocr_gate_setting(settings) -> None:
             assert reader is not None and reader.gate is gate and reader.int8 is not gate
 
 
-def test_reader_pool_reads_in_parallel_on_engines_started_on_demand() -> None:
+def test_reader_pool_reads_in_parallel_on_engines_started_on_demand(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[RapidReader] = []
 
     def make() -> RapidReader:
@@ -406,16 +407,13 @@ def test_reader_pool_reads_in_parallel_on_engines_started_on_demand() -> None:
             busy.wait()  # both reads inside an engine at once: they ran in parallel
         return real(self, image)
 
-    RapidReader.read = read  # type: ignore[method-assign]
-    try:
-        threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, pool.read(images[n])))
-                   for n in range(1, 6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    finally:
-        RapidReader.read = real  # type: ignore[method-assign]
+    monkeypatch.setattr(RapidReader, "read", read)
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, pool.read(images[n])))
+               for n in range(1, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
     assert results == {n: f"Invoice {n} paid" for n in range(1, 6)}
     assert len(made) == 2 and len(pool.readers) == 2  # never more engines than asked for
     engine = made[0]._engine
