@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -202,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _main(argv)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        # Everything is closed by now. The interpreter's last garbage collection would walk
+        # every object torch and chromadb created at import (0.3-1 s of a short command's
+        # exit): frozen objects are left to the process's end.
+        gc.freeze()
     except BrokenPipeError:
         # The reader went away (`pixrag stats | head -1`): not an error of ours. Python's
         # documented recipe: point stdout at devnull so the interpreter's final flush is quiet.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,11 +41,22 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def pick_device(requested: str = "auto") -> str:
-    import torch
+def gpu_possible() -> bool:
+    """False when this machine certainly has no GPU torch could use: then "auto" means the
+    CPU without importing torch (1.5 s), which a text search would not otherwise need."""
+    if sys.platform != "linux":
+        return True  # Apple's MPS, Windows: only torch can tell
+    return any(Path(dev).exists() for dev in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg",
+                                              "/dev/kfd"))
 
+
+def pick_device(requested: str = "auto") -> str:
     if requested != "auto":
         return requested
+    if not gpu_possible():
+        return "cpu"
+    import torch
+
     if torch.cuda.is_available():
         return "cuda"
     mps = getattr(torch.backends, "mps", None)
@@ -53,15 +65,19 @@ def pick_device(requested: str = "auto") -> str:
     return "cpu"
 
 
+def dtype_name(device: str, requested: str = "auto") -> str:
+    """The torch dtype's name for ``device``: ``requested``, or the fast one it supports."""
+    if requested != "auto":
+        return requested
+    if device in ("cuda", "mps"):
+        return "float16"
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
 def pick_dtype(device: str, requested: str = "auto") -> Any:
     import torch
 
-    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if requested != "auto":
-        return table[requested]
-    if device in ("cuda", "mps"):
-        return torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return getattr(torch, dtype_name(device, requested))
 
 
 def _looks_local(model: str) -> bool:
@@ -110,16 +126,13 @@ class ClipEmbedder:
     per method; the service runs the forward passes in a single dedicated thread."""
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto") -> None:
-        import torch
-
         self.model_id = model
         self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
+        self.dtype_name = dtype_name(self.device, dtype)
         source = str(Path(model).expanduser()) if _looks_local(model) else model
         if _looks_local(model) and not Path(source).is_dir():
             raise ModelError(_missing_model_message(model, f"folder {source} does not exist"))
         self._source = source
-        self._torch = torch
         self._lock = threading.Lock()
         self._parts_lock = threading.Lock()
         self._parts_loaded = False
@@ -145,6 +158,13 @@ class ClipEmbedder:
         else:
             self._load_parts()
             self.dim = int(self._config.projection_dim)
+
+    @property
+    def dtype(self) -> Any:
+        """The torch dtype of the forward passes (imports torch)."""
+        import torch
+
+        return getattr(torch, self.dtype_name)
 
     def _load_parts(self) -> None:
         """Config, image processor and tokenizer through transformers (once)."""
@@ -259,7 +279,8 @@ class ClipEmbedder:
         return self._json_fast
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        torch = self._torch
+        import torch
+
         with self._lock, torch.inference_mode():
             x = torch.from_numpy(pixels).to(self.device, dtype=self.dtype)
             light = self._light_image()
@@ -284,7 +305,7 @@ class ClipEmbedder:
             self._no_light_vision = True
             return None
         log.info("CLIP %s image tower loaded on cpu (%s, plain torch), dim %d", self.model_id,
-                 str(self.dtype).removeprefix("torch."), self.dim)
+                 self.dtype_name, self.dim)
         self._light_vision = light
         return light
 
@@ -296,12 +317,17 @@ class ClipEmbedder:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        torch = self._torch
-        with self._lock, torch.inference_mode():
+        with self._lock:
             light = self._light()
             if light is not None:
                 ids, mask = self._light_tokens(list(texts))
-                return _normalise(light(ids, mask))
+                return _normalise_np(light(ids, mask))
+            return self._embed_texts_transformers(texts)
+
+    def _embed_texts_transformers(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
             self._load_parts()
             # Pad to the longest text in the batch, not to 77: 3-7x faster on CPU.
             tok = self._tokenizer(list(texts), padding=True, truncation=True, max_length=77,
@@ -312,8 +338,8 @@ class ClipEmbedder:
             return _normalise(out.text_embeds)
 
     def _light(self) -> Any:
-        """The plain-torch text tower, when it covers this model (CPU only; caller holds
-        ``self._lock``); None means transformers."""
+        """The plain text tower (numpy or torch, see core.models.lighttext), when it covers
+        this model (CPU only; caller holds ``self._lock``); None means transformers."""
         if self._light_text is not None:
             return self._light_text
         if (self._folder is None or self.device != "cpu" or self._text_tower is not None
@@ -322,13 +348,13 @@ class ClipEmbedder:
         from core.models.lighttext import ClipText, Tokens
 
         with LOAD_LOCK:
-            light = ClipText.load(self._folder, self.dtype)
+            light = ClipText.load(self._folder, self.dtype_name)
             if light is None:
                 self._no_light_text = True  # not this model: never try again
                 return None
             self._light_tokens = Tokens(self._folder, 77)
-        log.info("CLIP %s text tower loaded on cpu (%s, plain torch), dim %d", self.model_id,
-                 str(self.dtype).removeprefix("torch."), self.dim)
+        log.info("CLIP %s text tower loaded on cpu (numpy for queries, torch %s for batches),"
+                 " dim %d", self.model_id, self.dtype_name, self.dim)
         self._light_text = light
         return light
 
@@ -425,7 +451,10 @@ def _shrink(image: Image.Image, min_side: int) -> Image.Image:
 
 
 def _normalise(t: Any) -> np.ndarray:
-    v = t.float().cpu().numpy()
+    return _normalise_np(t.float().cpu().numpy())
+
+
+def _normalise_np(v: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return (v / np.maximum(norms, 1e-12)).astype(np.float32)
 

@@ -102,7 +102,7 @@ class MiniLMEmbedder:
             return
         source = str(Path(self._source).expanduser()) if self._local else self._source
         if self._local and self.device == "cpu":
-            # Plain torch reads the same files without transformers' 3-4 s of imports.
+            # The plain encoder reads the same files without transformers' 3-4 s of imports.
             from core.models.lighttext import BertText, Tokens
 
             with LOAD_LOCK:
@@ -111,8 +111,8 @@ class MiniLMEmbedder:
                     self._dim = int(light.cfg["hidden_size"])
                     self._tokenizer, self._model = Tokens(Path(source), self.max_tokens), light
                     self._light = True
-                    log.info("text model %s loaded (%d dims, cpu, plain torch)", self.model_id,
-                             self._dim)
+                    log.info("text model %s loaded (%d dims, cpu, numpy for queries, torch"
+                             " for batches)", self.model_id, self._dim)
                     return
         try:
             # One model load at a time in the process (see core.models.clip.LOAD_LOCK).
@@ -133,8 +133,6 @@ class MiniLMEmbedder:
         """L2-normalised float32 ``(len(texts), dim)`` in input order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        import torch
-
         with self._lock:
             self._load()
             out = np.zeros((len(texts), self._dim or BUNDLED_DIM), dtype=np.float32)
@@ -142,28 +140,34 @@ class MiniLMEmbedder:
             order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
             for lo in range(0, len(order), self.batch_size):
                 idx = order[lo : lo + self.batch_size]
+                if self._light:  # numpy in, numpy out (see core.models.lighttext)
+                    ids, attention = self._tokenizer([texts[i] for i in idx])
+                    out[idx] = self._pool(self._model(ids, attention), attention)
+                    continue
+                import torch
+
                 with torch.inference_mode():
-                    if self._light:
-                        ids, attention = self._tokenizer([texts[i] for i in idx])
-                        hidden = self._model(ids, attention)
-                    else:
-                        enc = self._tokenizer(
-                            [texts[i] for i in idx],
-                            padding=True,
-                            truncation=True,
-                            max_length=self.max_tokens,
-                            return_tensors="pt",
-                        ).to(self.device)
-                        hidden = self._model(**enc).last_hidden_state
-                        attention = enc["attention_mask"]
-                    if self._cls_pooling:
-                        pooled = hidden[:, 0]
-                    else:
-                        mask = attention.unsqueeze(-1).to(hidden.dtype)
-                        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                    pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-                out[idx] = pooled.cpu().numpy()
+                    enc = self._tokenizer(
+                        [texts[i] for i in idx],
+                        padding=True,
+                        truncation=True,
+                        max_length=self.max_tokens,
+                        return_tensors="pt",
+                    ).to(self.device)
+                    hidden = self._model(**enc).last_hidden_state.float().cpu().numpy()
+                out[idx] = self._pool(hidden, enc["attention_mask"].cpu().numpy())
             return out
+
+    def _pool(self, hidden: np.ndarray, attention: np.ndarray) -> np.ndarray:
+        """Mean (or CLS) pooling over the real tokens, L2-normalised, as sentence-transformers
+        does for the model."""
+        if self._cls_pooling:
+            pooled = hidden[:, 0]
+        else:
+            mask = attention[..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 #: Output sizes of OpenAI's embedding models (others are probed once).

@@ -1,5 +1,6 @@
-"""The plain-torch encoders give transformers' vectors, and are what the CPU uses: a search
-never imports transformers, nor does indexing images with a standard CLIP folder."""
+"""The plain encoders give transformers' vectors, and are what the CPU uses: a search
+never imports transformers, nor does indexing images with a standard CLIP folder; a query
+runs in numpy, so a cold search does not import torch either."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.models.clip import ClipEmbedder, _FastPreprocess
-from core.models.lighttext import BertText, ClipText, ClipVision, processor_json
+from core.models import lighttext
+from core.models.clip import ClipEmbedder, _FastPreprocess, gpu_possible
+from core.models.lighttext import BertText, ClipText, ClipVision, Tokens, processor_json
 from core.models.textembed import MiniLMEmbedder, bundled_model_dir
 
 TEXTS = ["a photo of a cat", "psql: FATAL: password authentication failed for user \"app\"",
@@ -144,3 +146,100 @@ def test_cpu_models_do_not_import_transformers(code: str, tiny_clip: Path) -> No
     proc = subprocess.run([sys.executable, "-c", probe, str(tiny_clip)], capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return (a * b).sum(-1)
+
+
+def test_text_towers_agree_in_numpy_and_torch(tiny_clip: Path) -> None:
+    clip = ClipText.load(tiny_clip, "float32")
+    assert clip is not None
+    ids, mask = Tokens(tiny_clip, 77)(TEXTS)
+    in_numpy = clip(ids, mask, "numpy")
+    assert clip._pt is None  # torch was not needed
+    in_torch = clip(ids, mask, "torch")
+    assert np.all(_cos(in_numpy, in_torch) > 1 - 1e-5)
+    assert np.all(_cos(in_numpy, _transformers_clip_text(tiny_clip, TEXTS)) > 1 - 1e-5)
+
+    folder = bundled_model_dir()
+    bert = BertText.load(folder)
+    assert bert is not None
+    ids, mask = Tokens(folder, 256)(TEXTS)  # padded: the mask must hide the padding
+    a, b = bert(ids, mask, "numpy"), bert(ids, mask, "torch")
+    real = mask.astype(bool)
+    assert np.all(_cos(a[real], b[real]) > 1 - 1e-5)
+
+
+def test_queries_run_in_numpy_and_batches_in_torch(monkeypatch: pytest.MonkeyPatch,
+                                                   tiny_clip: Path) -> None:
+    # In this process torch is imported (the tests use it), which alone sends every batch to
+    # torch; pretend it is not, as in a cold `pixrag search`.
+    monkeypatch.setattr(lighttext, "use_numpy", lambda n: n <= lighttext.NUMPY_MAX_BATCH)
+    clip = ClipEmbedder(str(tiny_clip), device="cpu", dtype="bfloat16")
+    query = clip.embed_texts(TEXTS[:2])
+    tower = clip._light_text
+    assert tower is not None and tower._pt is None and tower.w is not None  # numpy ran
+    assert np.all(_cos(query, _transformers_clip_text(tiny_clip, TEXTS[:2])) > 1 - 1e-5)
+    many = clip.embed_texts(TEXTS * 3)  # more than a query's worth: torch, in bfloat16
+    assert tower._pt is not None and tower.w is None  # the float32 copy is gone
+    assert np.all(_cos(many[:2], query) > 0.999)
+    assert tower.backend(1) == "torch"  # from now on, torch only
+
+    minilm = MiniLMEmbedder()
+    one = minilm.embed_batch(TEXTS[:1])
+    assert minilm._model._pt is None  # numpy
+    both = MiniLMEmbedder().embed_batch(TEXTS * 3)  # torch
+    assert np.all(_cos(one, both[:1]) > 1 - 1e-5)
+
+
+def test_weights_read_from_every_float_type(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"a": torch.randn(3, 4), "b": torch.randn(5).to(torch.bfloat16),
+               "c": torch.randn(2, 2).to(torch.float16), "n": torch.arange(4)}
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path))
+    w = lighttext._weights(path, "", ["a", "b", "c"])
+    assert w is not None
+    for key in "abc":
+        assert w[key].dtype == np.float32
+        assert np.array_equal(w[key], tensors[key].float().numpy())
+    assert lighttext._weights(path, "", ["a", "missing"]) is None
+    assert lighttext._weights(path, "", ["n"]) is None  # integers: not a float weight
+    (tmp_path / "bad.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00nope!")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        lighttext._weights(tmp_path / "bad.safetensors", "", ["a"])
+
+
+@pytest.mark.skipif(gpu_possible(), reason="a GPU may be here: device auto imports torch")
+def test_a_cold_search_does_not_import_torch(tmp_path: Path, tiny_clip: Path) -> None:
+    """`pixrag search` in a fresh process: the answer comes without torch or transformers
+    (imported, they cost a cold search 1.5 s and 3-4 s), with the hits torch gives."""
+    import subprocess
+
+    from tests.cli.helpers import cli_env, json_out, run_cli, write_images
+
+    write_images(tmp_path / "in", 3)
+    env = cli_env(tmp_path / "data", tiny_clip, PIXRAG_RETRIEVAL__MIN_CLIP="-1")
+    assert run_cli(["index", str(tmp_path / "in")], env, cwd=tmp_path).returncode == 0
+    probe = ("import sys; {first}from bot.cli import main; code = main(sys.argv[1:]); "
+             "assert ('torch' in sys.modules) == {torch}, 'torch imported?'; "
+             "assert 'transformers' not in sys.modules, 'transformers imported'; "
+             "sys.exit(code)")
+
+    def search(torch: bool) -> list[dict[str, object]]:
+        code = probe.format(first="import torch; " if torch else "", torch=torch)
+        proc = subprocess.run([sys.executable, "-c", code, "search", "a photo", "--json"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return list(json_out(proc)["results"])
+
+    cold, warm = search(torch=False), search(torch=True)
+    assert [h["id"] for h in cold] == [h["id"] for h in warm]
+    assert np.allclose([h["score"] for h in cold], [h["score"] for h in warm], atol=1e-4)
+    assert len(cold) == 3
