@@ -12,7 +12,8 @@ weight values):
 - ``pixrag index FOLDER`` as its own process, default configuration (OCR on), a fresh data
   directory, ``PIXRAG_EMBEDDING__MODEL`` pointing at the same folder;
 - ``pixrag stats`` and a cold ``pixrag search`` against that index, next to a process that
-  only loads every model (CLIP, MiniLM, the OCR engine) and exits.
+  only loads every model (CLIP, MiniLM, the OCR engine) as an index run uses them (torch for
+  the batches) and exits.
 
 The folder holds ``--photos`` photo-like JPEGs without text and ``--slides`` text slides.
 With ``--latency``, in-process (``core.app.open_service``): search latency p50/p95 on an idle
@@ -81,6 +82,9 @@ NAIVE = textwrap.dedent('''
 
 LOAD_ALL = textwrap.dedent('''
     import sys
+    # An index run encodes its images and passages in batches, which run in torch: loading
+    # every model includes importing it (queries of a few items alone would run in numpy).
+    import torch
     from PIL import Image, ImageDraw
     from core.models.clip import ClipEmbedder
     from core.media.ocr import RapidReader

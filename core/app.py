@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
@@ -78,14 +77,17 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
             return ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype)
 
         def load_reader():  # type: ignore[no-untyped-def]
+            from core.machine import usable_cores
             from core.media.ocr import RapidReader, ReaderPool
 
             index = settings.index
-            if index.ocr_workers == 1:
+            engines = index.ocr_engines()
+            if engines == 1:
                 return RapidReader(gate=index.ocr_gate, int8=index.ocr_int8)
-            threads = max(1, (os.cpu_count() or 1) // index.ocr_workers)
+            threads = max(1, usable_cores() // engines)
+            log.info("OCR: %d engines, %d threads each", engines, threads)
             return ReaderPool(lambda: RapidReader(gate=index.ocr_gate, int8=index.ocr_int8,
-                                                  threads=threads), index.ocr_workers)
+                                                  threads=threads), engines)
 
         components = Components(settings=settings, library=library, text=text,
                                 captioner=captioner, expander=expander, pools=pools,

@@ -49,7 +49,8 @@ class Executors:
             text=PriorityExecutor("pixrag-text"),
             decode=ThreadPoolExecutor(settings.embedding.preprocess_workers,
                                       thread_name_prefix="pixrag-decode"),
-            ocr=ThreadPoolExecutor(settings.index.ocr_workers, thread_name_prefix="pixrag-ocr"),
+            ocr=ThreadPoolExecutor(settings.index.ocr_engines(),
+                                   thread_name_prefix="pixrag-ocr"),
         )
 
     def shutdown(self) -> None:

@@ -279,19 +279,21 @@ class ClipEmbedder:
         return self._json_fast
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        import torch
-
-        with self._lock, torch.inference_mode():
-            x = torch.from_numpy(pixels).to(self.device, dtype=self.dtype)
+        with self._lock:
             light = self._light_image()
-            if light is not None and tuple(x.shape[-2:]) == (light.side, light.side):
-                return _normalise(light(x))
-            tower = self._tower("vision")
-            return _normalise(tower(pixel_values=x).image_embeds)
+            if light is not None and tuple(pixels.shape[-2:]) == (light.side, light.side):
+                return _normalise_np(light(pixels))
+            import torch
+
+            with torch.inference_mode():
+                x = torch.from_numpy(pixels).to(self.device, dtype=self.dtype)
+                tower = self._tower("vision")
+                return _normalise(tower(pixel_values=x).image_embeds)
 
     def _light_image(self) -> Any:
-        """The plain-torch image tower, when it covers this model and its preprocessing is the
-        standard recipe (CPU only; caller holds ``self._lock``); None means transformers."""
+        """The plain image tower (numpy or torch, see core.models.lighttext), when it covers
+        this model and its preprocessing is the standard recipe (CPU only; caller holds
+        ``self._lock``); None means transformers."""
         if self._light_vision is not None:
             return self._light_vision
         if (self._folder is None or self.device != "cpu" or self._vision_tower is not None
@@ -300,12 +302,12 @@ class ClipEmbedder:
         from core.models.lighttext import ClipVision
 
         with LOAD_LOCK:
-            light = ClipVision.load(self._folder, self.dtype)
+            light = ClipVision.load(self._folder, self.dtype_name)
         if light is None or light.side != self.input_side:
             self._no_light_vision = True
             return None
-        log.info("CLIP %s image tower loaded on cpu (%s, plain torch), dim %d", self.model_id,
-                 self.dtype_name, self.dim)
+        log.info("CLIP %s image tower loaded on cpu (numpy for a query image, torch %s for"
+                 " batches), dim %d", self.model_id, self.dtype_name, self.dim)
         self._light_vision = light
         return light
 

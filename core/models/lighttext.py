@@ -9,12 +9,13 @@ and processor files. Anything they do not recognise (another architecture, optio
 not implement, missing files) returns None from the loaders, and the caller uses transformers
 as before. tests/core/test_lighttext.py checks them against transformers' outputs.
 
-The text encoders run on either of two array libraries, through the same code (``_TorchOps``,
-``_NumpyOps``): a query of a few words is a few milliseconds of work in either, but importing
-torch alone costs a cold ``pixrag search`` 1.5 s. So a small batch runs in numpy while nothing
-in the process has imported torch yet (see :func:`use_numpy`); anything bigger (the passages
-of an index run), or anything once torch is loaded, runs in torch, which is about 3x faster on
-batches. Both read the same float32 weights; torch shares them when it runs in float32.
+The encoders run on either of two array libraries, through the same code (``_TorchOps``,
+``_NumpyOps``): a query of a few words is a few milliseconds of work in either, an image tens
+of milliseconds, but importing torch alone costs a cold ``pixrag search`` 1.5 s. So a small
+batch runs in numpy while nothing in the process has imported torch yet (see
+:func:`use_numpy`); anything bigger (the passages and images of an index run), or anything
+once torch is loaded, runs in torch, which is about 3x faster on batches. Both read the same
+float32 weights; torch shares them when it runs in float32.
 """
 
 from __future__ import annotations
@@ -68,13 +69,14 @@ class Tokens:
         return ids, mask
 
 
-#: Texts per batch that may run in numpy (queries: one text, a few with query expansion).
+#: Items per batch that may run in numpy (queries: one text, a few with query expansion;
+#: the image of an image query).
 NUMPY_MAX_BATCH = 8
 
 
 def use_numpy(batch: int) -> bool:
-    """Whether a text batch of this size runs in numpy: small, and torch not imported yet (a
-    cold search or ask would pay 1.5 s to import it; once loaded, torch is as quick)."""
+    """Whether a batch of this size runs in numpy: small, and torch not imported yet (a cold
+    search would pay 1.5 s to import it; once loaded, torch is as quick or quicker)."""
     return batch <= NUMPY_MAX_BATCH and "torch" not in sys.modules
 
 
@@ -179,6 +181,19 @@ class _NumpyOps:
         return h[np.arange(len(at)), at]
 
     @staticmethod
+    def patch_embed(x: Any, w: Any, patch: int) -> Any:
+        """A convolution whose stride is its kernel: each patch's pixels times the kernel."""
+        n, c, height, width = x.shape
+        gh, gw = height // patch, width // patch
+        x = x.reshape(n, c, gh, patch, gw, patch).transpose(0, 2, 4, 1, 3, 5)
+        return x.reshape(n, gh * gw, c * patch * patch) @ w.reshape(w.shape[0], -1).T
+
+    @staticmethod
+    def prepend(x: Any, token: Any) -> Any:
+        n, _, dim = x.shape
+        return np.concatenate([np.broadcast_to(token, (n, 1, dim)), x], axis=1)
+
+    @staticmethod
     def mask(keep: np.ndarray) -> Any:
         return keep.astype(bool)[:, None, None, :]
 
@@ -223,6 +238,13 @@ class _TorchOps:
 
     def rows(self, h: Any, at: np.ndarray) -> Any:
         return h[self.torch.arange(len(at)), self.torch.from_numpy(at)]
+
+    def patch_embed(self, x: Any, w: Any, patch: int) -> Any:
+        return self.F.conv2d(x, w, stride=patch).flatten(2).transpose(1, 2)
+
+    def prepend(self, x: Any, token: Any) -> Any:
+        n, _, dim = x.shape
+        return self.torch.cat([token.expand(n, 1, dim), x], dim=1)
 
     def mask(self, keep: np.ndarray) -> Any:
         return self.torch.from_numpy(keep).bool()[:, None, None, :]
@@ -384,17 +406,16 @@ class ClipText(_ClipTower):
 
 class ClipVision(_ClipTower):
     """CLIP's vision transformer and projection -> unnormalised image embeddings, for pixel
-    input at the size the model was trained on (what the standard preprocessing makes).
-    Torch only: image batches are big, and indexing loads torch anyway."""
+    input at the size the model was trained on (what the standard preprocessing makes)."""
 
     def __init__(self, cfg: dict[str, Any], w: dict[str, np.ndarray], dtype: Any) -> None:
         super().__init__(cfg, w, dtype)
         self.patch = int(cfg["patch_size"])
         self.side = int(cfg["image_size"])  # the pixel input it takes (side x side)
-        self.torch_weights()  # and the float32 numpy copy goes unless torch shares it
 
     @classmethod
-    def load(cls, folder: Path, dtype: Any) -> ClipVision | None:
+    def load(cls, folder: Path, dtype: Any = "float32") -> ClipVision | None:
+        """``dtype``: torch's, for batches that run there (a torch dtype or its name)."""
         cfg = _clip_tower(folder, "vision_config",
                           {"num_hidden_layers": 12, "num_attention_heads": 12,
                            "patch_size": 32, "image_size": 224})
@@ -410,17 +431,21 @@ class ClipVision(_ClipTower):
             return None
         return cls(cfg, w, dtype)
 
-    def __call__(self, pixels: Any) -> Any:
-        """A torch tensor of pixels (n x 3 x side x side, the model's dtype) -> a tensor."""
-        ops, w = self.torch_weights()
-        torch = ops.torch
-        x = ops.F.conv2d(pixels, w["embeddings.patch_embedding.weight"], stride=self.patch)
-        x = x.flatten(2).transpose(1, 2)  # n x patches x dim
-        n, _, dim = x.shape
-        cls_token = w["embeddings.class_embedding"].expand(n, 1, dim)
-        h = torch.cat([cls_token, x], dim=1)
-        if h.shape[1] != w["embeddings.position_embedding.weight"].shape[0]:
+    def __call__(self, pixels: np.ndarray, backend: str = "") -> np.ndarray:
+        """Pixels (n x 3 x side x side, float32) -> embeddings; ``backend``: "numpy" or
+        "torch", by default :meth:`backend`'s choice (numpy for a query image or two)."""
+        if tuple(pixels.shape[-2:]) != (self.side, self.side):
             raise ValueError(f"pixel input {tuple(pixels.shape)} does not fit the model")
+        return self.run(self._forward, backend or self.backend(len(pixels)), pixels)
+
+    def _forward(self, ops: Any, w: dict[str, Any], pixels: np.ndarray) -> Any:
+        if ops.name == "torch":
+            torch = ops.torch
+            x: Any = torch.from_numpy(pixels).to(getattr(torch, self.dtype))
+        else:
+            x = pixels
+        h = ops.prepend(ops.patch_embed(x, w["embeddings.patch_embedding.weight"], self.patch),
+                        w["embeddings.class_embedding"])
         h = h + w["embeddings.position_embedding.weight"]
         h = ops.layer_norm(h, w["pre_layrnorm.weight"], w["pre_layrnorm.bias"], self.eps)
         h = _clip_encoder(ops, h, w, self.layers, self.heads, self.eps, self.act, causal=False)

@@ -69,3 +69,44 @@ def test_secrets_never_in_repr() -> None:
     s = Secrets.from_env({"OPENAI_API_KEY": "sk-secret-123", "OTHER": "x"})
     assert s.get("OPENAI_API_KEY") == "sk-secret-123"
     assert "sk-secret" not in repr(s) and "sk-secret" not in str(s)
+
+
+def test_ocr_workers_auto_fits_the_host(tmp_path: Path) -> None:
+    gib = 1 << 30
+    index = load_settings(None, environ={}).index
+    assert index.ocr_workers == "auto"
+    assert index.ocr_engines() >= 1  # this host, whatever it is
+    for cores, memory, engines in [(1, 64 * gib, 1), (2, 24 * gib, 2), (2, 3 * gib, 1),
+                                   (8, 64 * gib, 2), (12, 64 * gib, 3), (16, 64 * gib, 4),
+                                   (64, 256 * gib, 4), (64, 5 * gib, 2), (4, 0, 1)]:
+        assert index.ocr_engines(cores, memory) == engines, (cores, memory)
+    fixed = load_settings(None, environ={"PIXRAG_INDEX__OCR_WORKERS": "3"}).index
+    assert fixed.ocr_workers == 3 and fixed.ocr_engines(1, gib) == 3  # as asked
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[index]\nocr_workers = "auto"\n')
+    assert load_settings(cfg, environ={}).index.ocr_workers == "auto"
+    with pytest.raises(ConfigError, match="index.ocr_workers"):
+        load_settings(None, environ={"PIXRAG_INDEX__OCR_WORKERS": "many"})
+
+
+def test_container_limits_lower_cores_and_memory(tmp_path: Path) -> None:
+    from core.machine import usable_cores, usable_memory
+
+    host_cores, host_memory = usable_cores(tmp_path), usable_memory(tmp_path)  # no limits
+    assert host_cores >= 1 and host_memory > 0
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # --cpus 1
+    (tmp_path / "memory.max").write_text(f"{1 << 30}\n")  # --memory 1g
+    assert usable_cores(tmp_path) == 1
+    assert usable_memory(tmp_path) == min(host_memory, 1 << 30)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text("max\n")
+    assert usable_cores(tmp_path) == host_cores and usable_memory(tmp_path) == host_memory
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "memory").mkdir()
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # no quota
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(v1) == host_cores
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # half a core: still one
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{512 << 20}\n")
+    assert usable_cores(v1) == 1 and usable_memory(v1) == min(host_memory, 512 << 20)

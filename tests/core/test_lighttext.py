@@ -173,6 +173,19 @@ def test_text_towers_agree_in_numpy_and_torch(tiny_clip: Path) -> None:
     assert np.all(_cos(a[real], b[real]) > 1 - 1e-5)
 
 
+def test_image_tower_agrees_in_numpy_and_torch(tiny_clip: Path) -> None:
+    clip = ClipEmbedder(str(tiny_clip), device="cpu", dtype="float32")
+    pixels = clip.preprocess(_images())
+    tower = ClipVision.load(tiny_clip, "float32")
+    assert tower is not None
+    in_numpy = tower(pixels, "numpy")
+    assert tower._pt is None
+    in_torch = tower(pixels, "torch")
+    assert np.all(_cos(in_numpy, in_torch) > 1 - 1e-5)
+    with pytest.raises(ValueError, match="does not fit"):
+        tower(pixels[:, :, :8, :8], "numpy")
+
+
 def test_queries_run_in_numpy_and_batches_in_torch(monkeypatch: pytest.MonkeyPatch,
                                                    tiny_clip: Path) -> None:
     # In this process torch is imported (the tests use it), which alone sends every batch to
@@ -216,9 +229,10 @@ def test_weights_read_from_every_float_type(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(gpu_possible(), reason="a GPU may be here: device auto imports torch")
-def test_a_cold_search_does_not_import_torch(tmp_path: Path, tiny_clip: Path) -> None:
-    """`pixrag search` in a fresh process: the answer comes without torch or transformers
-    (imported, they cost a cold search 1.5 s and 3-4 s), with the hits torch gives."""
+def test_cold_queries_do_not_import_torch(tmp_path: Path, tiny_clip: Path) -> None:
+    """`pixrag search` and `similar` in a fresh process: the answer comes without torch or
+    transformers (imported, they cost a cold search 1.5 s and 3-4 s), with the hits torch
+    gives."""
     import subprocess
 
     from tests.cli.helpers import cli_env, json_out, run_cli, write_images
@@ -231,9 +245,10 @@ def test_a_cold_search_does_not_import_torch(tmp_path: Path, tiny_clip: Path) ->
              "assert 'transformers' not in sys.modules, 'transformers imported'; "
              "sys.exit(code)")
 
-    def search(torch: bool) -> list[dict[str, object]]:
+    def search(torch: bool, args: tuple[str, ...] = ("search", "a photo")
+               ) -> list[dict[str, object]]:
         code = probe.format(first="import torch; " if torch else "", torch=torch)
-        proc = subprocess.run([sys.executable, "-c", code, "search", "a photo", "--json"],
+        proc = subprocess.run([sys.executable, "-c", code, *args, "--json"],
                               env=env, cwd=tmp_path, capture_output=True, text=True,
                               timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -243,3 +258,10 @@ def test_a_cold_search_does_not_import_torch(tmp_path: Path, tiny_clip: Path) ->
     assert [h["id"] for h in cold] == [h["id"] for h in warm]
     assert np.allclose([h["score"] for h in cold], [h["score"] for h in warm], atol=1e-4)
     assert len(cold) == 3
+    # An image query too: its CLIP vector comes from the numpy image tower.
+    image = str(tmp_path / "in" / "img1.png")
+    cold, warm = search(torch=False, args=("similar", image)), \
+        search(torch=True, args=("similar", image))
+    assert cold[0]["source"] == warm[0]["source"] == image
+    assert [h["id"] for h in cold] == [h["id"] for h in warm]
+    assert np.allclose([h["score"] for h in cold], [h["score"] for h in warm], atol=1e-4)

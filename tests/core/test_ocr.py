@@ -378,11 +378,13 @@ async def test_service_reader_follows_the_ocr_gate_setting(settings) -> None:
     from core.app import open_service
     from core.config import Secrets
 
-    for gate in (True, False):
+    for gate, workers in ((True, 1), (False, 1), (True, 2)):
         s = settings.model_copy(update={"index": settings.index.model_copy(
-            update={"ocr_gate": gate, "ocr_int8": not gate})})
+            update={"ocr_gate": gate, "ocr_int8": not gate, "ocr_workers": workers})})
         async with open_service(s, Secrets({})) as service:
             reader = await service.c.reader()  # loaded on first use
+            if isinstance(reader, ocr.ReaderPool):  # its engines start on demand
+                reader = reader._take()
             assert reader is not None and reader.gate is gate and reader.int8 is not gate
 
 
