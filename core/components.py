@@ -20,6 +20,7 @@ from core.config import Settings
 from core.glossary import Glossary, load_glossary
 from core.library.library import Library
 from core.models.batching import MicroBatcher
+from core.models.lighttext import batches_in_torch
 from core.models.priority import INDEX, QUERY, PriorityExecutor
 from core.protocols import Captioner, QueryExpander, TextEmbedder, TextReader
 
@@ -89,10 +90,20 @@ class Components:
         def texts(ts: list[str]) -> list[np.ndarray]:
             return list(text.embed_batch(ts))
 
+        # A query of a few items runs in numpy while nothing needs torch (a cold search does
+        # not import it); indexing switches every batch to torch (core.models.lighttext).
+        def index_images(px: list[np.ndarray]) -> list[np.ndarray]:
+            batches_in_torch()
+            return images(px)
+
+        def index_texts(ts: list[str]) -> list[np.ndarray]:
+            batches_in_torch()
+            return texts(ts)
+
         # Indexing and queries batch separately and meet in the model thread, where a query
         # batch always goes next.
         self.clip_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-            images, executor=pools.model.lane(INDEX), max_batch=emb.batch_size,
+            index_images, executor=pools.model.lane(INDEX), max_batch=emb.batch_size,
             max_wait_s=wait_s, max_pending=emb.queue_size * 4, name="clip-images")
         self.clip_query_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
             images, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
@@ -101,7 +112,7 @@ class Components:
             clip_texts, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
             max_wait_s=wait_s, name="clip-texts")
         self.text_vectors: MicroBatcher[str, np.ndarray] = MicroBatcher(
-            texts, executor=pools.text.lane(INDEX), max_batch=settings.text.batch_size,
+            index_texts, executor=pools.text.lane(INDEX), max_batch=settings.text.batch_size,
             max_wait_s=wait_s, max_pending=4096, name="text-vectors")
         self.text_queries: MicroBatcher[str, np.ndarray] = MicroBatcher(
             texts, executor=pools.text.lane(QUERY), max_batch=settings.text.batch_size,
