@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import gc
 import json
@@ -199,14 +200,20 @@ def _quiet_libraries() -> None:
     logging.getLogger("huggingface_hub").propagate = False
 
 
+_exit_gc_frozen = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _exit_gc_frozen
+    if not _exit_gc_frozen:
+        # The interpreter's last garbage collection walks every object torch and chromadb
+        # created at import: 0.3-1 s of a short command's exit. atexit handlers run just
+        # before it, and frozen objects are left to the process's end.
+        atexit.register(gc.freeze)
+        _exit_gc_frozen = True
     try:
         code = _main(argv)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
-        # Everything is closed by now. The interpreter's last garbage collection would walk
-        # every object torch and chromadb created at import (0.3-1 s of a short command's
-        # exit): frozen objects are left to the process's end.
-        gc.freeze()
     except BrokenPipeError:
         # The reader went away (`pixrag stats | head -1`): not an error of ours. Python's
         # documented recipe: point stdout at devnull so the interpreter's final flush is quiet.

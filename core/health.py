@@ -110,8 +110,11 @@ def check_store(settings: Settings) -> str:
 
 def check_model(settings: Settings, secrets: Secrets) -> str:
     from core.models.clip import ClipEmbedder
+    from core.models.lighttext import batches_in_torch
     from core.models.textembed import build_text_embedder
 
+    # The stack the bots and indexing run (a lone query would run in numpy without torch).
+    batches_in_torch()
     emb = settings.embedding
     clip = ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype)
     clip.embed_texts(["health check"])  # loaded is not enough: one forward pass

@@ -7,6 +7,7 @@ Every method is async and never blocks the event loop: the work runs in the exec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -21,6 +22,7 @@ from core.config import RetrievalSettings
 from core.enrich import MAX_ATTEMPTS, Enricher, QueryGate
 from core.errors import ConfigError, NotFound, PermissionDenied, PixragError, UnsupportedInput
 from core.ingest import Ingestor, discover, display_text, upload_job
+from core.models.lighttext import batches_in_torch
 from core.retrieve import Retriever
 from core.textnorm import normalize_name, normalize_text
 from core.types import Answer, Failed, Hit, IndexedItem, IndexReport, Scope, Stats, Turn, Upload
@@ -45,15 +47,23 @@ class PixRAG:
         # download until indexing is done with the bytes.
         idx = self.settings.index
         self.admission = Admission(idx.inflight_files, int(idx.inflight_mb * 1024 * 1024))
+        self._torch_import: asyncio.Future[None] | None = None
 
     async def aclose(self) -> None:
         await self.enricher.aclose()
         await self._ingestor.aclose()
+        if self._torch_import is not None:
+            await self._torch_import  # an import cannot be cancelled: let it finish
 
     async def start_background(self) -> None:
-        """Resume text enrichment left over from an earlier run (bots call this at start)."""
+        """Resume text enrichment left over from an earlier run (bots call this at start), and
+        import torch in the background: a long-running process will index (chat uploads) and
+        answer many queries, which torch runs faster than numpy (core.models.lighttext)."""
         if await self.library.pending() > 0:
             self.enricher.kick()
+        if self._torch_import is None:
+            self._torch_import = asyncio.get_running_loop().run_in_executor(
+                self.c.pools.decode, batches_in_torch)
 
     @property
     def model(self) -> str:

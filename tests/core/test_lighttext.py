@@ -271,3 +271,34 @@ def test_cold_queries_do_not_import_torch(tmp_path: Path, tiny_clip: Path) -> No
     assert cold[0]["source"] == warm[0]["source"] == image
     assert [h["id"] for h in cold] == [h["id"] for h in warm]
     assert np.allclose([h["score"] for h in cold], [h["score"] for h in warm], atol=1e-4)
+
+
+def test_a_process_that_keeps_querying_moves_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh process (nothing imports it here)
+    monkeypatch.setattr(lighttext, "_numpy_calls", 0)
+    assert all(lighttext.use_numpy(1) for _ in range(lighttext.NUMPY_MAX_CALLS))
+    assert not lighttext.use_numpy(1)  # enough queries to pay for torch's import
+    monkeypatch.setattr(lighttext, "_numpy_calls", 0)
+    assert not lighttext.use_numpy(lighttext.NUMPY_MAX_BATCH + 1)  # a batch: torch
+
+
+@pytest.mark.skipif(gpu_possible(), reason="a GPU may be here: device auto imports torch")
+def test_long_running_processes_import_torch_at_start(tmp_path: Path, tiny_clip: Path) -> None:
+    """The bots call start_background: torch is imported then, in the background, not by
+    the first upload or the 65th query."""
+    import subprocess
+
+    from tests.cli.helpers import cli_env
+
+    code = ("import asyncio, sys\n"
+            "from core.app import open_service\n"
+            "from core.config import Secrets, load_settings\n"
+            "async def main():\n"
+            "    async with open_service(load_settings(None), Secrets({})) as svc:\n"
+            "        assert 'torch' not in sys.modules, 'imported before'\n"
+            "        await svc.start_background()\n"
+            "    assert 'torch' in sys.modules, 'not imported'\n"
+            "asyncio.run(main())\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(tmp_path / "d", tiny_clip),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
