@@ -431,9 +431,9 @@ def _quiet_threads() -> None:
     runs. By default onnxruntime's threads spin-wait for the next run, and OCR runs in bursts
     (Python pre- and post-processing between a detector and a recogniser run, between images):
     the spinning took a core from CLIP and the text encoder. Measured on 30 photos and 10
-    slides, 2 cores: 35 % less CPU, 15 % less wall time, the same text. RapidOCR has no setting
-    for it, so its session options are wrapped once; on a version without that hook, nothing
-    changes."""
+    slides, 2 cores (benchmarks/ocr_threads.py): 18-25 % less CPU, the same text. RapidOCR has
+    no setting for it, so its session options are wrapped once; on a version without that
+    hook, nothing changes."""
     try:
         from rapidocr.inference_engine.onnxruntime import main as ort_main
 

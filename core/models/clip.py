@@ -74,12 +74,6 @@ def dtype_name(device: str, requested: str = "auto") -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
-def pick_dtype(device: str, requested: str = "auto") -> Any:
-    import torch
-
-    return getattr(torch, dtype_name(device, requested))
-
-
 def _looks_local(model: str) -> bool:
     return model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1] \
         or Path(model).expanduser().exists()
