@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from core.config import Settings
+from core.config import Pipeline, Settings
 from core.glossary import Glossary, load_glossary
 from core.library.library import Library
 from core.models.batching import MicroBatcher
@@ -42,14 +42,19 @@ class Executors:
     text: PriorityExecutor
     decode: ThreadPoolExecutor
     ocr: ThreadPoolExecutor
+    pipeline: Pipeline  # CLIP's batch size, the decode threads, files in flight
 
     @classmethod
     def create(cls, settings: Settings) -> Executors:
+        pipeline = settings.embedding.pipeline()
+        log.debug("indexing: batches of %d, %d decode threads, %d files in flight",
+                  pipeline.batch, pipeline.workers, pipeline.queue)
         return cls(
+            pipeline=pipeline,
             model=PriorityExecutor("pixrag-clip"),
             text=PriorityExecutor("pixrag-text"),
-            decode=ThreadPoolExecutor(settings.embedding.preprocess_workers,
-                                      thread_name_prefix="pixrag-decode"),
+            # Threads start on demand: a short command that decodes nothing starts none.
+            decode=ThreadPoolExecutor(pipeline.workers, thread_name_prefix="pixrag-decode"),
             ocr=ThreadPoolExecutor(settings.index.ocr_engines(),
                                    thread_name_prefix="pixrag-ocr"),
         )
@@ -80,9 +85,10 @@ class Components:
         self._clip_lock = threading.Lock()
         emb = settings.embedding
         wait_s = emb.max_wait_ms / 1000
+        batch = pools.pipeline.batch
 
         def images(px: list[np.ndarray]) -> list[np.ndarray]:
-            return list(self._loaded_clip.embed_pixels(np.stack(px)))
+            return list(self._loaded_clip.embed_pixel_list(px))
 
         def clip_texts(ts: list[str]) -> list[np.ndarray]:
             return list(self._loaded_clip.embed_texts(ts))
@@ -103,13 +109,13 @@ class Components:
         # Indexing and queries batch separately and meet in the model thread, where a query
         # batch always goes next.
         self.clip_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-            index_images, executor=pools.model.lane(INDEX), max_batch=emb.batch_size,
-            max_wait_s=wait_s, max_pending=emb.queue_size * 4, name="clip-images")
+            index_images, executor=pools.model.lane(INDEX), max_batch=batch,
+            max_wait_s=wait_s, max_pending=pools.pipeline.queue * 4, name="clip-images")
         self.clip_query_images: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
-            images, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
+            images, executor=pools.model.lane(QUERY), max_batch=batch,
             max_wait_s=wait_s, name="clip-query-images")
         self.clip_texts: MicroBatcher[str, np.ndarray] = MicroBatcher(
-            clip_texts, executor=pools.model.lane(QUERY), max_batch=emb.batch_size,
+            clip_texts, executor=pools.model.lane(QUERY), max_batch=batch,
             max_wait_s=wait_s, name="clip-texts")
         self.text_vectors: MicroBatcher[str, np.ndarray] = MicroBatcher(
             index_texts, executor=pools.text.lane(INDEX), max_batch=settings.text.batch_size,

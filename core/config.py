@@ -30,10 +30,45 @@ class EmbeddingSettings(_Section):
     model: str = DEFAULT_CLIP  # Hub id or local folder (CLIP, via transformers)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    batch_size: int = Field(32, ge=1, le=1024)  # most items in one forward pass
+    # Most items in one forward pass, decode/resize threads, and files in flight while
+    # indexing (the bounded look-ahead that feeds the model). "auto": see pipeline().
+    batch_size: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
     max_wait_ms: float = Field(10.0, ge=0, le=5000)  # micro-batch collection window
-    preprocess_workers: int = Field(2, ge=1, le=64)  # decode/resize threads
-    queue_size: int = Field(64, ge=1, le=100_000)  # bounded look-ahead of decoded images
+    preprocess_workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
+    queue_size: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = "auto"
+
+    def pipeline(self, accelerated: bool | None = None, cores: int | None = None) -> Pipeline:
+        """The three sizes above, with "auto" worked out for the device CLIP will run on.
+
+        On the CPU a forward pass already uses every core, so batches of 32 and two decode
+        threads keep it busy. A GPU embeds a batch of 256 in milliseconds and then waits for
+        decoding: batches of 256 and one decode thread per usable core. Files in flight are
+        twice a batch (at least 64), so a full batch is always decoded and waiting.
+        ``accelerated``: whether CLIP runs on a GPU; by default judged without importing torch
+        (a CUDA or MPS device asked for, or "auto" on a machine with a GPU device node)."""
+        from core.machine import gpu_possible, usable_cores
+
+        if accelerated is None:
+            accelerated = self.device in ("cuda", "mps") or (
+                self.device == "auto" and gpu_possible())
+        batch = self.batch_size if self.batch_size != "auto" else 256 if accelerated else 32
+        if self.preprocess_workers != "auto":
+            workers = self.preprocess_workers
+        elif accelerated:
+            workers = max(2, min(32, usable_cores() if cores is None else cores))
+        else:
+            workers = 2
+        queue = self.queue_size if self.queue_size != "auto" else max(64, 2 * batch)
+        return Pipeline(batch=batch, workers=workers, queue=queue)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """How indexing feeds CLIP (:meth:`EmbeddingSettings.pipeline`)."""
+
+    batch: int  # most images in one forward pass
+    workers: int  # decode/resize threads
+    queue: int  # files in flight at once
 
 
 class TextSettings(_Section):

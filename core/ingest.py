@@ -8,9 +8,10 @@ keyword passages from a durable queue written in the same transaction as the row
 Per item the Library's write order applies (blobs -> vectors -> keyword -> catalog row, the
 commit marker), so a kill at any moment leaves nothing half-shown and the re-run redoes only
 what has no catalog row (ids are derived from space + content, so redoing is an overwrite).
-Decoding, model calls and storage each run in their own executor; at most ``queue_size`` files
-are in flight, so a folder of 100k photos or a flood of uploads waits instead of filling
-memory. A store that stops answering stops the run (one error, not a failure per file).
+Decoding, model calls and storage each run in their own executor; at most ``[embedding]
+queue_size`` files are in flight, so a folder of 100k photos or a flood of uploads waits
+instead of filling memory. A store that stops answering stops the run (one error, not a
+failure per file).
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ class Ingestor:
                   progress: Progress | None = None) -> IndexReport:
         report = IndexReport()
         results: list[IndexReport | None] = [None] * len(jobs)
-        window = asyncio.Semaphore(self.s.embedding.queue_size)
+        window = asyncio.Semaphore(self.c.pools.pipeline.queue)
         done = 0
         stop: list[BaseException] = []
 

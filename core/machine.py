@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from pathlib import Path
 
 _CGROUP = Path("/sys/fs/cgroup")
@@ -53,3 +54,12 @@ def usable_memory(cgroup: Path = _CGROUP) -> int:
             total = min(total, int(limit)) if total else int(limit)
             break
     return total
+
+
+def gpu_possible() -> bool:
+    """False when this machine certainly has no GPU torch could use: then "auto" means the
+    CPU without importing torch (1.5 s), which a text search would not otherwise need."""
+    if sys.platform != "linux":
+        return True  # Apple's MPS, Windows: only torch can tell
+    return any(Path(dev).exists() for dev in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg",
+                                              "/dev/kfd"))

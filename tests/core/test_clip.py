@@ -46,3 +46,28 @@ def test_fast_preprocessing_matches_the_processor(clip: ClipEmbedder,
 def test_missing_local_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="PIXRAG_EMBEDDING__MODEL"):
         ClipEmbedder(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_staged_batches_give_the_same_vectors(tiny_clip: Path, dtype: str) -> None:
+    # The GPU's input path (stacked into one reused host buffer, in fp16 when the model runs
+    # in fp16), run here without page-locking: same vectors as the plain path, and the buffer
+    # is kept for the next, smaller batch and replaced for a larger one.
+    clip = ClipEmbedder(str(tiny_clip), dtype=dtype)
+    pixels = list(clip.preprocess([noise_image(i, (320, 240)) for i in range(5)]))
+    plain = ClipEmbedder(str(tiny_clip), dtype="float32").embed_pixels(np.stack(pixels))
+    with clip._lock:
+        staged = clip._staged(pixels, pin=False)
+        buffer = clip._staging
+        assert str(buffer.dtype) == f"torch.{dtype}" and buffer.shape[0] == 5
+        tail = clip._staged(pixels[:2], pin=False)
+        assert clip._staging is buffer
+        clip._staged(pixels + pixels[:1], pin=False)
+        assert clip._staging is not buffer and clip._staging.shape[0] == 6
+    assert staged.shape == (5, clip.dim) and staged.dtype == np.float32
+    cosine = np.sum(staged * plain, axis=1)
+    assert cosine.min() > (0.9999 if dtype == "float32" else 0.99), cosine
+    assert np.allclose(tail, staged[:2], atol=1e-6 if dtype == "float32" else 2e-3)
+    # Off CUDA the list goes the plain way (numpy or torch on the CPU), same vectors.
+    assert np.allclose(clip.embed_pixel_list(pixels), clip.embed_pixels(np.stack(pixels)))
+    assert clip.embed_pixel_list([]).shape == (0, clip.dim)

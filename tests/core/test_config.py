@@ -110,3 +110,28 @@ def test_container_limits_lower_cores_and_memory(tmp_path: Path) -> None:
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # half a core: still one
     (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{512 << 20}\n")
     assert usable_cores(v1) == 1 and usable_memory(v1) == min(host_memory, 512 << 20)
+
+
+def test_embedding_pipeline_auto_fits_the_device() -> None:
+    emb = load_settings(None, environ={}).embedding
+    assert (emb.batch_size, emb.preprocess_workers, emb.queue_size) == ("auto",) * 3
+    cpu = emb.pipeline(accelerated=False, cores=16)
+    assert (cpu.batch, cpu.workers, cpu.queue) == (32, 2, 64)  # the CPU: a batch uses every core
+    gpu = emb.pipeline(accelerated=True, cores=16)
+    assert (gpu.batch, gpu.workers, gpu.queue) == (256, 16, 512)  # a GPU waits for decoding
+    assert emb.pipeline(accelerated=True, cores=1).workers == 2
+    assert emb.pipeline(accelerated=True, cores=128).workers == 32
+    # An explicit device decides without looking at the machine.
+    forced_cpu = load_settings(None, environ={"PIXRAG_EMBEDDING__DEVICE": "cpu"}).embedding
+    assert forced_cpu.pipeline().batch == 32
+    cuda = load_settings(None, environ={"PIXRAG_EMBEDDING__DEVICE": "cuda"}).embedding
+    assert cuda.pipeline(cores=8) == gpu.__class__(batch=256, workers=8, queue=512)
+    # Numbers work as before; the look-ahead follows a set batch size.
+    fixed = load_settings(None, environ={"PIXRAG_EMBEDDING__BATCH_SIZE": "100",
+                                         "PIXRAG_EMBEDDING__PREPROCESS_WORKERS": "3"}).embedding
+    assert fixed.pipeline(accelerated=True, cores=16) == gpu.__class__(100, 3, 200)
+    small = load_settings(None, environ={"PIXRAG_EMBEDDING__QUEUE_SIZE": "8"}).embedding
+    assert small.pipeline(accelerated=False).queue == 8
+    for key, bad in (("BATCH_SIZE", "0"), ("PREPROCESS_WORKERS", "lots"), ("QUEUE_SIZE", "-1")):
+        with pytest.raises(ConfigError, match=f"embedding.{key.lower()}"):
+            load_settings(None, environ={f"PIXRAG_EMBEDDING__{key}": bad})

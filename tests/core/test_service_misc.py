@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from core.app import open_service
-from core.config import Secrets
+from core.config import Pipeline, Secrets
 from core.errors import PixragError
+from core.machine import gpu_possible
 from core.service import PixRAG
 from core.types import Origin, Scope, Upload
 from tests.cli.helpers import make_settings, noise_bytes
@@ -113,6 +114,41 @@ async def test_concurrent_requests_are_micro_batched(svc: PixRAG) -> None:
     start = texts.batches
     await asyncio.gather(*(svc.search(f"query {i}", Scope("S")) for i in range(n)))
     assert 1 <= texts.batches - start < n
+
+
+async def test_embedding_sizes_shape_the_pipeline(tmp_path: Path, tiny_clip: Path) -> None:
+    # Batches never exceed [embedding] batch_size, no more than queue_size files are in
+    # flight (so with a queue of 2 no batch holds more than 2 images), and the decode pool has
+    # preprocess_workers threads; "auto" on this machine is the CPU's sizes.
+    settings = make_settings(tmp_path / "data", tiny_clip, PIXRAG_EMBEDDING__MAX_WAIT_MS="300",
+                             PIXRAG_EMBEDDING__BATCH_SIZE="3", PIXRAG_EMBEDDING__QUEUE_SIZE="2",
+                             PIXRAG_EMBEDDING__PREPROCESS_WORKERS="5")
+    async with open_service(settings, Secrets({})) as service:
+        c = service.c
+        assert (c.clip_images.max_batch, c.clip_texts.max_batch) == (3, 3)
+        assert (c.pools.pipeline.queue, c.pools.decode._max_workers) == (2, 5)
+        seen: list[int] = []
+        embed = c.clip_images._fn
+
+        def counted(px: list) -> list:
+            seen.append(len(px))
+            return embed(px)
+
+        c.clip_images._fn = counted  # type: ignore[method-assign]
+        folder = tmp_path / "photos"
+        folder.mkdir()
+        for i in range(6):
+            (folder / f"p{i}.png").write_bytes(noise_bytes(i))
+        report = await service.index_paths([folder], "S")
+        assert len(report.indexed) == 6 and sum(seen) >= 6 and max(seen) <= 2, seen
+    auto = make_settings(tmp_path / "data2", tiny_clip)
+    async with open_service(auto, Secrets({})) as service:
+        sizes = service.c.pools.pipeline
+        assert sizes == auto.embedding.pipeline()
+        if not gpu_possible():
+            assert sizes == Pipeline(batch=32, workers=2, queue=64)
+        assert service.c.clip_images.max_batch == sizes.batch
+        assert service.c.pools.decode._max_workers == sizes.workers
 
 
 async def test_ocr_text_is_searchable(tmp_path: Path, tiny_clip: Path) -> None:
