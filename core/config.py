@@ -37,16 +37,19 @@ class EmbeddingSettings(_Section):
     preprocess_workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     queue_size: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = "auto"
 
-    def pipeline(self, accelerated: bool | None = None, cores: int | None = None) -> Pipeline:
+    def pipeline(self, accelerated: bool | None = None, cores: int | None = None,
+                 memory: int | None = None) -> Pipeline:
         """The three sizes above, with "auto" worked out for the device CLIP will run on.
 
         On the CPU a forward pass already uses every core, so batches of 32 and two decode
         threads keep it busy. A GPU embeds a batch of 256 in milliseconds and then waits for
         decoding: batches of 256 and one decode thread per usable core. Files in flight are
-        twice a batch (at least 64), so a full batch is always decoded and waiting.
-        ``accelerated``: whether CLIP runs on a GPU; by default judged without importing torch
-        (a CUDA or MPS device asked for, or "auto" on a machine with a GPU device node)."""
-        from core.machine import gpu_possible, usable_cores
+        twice a batch (at least 64), so a full batch is always decoded and waiting, but no
+        more than one per 16 MiB of the memory the process may use (each holds its file's
+        bytes until its row is written). ``accelerated``: whether CLIP runs on a GPU; by
+        default judged without importing torch (a CUDA or MPS device asked for, or "auto" on a
+        machine with a GPU device node)."""
+        from core.machine import gpu_possible, usable_cores, usable_memory
 
         if accelerated is None:
             accelerated = self.device in ("cuda", "mps") or (
@@ -58,7 +61,11 @@ class EmbeddingSettings(_Section):
             workers = max(2, min(32, usable_cores() if cores is None else cores))
         else:
             workers = 2
-        queue = self.queue_size if self.queue_size != "auto" else max(64, 2 * batch)
+        if self.queue_size != "auto":
+            queue = self.queue_size
+        else:
+            memory = usable_memory() if memory is None else memory
+            queue = max(64, min(2 * batch, memory // (16 << 20) if memory else 2 * batch))
         return Pipeline(batch=batch, workers=workers, queue=queue)
 
 

@@ -114,22 +114,27 @@ def test_container_limits_lower_cores_and_memory(tmp_path: Path) -> None:
 
 def test_embedding_pipeline_auto_fits_the_device() -> None:
     emb = load_settings(None, environ={}).embedding
+    big = 64 << 30  # bytes of memory: not the limit in these lines
     assert (emb.batch_size, emb.preprocess_workers, emb.queue_size) == ("auto",) * 3
     cpu = emb.pipeline(accelerated=False, cores=16)
     assert (cpu.batch, cpu.workers, cpu.queue) == (32, 2, 64)  # the CPU: a batch uses every core
-    gpu = emb.pipeline(accelerated=True, cores=16)
+    gpu = emb.pipeline(accelerated=True, cores=16, memory=big)
     assert (gpu.batch, gpu.workers, gpu.queue) == (256, 16, 512)  # a GPU waits for decoding
     assert emb.pipeline(accelerated=True, cores=1).workers == 2
     assert emb.pipeline(accelerated=True, cores=128).workers == 32
+    gib = 1 << 30
+    assert emb.pipeline(accelerated=True, cores=16, memory=4 * gib).queue == 256  # 16 MiB each
+    assert emb.pipeline(accelerated=True, cores=16, memory=gib // 2).queue == 64  # the floor
+    assert emb.pipeline(accelerated=True, cores=16, memory=0).queue == 512  # unknown memory
     # An explicit device decides without looking at the machine.
     forced_cpu = load_settings(None, environ={"PIXRAG_EMBEDDING__DEVICE": "cpu"}).embedding
     assert forced_cpu.pipeline().batch == 32
     cuda = load_settings(None, environ={"PIXRAG_EMBEDDING__DEVICE": "cuda"}).embedding
-    assert cuda.pipeline(cores=8) == gpu.__class__(batch=256, workers=8, queue=512)
+    assert cuda.pipeline(cores=8, memory=big) == gpu.__class__(batch=256, workers=8, queue=512)
     # Numbers work as before; the look-ahead follows a set batch size.
     fixed = load_settings(None, environ={"PIXRAG_EMBEDDING__BATCH_SIZE": "100",
                                          "PIXRAG_EMBEDDING__PREPROCESS_WORKERS": "3"}).embedding
-    assert fixed.pipeline(accelerated=True, cores=16) == gpu.__class__(100, 3, 200)
+    assert fixed.pipeline(accelerated=True, cores=16, memory=big) == gpu.__class__(100, 3, 200)
     small = load_settings(None, environ={"PIXRAG_EMBEDDING__QUEUE_SIZE": "8"}).embedding
     assert small.pipeline(accelerated=False).queue == 8
     for key, bad in (("BATCH_SIZE", "0"), ("PREPROCESS_WORKERS", "lots"), ("QUEUE_SIZE", "-1")):
