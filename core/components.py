@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -134,7 +134,24 @@ class Components:
         with self._clip_lock:
             if self._clip is None:
                 self._clip = self._load_clip()
+                self._fit_pipeline(self._clip.device)
             return self._clip
+
+    def _fit_pipeline(self, device: str) -> None:
+        """Batch sizes for the device CLIP actually loaded on. They were picked before, by a
+        guess that does not import torch (a GPU device node, or not Linux): where CLIP still
+        ended up on the CPU (a CPU-only torch, a driver that does not match, a Mac without
+        MPS), the CPU's sizes apply, or a query would wait behind a batch of 256 CPU forward
+        passes. The decode threads stay as they are (idle threads cost nothing)."""
+        fitted = self.settings.embedding.pipeline(accelerated=device != "cpu")
+        old = self.pools.pipeline
+        if (fitted.batch, fitted.queue) == (old.batch, old.queue):
+            return
+        self.pools.pipeline = replace(old, batch=fitted.batch, queue=fitted.queue)
+        for batcher in (self.clip_images, self.clip_query_images, self.clip_texts):
+            batcher.max_batch = fitted.batch
+        log.info("CLIP runs on %s: batches of %d, %d files in flight", device, fitted.batch,
+                 fitted.queue)
 
     async def clip(self) -> ClipEmbedder:
         """CLIP, loaded once on first use (in the model thread)."""

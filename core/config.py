@@ -48,7 +48,8 @@ class EmbeddingSettings(_Section):
         more than one per 16 MiB of the memory the process may use (each holds its file's
         bytes until its row is written). ``accelerated``: whether CLIP runs on a GPU; by
         default judged without importing torch (a CUDA or MPS device asked for, or "auto" on a
-        machine with a GPU device node)."""
+        machine with a GPU device node, or not on Linux); once CLIP has loaded, the service
+        applies the sizes of the device it actually runs on."""
         from core.machine import gpu_possible, usable_cores, usable_memory
 
         if accelerated is None:

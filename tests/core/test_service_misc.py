@@ -151,6 +151,25 @@ async def test_embedding_sizes_shape_the_pipeline(tmp_path: Path, tiny_clip: Pat
         assert service.c.pools.decode._max_workers == sizes.workers
 
 
+async def test_gpu_sizes_fall_back_when_clip_lands_on_the_cpu(
+        tmp_path: Path, tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A GPU device node (or not Linux) makes "auto" pick the GPU's sizes without importing
+    # torch; when CLIP then loads on the CPU all the same, the CPU's sizes apply from then on.
+    import core.machine
+    import core.models.clip
+
+    monkeypatch.setattr(core.machine, "gpu_possible", lambda: True)
+    monkeypatch.setattr(core.models.clip, "gpu_possible", lambda: True)
+    settings = make_settings(tmp_path / "data", tiny_clip)
+    async with open_service(settings, Secrets({})) as service:
+        c = service.c
+        assert (c.pools.pipeline.batch, c.clip_images.max_batch) == (256, 256)
+        await service.index_uploads([_att(0, "m0")], "S")
+        assert (await c.clip()).device == "cpu"
+        assert c.pools.pipeline == Pipeline(batch=32, workers=c.pools.pipeline.workers, queue=64)
+        assert {b.max_batch for b in (c.clip_images, c.clip_query_images, c.clip_texts)} == {32}
+
+
 async def test_ocr_text_is_searchable(tmp_path: Path, tiny_clip: Path) -> None:
     """The one OCR test: words in a screenshot are found by keyword and text search."""
     settings = make_settings(tmp_path / "data", tiny_clip, PIXRAG_INDEX__OCR="true")
