@@ -430,7 +430,28 @@ def load_settings(
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        env_name = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
-        raise ConfigError(f"{key} (or {env_name})", err["msg"]) from exc
+        errors = exc.errors()
+        loc = _setting(errors[0]["loc"])
+        # A key that takes a number or "auto" fails once per form: say what each wants.
+        msgs = dict.fromkeys(e["msg"] for e in errors if _setting(e["loc"]) == loc)
+        key = ".".join(loc)
+        env_name = ENV_PREFIX + "__".join(loc).upper()
+        raise ConfigError(f"{key} (or {env_name})", "; or: ".join(msgs)) from exc
+
+
+def _setting(loc: tuple[int | str, ...]) -> tuple[str, ...]:
+    """The setting an error's location points at (``("embedding", "batch_size")``), without
+    the parts pydantic adds below it, such as which form of a union failed."""
+    out: list[str] = []
+    model: Any = Settings
+    for part in loc:
+        out.append(str(part))
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            break  # a key no section has: named as given
+        annotation = fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(
+            annotation, BaseModel) else None
+        if model is None:
+            break
+    return tuple(out)

@@ -55,6 +55,16 @@ def test_bad_values_name_the_key(env: dict[str, str], named: str) -> None:
     assert named in str(err.value)
 
 
+def test_a_number_or_auto_key_names_the_key_and_both_forms() -> None:
+    for key in ("EMBEDDING__BATCH_SIZE", "EMBEDDING__QUEUE_SIZE", "INDEX__OCR_WORKERS"):
+        with pytest.raises(ConfigError) as err:
+            load_settings(None, environ={f"PIXRAG_{key}": "AUTO"})
+        text = str(err.value)
+        section, name = key.lower().split("__")
+        assert f"{section}.{name} (or PIXRAG_{key})" in text  # the variable a user can set
+        assert "valid integer" in text and "'auto'" in text, text
+
+
 def test_unknown_toml_key_and_secret_in_file(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[index]\nocrr = false\n")
