@@ -132,6 +132,7 @@ class ClipEmbedder:
         self._json_checked = False
         self._fast: _FastPreprocess | None = None
         self._staging: Any = None  # the host buffer batches go to the GPU from (_staged)
+        self._pin_ok = True  # False once page-locking failed: ordinary memory from then on
         self.input_side = 224  # the pixel input's side, set from the processor's settings
         # A model folder on disk (a local folder, or the Hub cache) whose config says CLIP:
         # transformers (3-4 s of imports) is needed only for a tower or a preprocessing recipe
@@ -301,12 +302,23 @@ class ClipEmbedder:
         buf = self._staging
         if buf is None or buf.shape[0] < shape[0] or tuple(buf.shape[1:]) != shape[1:] \
                 or buf.dtype != stage_dtype:
-            buf = torch.empty(shape, dtype=stage_dtype, pin_memory=pin)
+            buf = None
+            if pin and self._pin_ok:
+                try:
+                    buf = torch.empty(shape, dtype=stage_dtype, pin_memory=True)
+                except RuntimeError as exc:  # a sandbox or driver that refuses to lock pages
+                    log.warning("page-locked memory is unavailable (%s): batches go to the GPU"
+                                " from ordinary memory", _short(exc))
+                    self._pin_ok = False
+            if buf is None:
+                buf = torch.empty(shape, dtype=stage_dtype)
             self._staging = buf
         host = buf[: shape[0]]
         np.stack(pixels, out=host.numpy())  # the cast to fp16, if any, happens in the copy
         with torch.inference_mode():
-            x = host.to(self.device, non_blocking=pin).to(self.dtype)
+            # Asynchronous only from page-locked memory: from ordinary memory the copy must
+            # finish before the buffer may be written again.
+            x = host.to(self.device, non_blocking=host.is_pinned()).to(self.dtype)
             tower = self._tower("vision")
             return _normalise(tower(pixel_values=x).image_embeds)
 

@@ -68,6 +68,16 @@ def test_staged_batches_give_the_same_vectors(tiny_clip: Path, dtype: str) -> No
     cosine = np.sum(staged * plain, axis=1)
     assert cosine.min() > (0.9999 if dtype == "float32" else 0.99), cosine
     assert np.allclose(tail, staged[:2], atol=1e-6 if dtype == "float32" else 2e-3)
+    # Memory that cannot be page-locked (here: no GPU at all; elsewhere a sandbox or a
+    # driver that refuses) gives ordinary memory and a warning once, not a failed batch.
+    with clip._lock:
+        clip._staging = None
+        pinned = clip._staged(pixels, pin=True)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert clip._pin_ok is False and not clip._staging.is_pinned()
+    assert np.allclose(pinned, staged, atol=1e-6)
     # Off CUDA the list goes the plain way (numpy or torch on the CPU), same vectors.
     assert np.allclose(clip.embed_pixel_list(pixels), clip.embed_pixels(np.stack(pixels)))
     assert clip.embed_pixel_list([]).shape == (0, clip.dim)
