@@ -10,7 +10,9 @@
 - forward alone: the CLIP image tower at batch 64 and 256 in the model's dtype on the device
   (fp16 on CUDA), after warm-up, synchronised, two ways: ``embed_pixel_list`` (what indexing
   calls: stacked into a reused page-locked buffer in fp16, one asynchronous copy) and
-  ``embed_pixels`` on an fp32 array (a plain pageable copy).
+  ``embed_pixels`` on an fp32 array (a plain pageable copy); on CUDA also ``checks``: the
+  staging buffer is page-locked, and its vectors match the plain copy's and the same model's
+  in fp32 on the CPU.
 
 The model is a random-weight CLIP with the real ViT-B/32 sizes built locally (speed does not
 depend on weight values): nothing is downloaded, it runs offline.
@@ -51,6 +53,8 @@ def forward_alone(model_dir: Path, device: str, batches: list[int], repeats: int
     out: dict[str, Any] = {"device": str(clip.device), "dtype": str(clip.dtype)}
     if str(clip.device).startswith("cuda"):
         out["gpu"] = torch.cuda.get_device_name(0)
+    if clip.device == "cuda":
+        out["checks"] = cuda_checks(clip, model_dir)
     for b in batches:
         pixels = np.ascontiguousarray(np.repeat(one, b, axis=0))
         singles = list(pixels)
@@ -66,6 +70,25 @@ def forward_alone(model_dir: Path, device: str, batches: list[int], repeats: int
             out[f"batch_{b}_{name}_images_per_s"] = round(b * repeats / elapsed, 1)
         out[f"batch_{b}_staged_over_plain"] = round(
             out[f"batch_{b}_staged_images_per_s"] / out[f"batch_{b}_plain_images_per_s"], 2)
+    return out
+
+
+def cuda_checks(clip: Any, model_dir: Path) -> dict[str, Any]:
+    """The CUDA input path gives the right vectors: through the page-locked fp16 staging
+    buffer against a plain copy, and against the same model in fp32 on the CPU."""
+    from core.models.clip import ClipEmbedder
+
+    photos = [synthetic.photo(i, (640, 480)) for i in range(8)]
+    pixels = clip.preprocess(photos)
+    staged = clip.embed_pixel_list(list(pixels))
+    plain = clip.embed_pixels(pixels)
+    cpu = ClipEmbedder(str(model_dir), device="cpu", dtype="float32").embed_pixels(pixels)
+    out = {"staging_pinned": bool(clip._staging.is_pinned()),
+           "staging_dtype": str(clip._staging.dtype),
+           "staged_vs_plain_min_cosine": round(float(np.min(np.sum(staged * plain, 1))), 5),
+           "cuda_vs_cpu_fp32_min_cosine": round(float(np.min(np.sum(staged * cpu, 1))), 5)}
+    out["ok"] = (out["staging_pinned"] and out["staged_vs_plain_min_cosine"] > 0.999
+                 and out["cuda_vs_cpu_fp32_min_cosine"] > 0.99)
     return out
 
 
