@@ -354,6 +354,10 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
                   + ", ".join(f"{n} {k}" for k, n in stats.by_kind.items()))
             print(f"model: {stats.model}  text model: {stats.text_model}")
             print(f"store: {stats.store}")
+            if stats.waiting_for_text:
+                print(f"waiting for text (OCR, passages): {stats.waiting_for_text} "
+                      "(findable by image already; the next `pixrag index` or a running bot "
+                      "finishes them)")
             if stats.without_caption:
                 print(f"without a caption: {stats.without_caption} "
                       "(pixrag index --recaption tries again)")

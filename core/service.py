@@ -86,7 +86,7 @@ class PixRAG:
         report = await self._ingestor.run(jobs, space, progress=progress)
         report.skipped[:0] = skipped
         report.failed[:0] = failed
-        await self._after_phase1(report, wait, text_progress)
+        await self._after_phase1(report, wait, text_progress, backlog=True)
         return report
 
     async def index_uploads(self, uploads: Sequence[Upload], space: str, *,
@@ -98,12 +98,20 @@ class PixRAG:
         return report
 
     async def _after_phase1(self, report: IndexReport, wait: bool,
-                            text_progress: Progress | None) -> None:
-        if not report.indexed:
+                            text_progress: Progress | None, *, backlog: bool = False) -> None:
+        """Start the text phase; with ``wait``, return when it is done for this run's items
+        and, with ``backlog``, for every item an earlier run left queued as well (a
+        ``--no-wait`` run, a run that was killed): the queue resumes in the next
+        ``pixrag index``, whatever that one indexes."""
+        ids = [i.id for i in report.indexed]
+        if wait and backlog:
+            queued = await self.library.read("reading the queue",
+                                             self.library.catalog.queued_ids)
+            ids = list(dict.fromkeys([*queued, *ids]))
+        if not ids:
             return
         self.enricher.kick()
         if wait:
-            ids = [i.id for i in report.indexed]
             await self.enricher.wait_for(ids, text_progress)
             failures = dict(await self.library.read(
                 "reading the queue", self.library.catalog.enrich_failures, MAX_ATTEMPTS))
@@ -117,12 +125,10 @@ class PixRAG:
                                                   + captions.pop(item.id)))
 
     async def wait_enriched(self) -> None:
-        """Wait until nothing is waiting for text (tests, benchmarks, ``pixrag index``)."""
-        ids = await self.library.read("reading the queue", self.library.catalog.pending_ids,
-                                      list(await self.library.read(
-                                          "reading the queue", self.library.catalog.ids)))
+        """Wait until nothing is waiting for text (tests, benchmarks)."""
+        ids = await self.library.read("reading the queue", self.library.catalog.queued_ids)
         if ids:
-            await self.enricher.wait_for(list(ids))
+            await self.enricher.wait_for(ids)
 
     # retrieval --------------------------------------------------------------------------------
     def _k(self, k: int | None) -> int:

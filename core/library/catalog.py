@@ -406,6 +406,10 @@ class Catalog:
         return {r[0] for r in self._exec_in(
             "SELECT item_id FROM enrich WHERE item_id IN ({marks})", ids)}
 
+    def queued_ids(self) -> list[str]:
+        """Every item waiting for text, any space, oldest first."""
+        return [r[0] for r in self._exec("SELECT item_id FROM enrich ORDER BY created, item_id")]
+
     def enrich_failures(self, max_attempts: int) -> list[tuple[str, str]]:
         return [(i, e) for i, e in self._exec(
             "SELECT item_id, error FROM enrich WHERE attempts >= ?", [max_attempts])]

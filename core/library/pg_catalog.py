@@ -315,6 +315,11 @@ class PgCatalog:
         return {r[0] for r in self._db.fetch(
             "queue lookup", "SELECT item_id FROM enrich WHERE item_id = ANY(%s)", [ids])}
 
+    def queued_ids(self) -> list[str]:
+        """Every item waiting for text, any space, oldest first."""
+        return [r[0] for r in self._db.fetch(
+            "queue list", "SELECT item_id FROM enrich ORDER BY created, item_id")]
+
     def enrich_failures(self, max_attempts: int) -> list[tuple[str, str]]:
         return [(i, e) for i, e in self._db.fetch(
             "queue lookup", "SELECT item_id, error FROM enrich WHERE attempts >= %s",

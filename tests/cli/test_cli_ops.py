@@ -20,7 +20,15 @@ from core.evaluate import run_eval
 from core.logformat import JsonFormatter, RedactSecrets
 from core.metrics import InstrumentedService, Metrics, serve
 from core.types import Scope, Upload
-from tests.cli.helpers import cli_env, make_settings, noise_bytes, pixrag_cmd, write_images
+from tests.cli.helpers import (
+    cli_env,
+    json_out,
+    make_settings,
+    noise_bytes,
+    pixrag_cmd,
+    run_cli,
+    write_images,
+)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -265,3 +273,32 @@ async def test_eval_warns_when_targets_are_indexed_under_other_names(
         result = await run_eval(svc, Scope("local", admin=True), evalset / "eval.json")
     assert result["recall@1"] == 1.0
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+async def test_text_left_queued_is_finished_by_the_next_index_run(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # A run that stopped after the first phase (`--no-wait`, or killed) leaves its items
+    # waiting for text: `pixrag stats` says so, and the next `pixrag index` finishes them,
+    # even one that has nothing new to index.
+    from tests.corpus import png_bytes, text_image
+
+    data = tmp_path / "data"
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(png_bytes(text_image("Error 0x80070005\nAccess denied")))
+    async with open_service(make_settings(data, tiny_clip, PIXRAG_INDEX__OCR="true"),
+                            Secrets({})) as svc:
+        svc.enricher.kick = lambda: None  # the text phase never starts, as in a killed run
+        report = await svc.index_paths([shot], "local", wait=False)
+        assert len(report.indexed) == 1
+        assert (await svc.stats("local")).waiting_for_text == 1
+    env = cli_env(data, tiny_clip, PIXRAG_INDEX__OCR="true")
+    stats = run_cli(["stats"], env, cwd=tmp_path)
+    assert "waiting for text (OCR, passages): 1 " in stats.stdout, stats.stdout
+    again = run_cli(["index", str(shot), "--json"], env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json_out(again)["indexed"] == []  # nothing new: the file is already indexed
+    assert json_out(run_cli(["stats", "--json"], env, cwd=tmp_path))["waiting_for_text"] == 0
+    assert "waiting for text" not in run_cli(["stats"], env, cwd=tmp_path).stdout
+    hits = json_out(run_cli(["search", "0x80070005", "--json"], env, cwd=tmp_path))["results"]
+    assert hits and hits[0]["source"] == str(shot.resolve())
+    assert "keyword" in hits[0]["signals"]  # found by its OCR text, not only by CLIP

@@ -219,6 +219,7 @@ def test_catalog_uncaptioned_and_requeue(catalog: Any) -> None:
     catalog.requeue("s", [])
     assert catalog.pending("s") == 2 and catalog.pending("t") == 0
     assert catalog.pending_ids(["s:item1", "s:item2", "s:item3"]) == {"s:item1", "s:item3"}
+    assert catalog.queued_ids() == ["s:item3", "s:item1"]  # every space, oldest first
     claimed = catalog.claim_enrich(10, 60.0, 3)
     assert sorted(r.id for r in claimed) == ["s:item1", "s:item3"]
     assert [r.text for r in claimed if r.id == "s:item1"] == ["text 1"]  # kept: OCR not redone
