@@ -295,6 +295,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return await _health(args, settings, secrets)
     if args.command == "migrate":
         return await _migrate(args, settings, secrets)
+    if args.command == "index" and not args.recaption and not any(
+            p.exists() or p.is_symlink() for p in args.paths):
+        # Nothing to index: say so before opening (or creating) an index and loading models.
+        from core.ingest import discover
+        from core.types import IndexReport
+
+        _, _, failed = discover(list(args.paths))
+        return _print_index(args, IndexReport(failed=failed))
     progress = _progress(args) if args.command in ("index", "reindex") else None
     maintenance = args.command in ("reindex", "check")
     async with contextlib.AsyncExitStack() as stack:

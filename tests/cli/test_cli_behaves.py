@@ -107,6 +107,12 @@ def test_index_exit_codes_keep_the_json_shape(env: Path, tmp_path: Path,
     bad = tmp_path / "in" / "broken.png"
     bad.write_bytes(b"not an image")
     missing = tmp_path / "nope"
+    # Only paths that do not exist: the same report, and no index is created for nothing.
+    rc, out, _ = _run(capsys, "index", str(missing), "--json")
+    assert rc == 1 and json.loads(out) == {
+        "indexed": [], "skipped": [],
+        "failed": [{"source": str(missing), "error": "no such file or folder"}]}
+    assert not env.exists()
     # A path that does not exist: exit 1, the rest still indexed, same JSON document.
     rc, out, _ = _run(capsys, "index", str(good), str(missing), "--json")
     doc = json.loads(out)
