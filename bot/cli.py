@@ -305,13 +305,40 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _print_index(args, IndexReport(failed=failed))
     progress = _progress(args) if args.command in ("index", "reindex") else None
     maintenance = args.command in ("reindex", "check")
-    async with contextlib.AsyncExitStack() as stack:
-        svc = await stack.enter_async_context(
-            open_service(settings, secrets, check_models=not maintenance))
-        if settings.metrics.port:
-            svc = _serve_metrics(stack, svc, settings)
-        return await _command(args, settings, secrets, svc, space, progress)
+    fresh = not settings.data_path.exists()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            svc = await stack.enter_async_context(
+                open_service(settings, secrets, check_models=not maintenance))
+            if settings.metrics.port:
+                svc = _serve_metrics(stack, svc, settings)
+            return await _command(args, settings, secrets, svc, space, progress)
+    finally:
+        if fresh and args.command in _READ_ONLY:
+            # A question asked of a data folder that did not exist (a typo in
+            # PIXRAG_DATA_DIR, say) leaves no empty index behind.
+            from core.app import remove_if_empty_index
+
+            remove_if_empty_index(settings.data_path)
     raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+
+#: Commands that only read the index.
+_READ_ONLY = frozenset({"stats", "search", "similar", "ask", "forget", "feedback", "eval"})
+
+
+async def _say_if_empty(svc: Any, settings: Settings, space: str) -> None:
+    """Nothing found: when the space holds nothing at all, say why on stderr (the JSON
+    document on stdout stays as it is)."""
+    stats = await svc.stats(space)
+    if stats.items:
+        return
+    others = ", ".join(sorted(n for n, c in stats.spaces.items() if c and n != space))
+    if others:
+        _say(f"space {space!r} is empty; these hold items: {others} (choose with --space)")
+    else:
+        _say(f"the index at {settings.data_path} is empty: add files with "
+             "`pixrag index PATH`")
 
 
 def _serve_metrics(stack: contextlib.AsyncExitStack, svc: Any, settings: Settings) -> Any:
@@ -344,13 +371,17 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
         return 1 if missing else code
     if args.command == "search":
         hits = await svc.search(" ".join(args.text), scope, args.k)
+        if not hits:
+            await _say_if_empty(svc, settings, space)
         return _print_hits(args, hits, _best_possible(settings, image_query=False))
     if args.command == "similar":
         data = _read_file(args.image)
         hits = await svc.similar(data, scope, args.k, name=args.image.name)
+        if not hits:
+            await _say_if_empty(svc, settings, space)
         return _print_hits(args, hits, _best_possible(settings, image_query=True))
     if args.command == "ask":
-        return await _ask(args, svc, scope)
+        return await _ask(args, settings, svc, scope)
     if args.command == "forget":
         return await _forget(args, svc, space)
     if args.command == "stats":
@@ -640,13 +671,15 @@ def _print_hits(args: argparse.Namespace, hits: list[Hit], best: float) -> int:
     return 0
 
 
-async def _ask(args: argparse.Namespace, svc: Any, scope: Scope) -> int:
+async def _ask(args: argparse.Namespace, settings: Settings, svc: Any, scope: Scope) -> int:
     question = " ".join(args.question)
     image = _read_file(args.image) if args.image else None
     name = args.image.name if args.image else "image"
     if args.json:
         answer = await svc.ask(question, scope, k=args.k, image=image, image_name=name)
         _dump(answer.to_json())
+        if not answer.sources:
+            await _say_if_empty(svc, settings, scope.space)
         return 0
     final: Answer | None = None
     async for part in svc.ask_stream(question, scope, k=args.k, image=image, image_name=name):
@@ -657,6 +690,8 @@ async def _ask(args: argparse.Namespace, svc: Any, scope: Scope) -> int:
             sys.stdout.flush()
     assert final is not None
     print()
+    if not final.sources:
+        await _say_if_empty(svc, settings, scope.space)
     if final.sources:
         print("\nSources:")
         cited = set(final.citations)

@@ -39,7 +39,7 @@ async def open_service(settings: Settings, secrets: Secrets, *,
             yield service
     except BaseException:
         if fresh:  # a first run that failed (no model yet, say) leaves no empty folder behind
-            _remove_if_empty_index(settings.data_path)
+            remove_if_empty_index(settings.data_path)
         raise
 
 
@@ -104,7 +104,7 @@ async def _open(settings: Settings, secrets: Secrets, models: dict[str, str], te
 _FRESH_FILES = ("catalog.sqlite", "keyword.sqlite", "chroma")
 
 
-def _remove_if_empty_index(data: Path) -> None:
+def remove_if_empty_index(data: Path) -> None:
     """Remove ``data`` if it holds nothing but the empty index files this run created (the
     folder did not exist before it started)."""
     if not data.is_dir():

@@ -128,6 +128,28 @@ def test_index_exit_codes_keep_the_json_shape(env: Path, tmp_path: Path,
     assert rc == 0 and "1 file(s) already indexed" in out and "FAILED" in out
 
 
+def test_questions_to_an_empty_index_say_why_and_leave_nothing(
+        env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A data folder that does not exist (a typo in PIXRAG_DATA_DIR, say): the same answers
+    # and documents as before, a hint on stderr, and no empty index left behind.
+    [photo] = write_images(tmp_path / "in", 1)
+    for argv in (["search", "anything", "--json"], ["similar", str(photo), "--json"],
+                 ["stats", "--json"], ["ask", "anything", "--json"]):
+        rc, out, err = _run(capsys, *argv)
+        assert rc == 0 and json.loads(out) is not None, argv
+        if argv[0] != "stats":
+            assert "is empty: add files with `pixrag index PATH`" in err, (argv, err)
+        assert not env.exists(), argv
+    # Items in another space: the hint names it.
+    rc, _, _ = _run(capsys, "index", str(photo), "--space", "team")
+    assert rc == 0 and env.exists()
+    rc, out, err = _run(capsys, "search", "anything")
+    assert rc == 0 and "no matches" in out
+    assert "space 'local' is empty; these hold items: team (choose with --space)" in err
+    rc, out, err = _run(capsys, "search", "anything", "--space", "team")
+    assert rc == 0 and "empty" not in err
+
+
 def test_same_content_under_a_new_path_names_the_first(env: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     [first] = write_images(tmp_path / "a", 1)
