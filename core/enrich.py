@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 WORK_SIDE = 2048  # OCR needs detail: decode originals at most this large
 BATCH = 8
-LEASE_S = 600.0
+#: A claimed batch is leased for this long and the lease renewed every third of it while the
+#: work goes on: a worker that dies (kill -9, a lost host) holds its items at most this long,
+#: and one that stops cleanly gives them back at once.
+LEASE_S = 60.0
 MAX_ATTEMPTS = 3
 CAPTION_CONCURRENCY = 4
 MAX_NOTED = 10_000
@@ -95,6 +98,7 @@ class Enricher:
         self._closing = False
         self._progress = asyncio.Condition()
         self.done = 0
+        self._claimed: list[str] = []  # the batch in hand, leased to this worker
         self._captions: dict[str, asyncio.Future[str]] = {}
         # Why an item has no caption (item id -> reason), for the index report's warnings;
         # the durable record is the caption cache itself (``pixrag stats``, --recaption).
@@ -138,7 +142,13 @@ class Enricher:
         rows = await self.lib.claim_enrich(BATCH, LEASE_S, MAX_ATTEMPTS)
         if not rows:
             return 0
-        results = await asyncio.gather(*(self._one(r) for r in rows), return_exceptions=True)
+        self._claimed = [r.id for r in rows]
+        renew = asyncio.get_running_loop().create_task(self._renew(self._claimed))
+        try:
+            results = await asyncio.gather(*(self._one(r) for r in rows),
+                                           return_exceptions=True)
+        finally:
+            renew.cancel()
         writes: list[ItemWrite] = []
         for row, res in zip(rows, results, strict=True):
             if isinstance(res, (StoreError, DiskFull)):
@@ -152,8 +162,17 @@ class Enricher:
             writes.append(res)
         if writes:
             await self.lib.enrich_done(writes)
+        self._claimed = []
         self.done += len(rows)
         return len(rows)
+
+    async def _renew(self, ids: list[str]) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            try:
+                await self.lib.renew_enrich(ids, LEASE_S)
+            except (StoreError, DiskFull) as exc:  # the work itself will meet the store error
+                log.debug("could not renew the text queue's lease: %s", exc)
 
     async def _one(self, row: ItemRow) -> ItemWrite:
         texts: list[str] = []
@@ -275,3 +294,12 @@ class Enricher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._claimed:
+            # Stopped mid-batch (Ctrl-C, --no-wait, a bot shutting down): the next run takes
+            # these at once instead of waiting out the lease.
+            claimed, self._claimed = self._claimed, []
+            try:
+                async with asyncio.timeout(5):
+                    await self.lib.release_enrich(claimed)
+            except (TimeoutError, StoreError, DiskFull) as exc:
+                log.debug("could not give the text queue's items back: %s", exc)

@@ -393,6 +393,19 @@ class Catalog:
                            [(r.text, r.stage, r.id, r.space) for r in rows])
             db.executemany("DELETE FROM enrich WHERE item_id=?", [(r.id,) for r in rows])
 
+    def renew_enrich(self, ids: Sequence[str], lease_s: float) -> None:
+        """Extend the lease on ``ids``: the worker is still at them."""
+        with self._write() as db:
+            db.executemany("UPDATE enrich SET lease=? WHERE item_id=?",
+                           [(time.time() + lease_s, i) for i in ids])
+
+    def release_enrich(self, ids: Sequence[str]) -> None:
+        """Give ``ids`` back unfinished (the worker is stopping): free for the next worker
+        at once, and the interrupted attempt does not count."""
+        with self._write() as db:
+            db.executemany("UPDATE enrich SET lease=0, attempts=MAX(attempts-1, 0) "
+                           "WHERE item_id=?", [(i,) for i in ids])
+
     def fail_enrich(self, item_id: str, error: str) -> None:
         with self._write() as db:
             db.execute("UPDATE enrich SET error=?, lease=0 WHERE item_id=?", [error, item_id])

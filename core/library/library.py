@@ -432,6 +432,12 @@ class Library:
     async def fail_enrich(self, item_id: str, error: str) -> None:
         await self.write("updating the queue", self.catalog.fail_enrich, item_id, error)
 
+    async def renew_enrich(self, ids: Sequence[str], lease_s: float) -> None:
+        await self.write("updating the queue", self.catalog.renew_enrich, ids, lease_s)
+
+    async def release_enrich(self, ids: Sequence[str]) -> None:
+        await self.write("updating the queue", self.catalog.release_enrich, ids)
+
     async def blob_bytes(self, sha: str) -> bytes:
         """Original bytes (read lazily, one at a time: re-indexing streams from here)."""
         def read() -> bytes:

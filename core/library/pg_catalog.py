@@ -298,6 +298,17 @@ class PgCatalog:
                              for r in sorted(rows, key=lambda r: r.id)])
             cur.execute("DELETE FROM enrich WHERE item_id = ANY(%s)", [[r.id for r in rows]])
 
+    def renew_enrich(self, ids: Sequence[str], lease_s: float) -> None:
+        """Extend the lease on ``ids``: the worker is still at them."""
+        self._db.run("queue renew", "UPDATE enrich SET lease = %s WHERE item_id = ANY(%s)",
+                     [time.time() + lease_s, list(ids)])
+
+    def release_enrich(self, ids: Sequence[str]) -> None:
+        """Give ``ids`` back unfinished (the worker is stopping): free for the next worker
+        at once, and the interrupted attempt does not count."""
+        self._db.run("queue release", "UPDATE enrich SET lease = 0, "
+                     "attempts = GREATEST(attempts - 1, 0) WHERE item_id = ANY(%s)", [list(ids)])
+
     def fail_enrich(self, item_id: str, error: str) -> None:
         self._db.run("queue failure", "UPDATE enrich SET error = %s, lease = 0 "
                      "WHERE item_id = %s", [error, item_id])

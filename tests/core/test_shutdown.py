@@ -89,3 +89,59 @@ def test_no_wait_for_in_the_product() -> None:
                           and isinstance(n.func.value, ast.Name) and n.func.value.id == "asyncio"
                           and id(n) not in finals]
     assert not offenders, offenders
+
+
+async def test_text_work_stopped_mid_batch_is_given_back_at_once(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # Ctrl-C or --no-wait while the text phase holds a batch: its items are free for the next
+    # run at once (not after the lease), and the interrupted attempt does not count.
+    from tests.cli.helpers import make_settings, noise_bytes
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.png").write_bytes(noise_bytes(i))
+    settings = make_settings(tmp_path / "data", tiny_clip, PIXRAG_INDEX__OCR="true")
+    async with open_service(settings, Secrets({})) as svc:
+        enricher = svc.enricher  # type: ignore[attr-defined]
+        held = asyncio.Event()
+
+        async def one(row: Any) -> Any:
+            held.set()
+            await asyncio.Event().wait()  # the work of a long batch, never done
+
+        enricher._one = one
+        await svc.index_paths([folder], "local", wait=False)
+        await asyncio.wait_for(held.wait(), 30)
+        catalog = svc.library.catalog  # type: ignore[attr-defined]
+        assert catalog.claim_enrich(10, 60.0, 3) == []  # leased to the worker
+    async with open_service(settings, Secrets({})) as svc:
+        queue = svc.library.catalog.dump("enrich")  # type: ignore[attr-defined]
+        assert len(queue) == 3 and {(r["lease"], r["attempts"]) for r in queue} == {(0, 0)}
+        again = await svc.index_paths([folder], "local")  # nothing new: finishes the text
+        assert again.indexed == [] and await svc.library.pending() == 0  # type: ignore
+
+
+async def test_a_long_batch_keeps_its_lease(tmp_path: Path, tiny_clip: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # A batch that takes longer than the lease (big pages, slow captions) keeps its items:
+    # the worker renews the lease while it works, so no other worker takes them over.
+    import core.enrich
+    from tests.cli.helpers import make_settings, noise_bytes
+
+    monkeypatch.setattr(core.enrich, "LEASE_S", 0.6)
+    settings = make_settings(tmp_path / "data", tiny_clip, PIXRAG_INDEX__OCR="true")
+    (tmp_path / "p.png").write_bytes(noise_bytes(1))
+    async with open_service(settings, Secrets({})) as svc:
+        enricher = svc.enricher  # type: ignore[attr-defined]
+        held = asyncio.Event()
+
+        async def one(row: Any) -> Any:
+            held.set()
+            await asyncio.Event().wait()
+
+        enricher._one = one
+        await svc.index_paths([tmp_path / "p.png"], "local", wait=False)
+        await asyncio.wait_for(held.wait(), 30)
+        await asyncio.sleep(1.5)  # two and a half leases
+        assert svc.library.catalog.claim_enrich(10, 60.0, 3) == []  # type: ignore

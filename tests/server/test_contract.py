@@ -224,6 +224,18 @@ def test_catalog_uncaptioned_and_requeue(catalog: Any) -> None:
     assert sorted(r.id for r in claimed) == ["s:item1", "s:item3"]
     assert [r.text for r in claimed if r.id == "s:item1"] == ["text 1"]  # kept: OCR not redone
 
+    # Leased: nobody else takes them; renewed: still not; given back: at once, and the
+    # interrupted attempt does not count against the item's three.
+    assert catalog.claim_enrich(10, 60.0, 3) == []
+    catalog.renew_enrich(["s:item1", "s:item3"], 60.0)
+    assert catalog.claim_enrich(10, 60.0, 3) == []
+    catalog.release_enrich(["s:item1"])
+    assert [r.id for r in catalog.claim_enrich(10, 60.0, 1)] == ["s:item1"]  # attempts 0 -> 1
+    catalog.release_enrich(["s:item1", "s:item3"])
+    catalog.release_enrich(["s:item1"])  # never below zero attempts
+    assert catalog.claim_enrich(10, 60.0, 0) == []
+    assert sorted(r.id for r in catalog.claim_enrich(10, 60.0, 1)) == ["s:item1", "s:item3"]
+
 
 def test_keyword_rare_term_first_one_entry_per_item(keyword: Any) -> None:
     keyword.add(_docs("s", FILLER))
