@@ -285,7 +285,43 @@ def _json_logs() -> bool:
         not handlers and os.environ.get("PIXRAG_LOG_FORMAT") == "json")
 
 
+#: The exit status of a run stopped by SIGTERM (128 + 15, what a shell reports for it).
+EXIT_TERMINATED = 143
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """The command, stopped cleanly by SIGTERM (``docker stop``, systemd, ``timeout``) as by
+    Ctrl-C: stores closed, a text batch in hand given back. Without a handler the default
+    action ends the process on the spot, and as a container's PID 1 the signal is ignored
+    until the SIGKILL that follows."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_term() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    # Not on Windows, nor outside the main thread (tests calling main() from a worker).
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        return await _run_command(args, settings)
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        _say("stopped (SIGTERM)")
+        return EXIT_TERMINATED
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     from core.app import open_service
 
     secrets = Secrets.from_env()

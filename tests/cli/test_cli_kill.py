@@ -80,3 +80,58 @@ async def test_kill_9_mid_index_then_rerun(tmp_path: Path, tiny_clip: Path) -> N
         assert await svc.search("a photo", Scope("local")) is not None
         again = await svc.index_paths([folder], "local")
         assert again.indexed == [] and len(again.skipped) == N
+
+
+def _leased(db: Path) -> int:
+    """Queue entries some worker holds right now."""
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True,
+                                                timeout=1)) as con:
+            return int(con.execute("SELECT COUNT(*) FROM enrich WHERE lease > ?",
+                                   [time.time()]).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.slow
+async def test_sigterm_mid_text_phase_stops_cleanly_and_the_rerun_finishes(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # `docker stop`, systemd and `timeout` send SIGTERM: the run stops as with Ctrl-C (exit
+    # 143), the text batch in hand is given back, and the next run finishes the text.
+    from tests.corpus import text_image
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for i in range(24):
+        text_image(f"Quarterly review {i}\nRevenue grew {i} percent",
+                   size=(1280, 720)).save(folder / f"s{i:02d}.png")
+    data = tmp_path / "data"
+    env = cli_env(data, tiny_clip, PIXRAG_INDEX__OCR="true")
+    proc = subprocess.Popen([*pixrag_cmd(), "index", str(folder)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _leased(data / "catalog.sqlite"):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert proc.returncode == 143, f"not stopped mid-run by SIGTERM: {err[-2000:]!r}"
+    assert "stopped (SIGTERM)" in err and "Traceback" not in err
+    assert _leased(data / "catalog.sqlite") == 0  # given back, not held until the lease ends
+    async with open_service(make_settings(data, tiny_clip, PIXRAG_INDEX__OCR="true"),
+                            Secrets({})) as svc:
+        assert await svc.library.pending() > 0
+    rerun = run_cli(["index", str(folder / "s00.png"), "--json"], env, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    async with open_service(make_settings(data, tiny_clip, PIXRAG_INDEX__OCR="true"),
+                            Secrets({})) as svc:
+        assert await svc.library.pending() == 0
+        hits = await svc.search("Quarterly review 23", Scope("local"))
+        assert hits and hits[0].source == str((folder / "s23.png").resolve())
