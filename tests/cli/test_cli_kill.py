@@ -19,15 +19,25 @@ from tests.cli.helpers import cli_env, json_out, make_settings, pixrag_cmd, run_
 N = 40
 
 
-def _catalog_count(db: Path) -> int:
+def _count(db: Path, sql: str, params: tuple[object, ...] = ()) -> int:
+    """One count from the catalog, read-only, while another process writes it."""
     if not db.exists():
         return 0
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True,
                                                 timeout=1)) as con:
-            return int(con.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+            return int(con.execute(sql, params).fetchone()[0])
     except sqlite3.OperationalError:  # not created yet / locked for a moment
         return 0
+
+
+def _catalog_count(db: Path) -> int:
+    return _count(db, "SELECT COUNT(*) FROM items")
+
+
+def _leased(db: Path) -> int:
+    """Queue entries some worker holds right now."""
+    return _count(db, "SELECT COUNT(*) FROM enrich WHERE lease > ?", (time.time(),))
 
 
 @pytest.mark.slow
@@ -80,19 +90,6 @@ async def test_kill_9_mid_index_then_rerun(tmp_path: Path, tiny_clip: Path) -> N
         assert await svc.search("a photo", Scope("local")) is not None
         again = await svc.index_paths([folder], "local")
         assert again.indexed == [] and len(again.skipped) == N
-
-
-def _leased(db: Path) -> int:
-    """Queue entries some worker holds right now."""
-    if not db.exists():
-        return 0
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True,
-                                                timeout=1)) as con:
-            return int(con.execute("SELECT COUNT(*) FROM enrich WHERE lease > ?",
-                                   [time.time()]).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
 
 
 @pytest.mark.slow
