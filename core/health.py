@@ -118,7 +118,11 @@ def check_model(settings: Settings, secrets: Secrets) -> str:
     emb = settings.embedding
     clip = ClipEmbedder(emb.model, device=emb.device, dtype=emb.dtype)
     clip.embed_texts(["health check"])  # loaded is not enough: one forward pass
-    detail = f"CLIP {emb.model} on {clip.device}, dim {clip.dim}"
+    # The device, its precision and the batch size indexing uses there: on a GPU host, what
+    # shows that the GPU is the one at work.
+    batch = emb.pipeline(accelerated=clip.device != "cpu").batch
+    detail = (f"CLIP {emb.model} on {clip.device} ({clip.dtype_name}, batches of {batch}), "
+              f"dim {clip.dim}")
     if settings.text.provider == "local":
         text = build_text_embedder(settings.text, secrets)
         text.embed_batch(["health check"])

@@ -18,6 +18,7 @@ from core.app import open_service
 from core.config import Secrets
 from core.evaluate import run_eval
 from core.logformat import JsonFormatter, RedactSecrets
+from core.machine import gpu_possible
 from core.metrics import InstrumentedService, Metrics, serve
 from core.types import Scope, Upload
 from tests.cli.helpers import (
@@ -62,6 +63,9 @@ def test_health_checks_without_side_effects(tmp_path: Path, tiny_clip: Path,
     assert "2 items" in doc["parts"]["catalog"]["detail"]
     assert "collections in" in doc["parts"]["store"]["detail"]  # made by the first write
     assert str(tiny_clip) in doc["parts"]["model"]["detail"]
+    if not gpu_possible():  # the device, its precision, and the CPU's batch size
+        assert "on cpu (" in doc["parts"]["model"]["detail"]
+        assert "batches of 32)" in doc["parts"]["model"]["detail"]
     assert _snapshot(data) == before  # nothing written, nothing created
 
     assert main(["health", "--skip-model"]) == 0
