@@ -629,6 +629,8 @@ def _print_index(args: argparse.Namespace, report: Any) -> int:
         print(f"  FAILED {f.source}: {f.error}")
     for w in getattr(report, "warnings", []):
         print(f"  warning {w.source}: {w.error}")
+    if getattr(report, "resumed", 0):
+        print(f"  also read the text of {report.resumed} item(s) an earlier run left waiting")
     return code
 
 

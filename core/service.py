@@ -104,15 +104,21 @@ class PixRAG:
         ``--no-wait`` run, a run that was killed): the queue resumes in the next
         ``pixrag index``, whatever that one indexes."""
         ids = [i.id for i in report.indexed]
+        earlier: list[str] = []
         if wait and backlog:
-            queued = await self.library.read("reading the queue",
-                                             self.library.catalog.queued_ids)
-            ids = list(dict.fromkeys([*queued, *ids]))
+            mine = set(ids)
+            earlier = [i for i in await self.library.read(
+                "reading the queue", self.library.catalog.queued_ids) if i not in mine]
+            ids = [*earlier, *ids]
         if not ids:
             return
         self.enricher.kick()
         if wait:
             await self.enricher.wait_for(ids, text_progress)
+            if earlier:  # read now, rather than failed for good (those stay queued)
+                left = await self.library.read("reading the queue",
+                                               self.library.catalog.pending_ids, earlier)
+                report.resumed = len(earlier) - len(left)
             failures = dict(await self.library.read(
                 "reading the queue", self.library.catalog.enrich_failures, MAX_ATTEMPTS))
             captions = self.enricher.caption_failures

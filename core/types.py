@@ -121,6 +121,9 @@ class IndexReport:
     failed: list[Failed] = field(default_factory=list)
     #: Indexed and findable, but a later step failed (OCR, caption): ``error`` says which.
     warnings: list[Failed] = field(default_factory=list)
+    #: Items an earlier run left waiting for text whose text this run read (not in the JSON
+    #: document, whose shape stays as it is).
+    resumed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -137,6 +140,7 @@ class IndexReport:
         self.skipped.extend(other.skipped)
         self.failed.extend(other.failed)
         self.warnings.extend(other.warnings)
+        self.resumed += other.resumed
 
 
 @dataclass(frozen=True)
