@@ -730,7 +730,7 @@ async def _ask(args: argparse.Namespace, settings: Settings, svc: Any, scope: Sc
     print()
     if not final.sources:
         await _say_if_empty(svc, settings, scope.space)
-    if final.sources:
+    else:
         print("\nSources:")
         cited = set(final.citations)
         for n, h in enumerate(final.sources, 1):
