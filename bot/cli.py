@@ -364,10 +364,13 @@ _READ_ONLY = frozenset({"stats", "search", "similar", "ask", "forget", "feedback
 
 
 async def _say_if_empty(svc: Any, settings: Settings, space: str) -> None:
-    """Nothing found: when the space holds nothing at all, say why on stderr (the JSON
-    document on stdout stays as it is)."""
+    """Nothing found: when the space holds nothing at all, or items whose text is not read
+    yet, say so on stderr (the JSON document on stdout stays as it is)."""
     stats = await svc.stats(space)
     if stats.items:
+        if stats.waiting_for_text:
+            _say(f"{stats.waiting_for_text} item(s) of space {space!r} are still waiting for "
+                 "their text (OCR, passages): `pixrag index` finishes them")
         return
     others = ", ".join(sorted(n for n, c in stats.spaces.items() if c and n != space))
     if others:

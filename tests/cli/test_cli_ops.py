@@ -298,6 +298,9 @@ async def test_text_left_queued_is_finished_by_the_next_index_run(
     env = cli_env(data, tiny_clip, PIXRAG_INDEX__OCR="true")
     stats = run_cli(["stats"], env, cwd=tmp_path)
     assert "waiting for text (OCR, passages): 1 " in stats.stdout, stats.stdout
+    early = run_cli(["search", "0x80070005", "--json"], env, cwd=tmp_path)
+    assert json_out(early)["results"] == []  # its text is not read yet; stderr says why
+    assert "1 item(s) of space 'local' are still waiting for their text" in early.stderr
     again = run_cli(["index", str(shot)], env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "indexed 0 item(s)" in again.stdout  # nothing new: the file is already indexed
