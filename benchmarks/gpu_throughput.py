@@ -51,9 +51,8 @@ def forward_alone(model_dir: Path, device: str, batches: list[int], repeats: int
     # The model's own preprocessing gives the input shape (224 px for ViT-B/32).
     one = clip.preprocess([synthetic.photo(0, (320, 240))])
     out: dict[str, Any] = {"device": str(clip.device), "dtype": str(clip.dtype)}
-    if str(clip.device).startswith("cuda"):
-        out["gpu"] = torch.cuda.get_device_name(0)
     if clip.device == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(0)
         out["checks"] = cuda_checks(clip, model_dir)
     for b in batches:
         pixels = np.ascontiguousarray(np.repeat(one, b, axis=0))
