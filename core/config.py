@@ -250,6 +250,14 @@ class Settings(_Section):
     def data_path(self) -> Path:
         return self.data_dir.expanduser()
 
+    @property
+    def own_folders(self) -> list[Path]:
+        """The folders PixRAG writes to: never indexed as if they were the user's files."""
+        folders = [self.data_path]
+        if self.store.path:
+            folders.append(Path(self.store.path).expanduser())
+        return folders
+
 
 SECRET_NAMES = (
     "DISCORD_TOKEN",

@@ -85,17 +85,41 @@ class FileJob:
     data: bytes | None = None
 
 
-def discover(paths: Sequence[Path]) -> tuple[list[FileJob], list[Skipped], list[Failed]]:
+OWN_FOLDER = "a PixRAG data folder (copies and thumbnails of indexed files, not indexed again)"
+
+
+def discover(paths: Sequence[Path], own: Sequence[Path] = (),
+             ) -> tuple[list[FileJob], list[Skipped], list[Failed]]:
     """Expand folders (recursively, sorted, hidden entries ignored) into file jobs. Anything
     that is not a regular file (devices, pipes, sockets, links to them) is skipped with a
-    reason: reading ``/dev/zero`` never ends and opening a pipe blocks."""
+    reason: reading ``/dev/zero`` never ends and opening a pipe blocks.
+
+    Folders in ``own`` (the data folder, the Chroma folder) and any other folder laid out as
+    a PixRAG data folder are skipped whole: ``pixrag index ~`` would otherwise index the
+    thumbnails of everything indexed so far as new images, once more on every run."""
     jobs: list[FileJob] = []
     skipped: list[Skipped] = []
     failed: list[Failed] = []
+    mine = {_identity(o) for o in own} - {None}
+
+    def is_own(folder: Path) -> bool:
+        return _identity(folder) in mine or _looks_like_data_folder(folder)
+
     for p in paths:
         if p.is_dir():
+            if is_own(p):
+                skipped.append(Skipped(display_text(str(p)), OWN_FOLDER))
+                continue
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                keep = []
+                for d in sorted(dirs):
+                    if d.startswith("."):
+                        continue
+                    if is_own(Path(root) / d):
+                        skipped.append(Skipped(display_text(str(Path(root) / d)), OWN_FOLDER))
+                        continue
+                    keep.append(d)
+                dirs[:] = keep
                 for f in sorted(files):
                     fp = Path(root) / f
                     if f.startswith("."):
@@ -118,6 +142,22 @@ def discover(paths: Sequence[Path]) -> tuple[list[FileJob], list[Skipped], list[
         else:
             failed.append(Failed(display_text(str(p)), "no such file or folder"))
     return jobs, skipped, failed
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """Device and inode: the same folder reached through a link or another spelling."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _looks_like_data_folder(folder: Path) -> bool:
+    # Another PixRAG data folder (a second instance's, a backup): its catalog beside its
+    # blobs or its Chroma folder. Two cheap stats per folder walked.
+    return (folder / "catalog.sqlite").is_file() and (
+        (folder / "blobs").is_dir() or (folder / "chroma").is_dir())
 
 
 def _not_regular(p: Path) -> str:

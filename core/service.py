@@ -82,7 +82,8 @@ class PixRAG:
 
         Returns once the items are findable by CLIP and near-duplicate search and, unless
         ``wait`` is False, once their text (OCR, captions, passages) is searchable too."""
-        jobs, skipped, failed = await self.c.run(self.c.pools.decode, discover, list(paths))
+        jobs, skipped, failed = await self.c.run(self.c.pools.decode, discover, list(paths),
+                                                 self.c.settings.own_folders)
         report = await self._ingestor.run(jobs, space, progress=progress)
         report.skipped[:0] = skipped
         report.failed[:0] = failed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -132,6 +133,31 @@ async def test_special_files_are_skipped(tmp_path: Path, tiny_clip: Path) -> Non
     reasons = {Path(s.source).name: s.reason for s in report.skipped}
     assert "device" in reasons["zero.png"] and "pipe" in reasons["pipe.png"]
     assert len(report.indexed) == 2 and not report.failed
+
+
+async def test_data_folders_inside_an_indexed_folder_are_not_indexed(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # `pixrag index ~` with the data folder under ~: its thumbnails are JPEGs, and each run
+    # would index the previous run's thumbnails as new images.
+    home = tmp_path / "home"
+    write_images(home / "photos", 3)
+    data = home / "data"
+    async with open_service(make_settings(data, tiny_clip), Secrets({})) as svc:
+        first = await svc.index_paths([home], "local")
+        second = await svc.index_paths([home, data], "local")
+        assert (await svc.stats("local")).items == 3
+    assert len(first.indexed) == 3 and not second.indexed and not second.failed
+    assert any(data.glob("blobs/thumbs/*.jpg"))
+    own = [s.source for s in second.skipped if "PixRAG data folder" in s.reason]
+    assert own == [str(data), str(data)]
+
+    # Another instance's data folder (a backup copy) is recognised by its layout.
+    shutil.copytree(data, home / "backup")
+    async with open_service(make_settings(tmp_path / "other", tiny_clip), Secrets({})) as svc:
+        third = await svc.index_paths([home], "local")
+    assert len(third.indexed) == 3
+    assert {Path(s.source).name for s in third.skipped
+            if "PixRAG data folder" in s.reason} == {"backup", "data"}
 
 
 def test_max_bytes_is_enforced_while_reading(tmp_path: Path) -> None:
