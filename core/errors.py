@@ -118,4 +118,5 @@ def from_os_error(exc: OSError, what: str) -> OperationalError:
     and has a fix the operator should read at once)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"no space left on device while {what}")
-    return StoreError(f"{what} failed: {exc.strerror or exc}")
+    where = f"{exc.filename}: " if exc.filename else ""  # which path: the data folder, a blob
+    return StoreError(f"{what} failed: {where}{exc.strerror or exc}")

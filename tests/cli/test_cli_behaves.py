@@ -272,3 +272,15 @@ def test_progress_bar_on_a_terminal_starts_before_the_models(tmp_path: Path,
     assert text.startswith("\rloading models...\rindexing:   0%|")
     assert "indexing: 100%|" in text and "3/3" in text
     assert text.rstrip().endswith("indexed 3 item(s) from 3 file(s), 0 skipped, 0 failed")
+
+
+def test_a_data_folder_that_cannot_be_made_names_the_path(
+        env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # PIXRAG_DATA_DIR pointing at a file: the error says which path is wrong.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("PIXRAG_DATA_DIR", str(blocker / "data"))
+    rc, out, err = _run(capsys, "stats")
+    assert rc != 0 and not out
+    assert f"opening the index failed: {blocker / 'data'}: Not a directory" in err
