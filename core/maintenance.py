@@ -241,6 +241,11 @@ class _Scan:
     files: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
+def _fix(repair: bool, done: str, todo: str) -> str:
+    # A report without --repair must not read as if the fix had happened.
+    return f": {done}" if repair else f"; --repair {todo}"
+
+
 async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
     lib = c.library
     store = await lib.vectors()
@@ -272,7 +277,9 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
         if row is not None and (row.image_sha is None or row.image_sha in s.blobs
                                 or row.kind == "chunk"):
             problems.append(Problem("missing_catalog_row", item, row.source,
-                                    "vectors without a catalog row: row rebuilt from them",
+                                    "vectors without a catalog row"
+                                    + _fix(repair, "row rebuilt from them",
+                                           "rebuilds the row from them"),
                                     repaired=repair))
             restored.append(row)
         else:
@@ -297,17 +304,24 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
         if visual and row.id not in s.clip:
             if blob_ok:
                 problems.append(Problem("missing_clip_vector", row.id, row.source,
-                                        "no image vector: re-embedded from the original",
+                                        "no image vector"
+                                        + _fix(repair, "re-embedded from the original",
+                                               "re-embeds it from the original"),
                                         repaired=repair))
                 reembed.append(row)
             elif row.id not in s.text:
                 problems.append(Problem("unfindable_item", row.id, row.source,
-                                        "no vectors and no original: the item is removed",
+                                        "no vectors and no original"
+                                        + _fix(repair, "the item is removed",
+                                               "removes the item"),
                                         repaired=repair))
                 remove.append(row)
         if visual and blob_ok and not lib.blobs.has_thumbnail(row.id):
             problems.append(Problem("missing_thumbnail", row.id, row.source,
-                                    "thumbnail re-made from the original", repaired=repair))
+                                    "no thumbnail"
+                                    + _fix(repair, "re-made from the original",
+                                           "re-makes it from the original"),
+                                    repaired=repair))
             rethumb.append(row)
         if row.id in pending or not row.text.strip():
             continue
@@ -315,7 +329,9 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                                        ("keyword rows", row.id in s.keyword)) if not ok]
         if lacks:
             problems.append(Problem("missing_text_index", row.id, row.source,
-                                    f"no {' and no '.join(lacks)}: rebuilt from its text",
+                                    f"no {' and no '.join(lacks)}"
+                                    + _fix(repair, "rebuilt from its text",
+                                           "rebuilds them from its text"),
                                     repaired=repair))
             retext.append(row)
 

@@ -193,8 +193,14 @@ async def test_check_reports_and_repairs(tmp_path: Path, tiny_clip: Path) -> Non
         kinds = report["counts"]
         assert kinds == {"missing_text_index": 1, "missing_thumbnail": 1,
                          "orphan_original": 1}, report
+        # A report says what --repair would do, not that it was done.
+        details = {p["kind"]: p["detail"] for p in report["problems"]}
+        assert details["missing_thumbnail"] == (
+            "no thumbnail; --repair re-makes it from the original")
         fixed = await svc.check(repair=True)
         assert all(p["repaired"] for p in fixed["problems"])
+        details = {p["kind"]: p["detail"] for p in fixed["problems"]}
+        assert details["missing_text_index"] == "no keyword rows: rebuilt from its text"
         assert (await svc.check())["ok"]
         after = await svc.search("Berlin office", Scope("local", admin=True))
         assert after and after[0].source == str((docs / "notes.txt").resolve())
