@@ -418,3 +418,22 @@ async def _until(probe, expected, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(loop(), timeout)
+
+
+async def test_redelivered_envelope_indexes_and_reacts_once(socket_app, service, request, caplog):
+    """Socket Mode redelivers an event (``retry_attempt``) whose ack came late: the files are
+    downloaded and indexed once, and the poster gets one reaction."""
+    from tests.slack.conftest import drain_listeners
+
+    fake = await socket_app()
+    await service.set_autoindex("slack:T1", "C9", True)
+    file = fake.add_file(png((90, 200, 90), mark=4), "chart.png", "image/png")
+    body = message("", channel="C9", channel_type="channel", ts="1700.6", files=[file])
+    first = await fake.send_envelope("events_api", body)
+    again = await fake.send_envelope("events_api", body)
+    assert await fake.wait_ack(again) == {"envelope_id": again}
+    await fake.wait_ack(first)
+    await drain_listeners(request, caplog)
+    assert len(fake.of("file")) == 1
+    assert len(fake.of("reactions.add")) == 1
+    assert (await service.stats("slack:T1")).items == 1
