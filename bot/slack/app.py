@@ -22,12 +22,13 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import backfill, commands, events, interactive, render
+from bot.slack import backfill, commands, convert, events, interactive, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps
 from bot.slack.download import FileHosts
@@ -80,6 +81,23 @@ def build_app(
         token=token,
         file_hosts=file_hosts or FileHosts(),
     )
+    @app.middleware
+    async def resolve_workspace(
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        # Every handler files and searches under ``context.team_id``. Installed org-wide,
+        # events name no team in ``authorizations`` (bolt leaves it None): the workspace is
+        # the payload's own team. Without any, the request is dropped rather than served from
+        # a space ("slack:") that every workspace of the org would share.
+        if not context.team_id:
+            team = convert.team_of(body) or str((body.get("event") or {}).get("team") or "")
+            if not team:
+                log.warning("ignoring a request that names no workspace (%s)", _describe(body))
+                return BoltResponse(status=200, body="")
+            context["team_id"] = team
+        await next()
+        return None
+
     seen = SeenEvents()
 
     @app.middleware

@@ -437,3 +437,20 @@ async def test_redelivered_envelope_indexes_and_reacts_once(socket_app, service,
     assert len(fake.of("file")) == 1
     assert len(fake.of("reactions.add")) == 1
     assert (await service.stats("slack:T1")).items == 1
+
+
+async def test_org_wide_install_answers_from_the_workspace_asked_in(socket_app, service):
+    """Installed org-wide (Enterprise Grid), events carry no team in ``authorizations``: the
+    workspace is the event's own ``team_id``, never one space shared by the whole org."""
+    notes = b"# Roadmap\n\nThe quarterly revenue forecast lives in the finance wiki."
+    await service.index_uploads([upload("t2-roadmap.md", notes)], "slack:T2")
+    await service.index_uploads([upload("t3-roadmap.md", notes)], "slack:T3")
+    fake = await socket_app()
+    body = mention("where is the quarterly revenue forecast?", ts="1700.7", team="T2")
+    body["enterprise_id"] = "E1"
+    body["authorizations"] = [{"enterprise_id": "E1", "team_id": None, "user_id": "UBOT",
+                               "is_bot": True, "is_enterprise_install": True}]
+    await fake.send_envelope("events_api", body)
+    final = await _final(fake)
+    assert "t2-roadmap.md" in _texts(final)
+    assert "t3-roadmap.md" not in _texts(final)
