@@ -454,3 +454,26 @@ async def test_org_wide_install_answers_from_the_workspace_asked_in(socket_app, 
     final = await _final(fake)
     assert "t2-roadmap.md" in _texts(final)
     assert "t3-roadmap.md" not in _texts(final)
+
+
+async def test_file_download_that_times_out_names_the_file(socket_app, service, monkeypatch):
+    """A file host that stops answering: the user is told which file could not be fetched
+    (a safe message), not a generic apology for a bug."""
+    import asyncio
+
+    import aiohttp
+
+    from bot.slack import download
+
+    monkeypatch.setattr(download, "_TIMEOUT", aiohttp.ClientTimeout(total=0.5))
+    fake = await socket_app()
+    fake.file_hold = asyncio.Event()  # never answers while the test waits
+    file = fake.add_file(png(), "stuck.png", "image/png")
+    try:
+        await fake.send_envelope("events_api", mention("what is this?", files=[file],
+                                                       ts="1700.8"))
+        eph = await fake.wait_for("chat.postEphemeral")
+    finally:
+        fake.file_hold.set()
+    assert "stuck.png" in eph.args["text"] and msg.FILE_UNREACHABLE in eph.args["text"]
+    assert msg.APOLOGY not in eph.args["text"]
