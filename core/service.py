@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -238,16 +238,20 @@ class PixRAG:
     async def forget_origin(
         self, space: str, *, message: str | None = None, attachment: str | None = None,
         channel: str | None = None, scope: Scope | None = None,
+        keep_attachments: Collection[str] = (),
     ) -> list[str]:
         """Remove what was indexed from a chat message, one attachment/file of it, or both.
         ``channel`` narrows a message id that is only unique per channel (Slack's ts);
-        ``scope`` (a user's request) keeps to the items that scope can see."""
+        ``scope`` (a user's request) keeps to the items that scope can see;
+        ``keep_attachments``: items of these attachments stay (an edited message's files)."""
         if message is None and attachment is None:
             raise PixragError("forget_origin needs a message or an attachment")
         if scope is not None and scope.space != space:
             raise PermissionDenied("cannot forget items of another space")
         rows = await self.library.find(scope or Scope(space=space, admin=True),
                                        message=message, attachment=attachment, channel=channel)
+        keep = set(keep_attachments)
+        rows = [r for r in rows if r.attachment not in keep]
         if not rows:
             return []
         return await self._remove(space, [r.id for r in rows])

@@ -7,6 +7,7 @@ or after a restart) are handled too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 import discord
 from discord.ext import commands
@@ -115,31 +116,22 @@ class IndexEvents(commands.Cog):
                 if str(att.id) not in now:
                     await self._forget(space, payload.message_id, att.id)
             return
-        # Not cached: the old attachment list is unknown. Drop what was indexed from the
-        # message and index its remaining attachments again (item ids are content hashes,
-        # so the survivors come back unchanged).
-        removed = await self._forget(space, payload.message_id, None)
-        if not removed:
-            return
-        message = payload.message
-        atts = [a for a in message.attachments if convert.is_indexable(a)]
-        if not atts:
-            return
-        cfg = self.deps.settings.discord
-        try:
-            async with download.message_uploads(
-                self.deps.service.admission, message, atts, cfg
-            ) as uploads:
-                await self.deps.service.index_uploads(uploads, space)
-        except PixragError as exc:
-            log.warning("re-index of edited message %s failed: %s", message.id, exc)
+        # Not cached (an older message, or after a restart): the old attachment list is
+        # unknown, but the index knows what it holds from the message. An edit can only take
+        # attachments away, so drop the items of those no longer attached and keep the rest
+        # as they are: downloading them again could fail or hit a limit and lose them.
+        await self._forget(space, payload.message_id, None, keep=now)
 
-    async def _forget(self, space: str, message_id: int, attachment_id: int | None) -> list[str]:
+    async def _forget(
+        self, space: str, message_id: int, attachment_id: int | None, *,
+        keep: Collection[str] = (),
+    ) -> list[str]:
         try:
             removed = await self.deps.service.forget_origin(
                 space,
                 message=str(message_id),
                 attachment=str(attachment_id) if attachment_id is not None else None,
+                keep_attachments=keep,
             )
         except NotFound:
             return []

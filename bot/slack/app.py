@@ -15,17 +15,20 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import backfill, commands, events, interactive, render
+from bot.slack import backfill, commands, convert, events, interactive, render
 from bot.slack import messages as msg
 from bot.slack.deps import Deps
 from bot.slack.download import FileHosts
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 _OAUTH_ENV = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
 CLOSE_TIMEOUT_S = 5.0
+SEEN_EVENTS = 10_000  # event ids remembered; Slack retries within about an hour
 
 
 def _require(secrets: Secrets, name: str, why: str) -> str:
@@ -77,6 +81,39 @@ def build_app(
         token=token,
         file_hosts=file_hosts or FileHosts(),
     )
+    @app.middleware
+    async def resolve_workspace(
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        # Every handler files and searches under ``context.team_id``. Installed org-wide,
+        # events name no team in ``authorizations`` (bolt leaves it None): the workspace is
+        # the payload's own team. Without any, the request is dropped rather than served from
+        # a space ("slack:") that every workspace of the org would share.
+        if not context.team_id:
+            team = convert.team_of(body) or str((body.get("event") or {}).get("team") or "")
+            if not team:
+                log.warning("ignoring a request that names no workspace (%s)", _describe(body))
+                return BoltResponse(status=200, body="")
+            context["team_id"] = team
+        await next()
+        return None
+
+    seen = SeenEvents()
+
+    @app.middleware
+    async def skip_redelivered(
+        body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        # Slack delivers an event again when the ack for it was late (HTTP retries carry
+        # X-Slack-Retry-Num, Socket Mode envelopes a retry_attempt); the event id stays the
+        # same. The first delivery is already being handled: acknowledge the copy and stop,
+        # or the question is answered twice and the files downloaded twice.
+        if seen.first(body):
+            await next()
+            return None
+        log.info("ignoring a redelivered event %s (%s)", body.get("event_id"), _describe(body))
+        return BoltResponse(status=200, body="")
+
     events.register(app, deps)
     commands.register(app, deps)
     interactive.register(app, deps)
@@ -105,6 +142,28 @@ def build_app(
         await _tell_user(client, body, respond, text)
 
     return app
+
+
+class SeenEvents:
+    """The ids of the last events this process received (bounded, oldest forgotten)."""
+
+    def __init__(self, size: int = SEEN_EVENTS) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def first(self, body: Mapping[str, Any]) -> bool:
+        """False when ``body`` is an event already received; commands and interactivity
+        carry no event id and are always first."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if not event_id:
+            return True
+        key = f"{body.get('team_id') or ''}:{event_id}"
+        if key in self._ids:
+            return False
+        self._ids[key] = None
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
 
 
 @contextlib.contextmanager

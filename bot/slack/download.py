@@ -114,7 +114,9 @@ async def fetch(
                         continue
                     return await _read(resp, file, name, cap, max_mb)
             raise UnsupportedInput(name, msg.FILE_UNREACHABLE)  # too many redirects
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # aiohttp's total timeout raises the built-in TimeoutError, not a ClientError: a
+        # stalled file host is this file's problem, not a bug.
         log.warning("file %s: download failed: %r", file.get("id"), exc)
         raise UnsupportedInput(name, msg.FILE_UNREACHABLE) from exc
 

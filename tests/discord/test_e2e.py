@@ -138,6 +138,32 @@ async def test_edit_removing_an_attachment_forgets_it(h) -> None:
     assert [x.origin.attachment for x in left] == [att_b["id"]]
 
 
+async def test_uncached_edit_keeps_the_items_of_attachments_still_there(h) -> None:
+    """After a restart (nothing cached) a user edits an old post and removes one file: only
+    that file's item goes. The post also holds a file over the size limit, which auto-index
+    skipped; it must not make the edit drop what is still attached."""
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    await autoindex(h, gid, ch)
+    a, b = P.png((250, 120, 0)), P.png((0, 120, 250))
+    att_a = P.attachment(h.fake.add_cdn("a.png", a), "a.png", len(a))
+    att_b = P.attachment(h.fake.add_cdn("b.png", b), "b.png", len(b))
+    big = P.attachment(h.fake.add_cdn("big.png", a), "big.png", 30 * 1024 * 1024)
+    msg = P.message(P.next_id(), int(ch["id"]), gid, 7, [att_a, att_b, big])
+    start = len(h.fake.requests)
+    await h.fake.dispatch("MESSAGE_CREATE", msg)
+    await h.fake.wait_for(lambda r: "/reactions/" in r.path, start=start)
+    space = f"discord:{gid}"
+    assert (await h.service.stats(space)).items == 2
+    h.bot._connection._messages.clear()
+    await h.fake.dispatch("MESSAGE_UPDATE", dict(msg, attachments=[att_a, big],
+                                                 edited_timestamp="2026-01-01T00:01:00+00:00"))
+    await eventually(lambda: _count(h, space, 1))
+    left = await h.service.search("anything", _scope(gid, ch["id"]))
+    assert [x.origin.attachment for x in left] == [att_a["id"]]
+
+
 async def test_ask_replies_with_sources_files_and_feedback(h) -> None:
     gid = P.next_id()
     ch = P.channel(P.next_id(), gid)

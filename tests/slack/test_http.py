@@ -78,3 +78,22 @@ async def test_ask_command_over_http(http_app: str, fake: FakeSlack, service):
     assert status == 200 and "password rotation?" in text  # the ack, within Slack's 3 s
     resp = await fake.wait_for("respond")
     assert resp.args["response_type"] == "in_channel" and "deck.md" in json.dumps(resp.args)
+
+
+async def test_redelivered_event_is_answered_once(http_app: str, fake: FakeSlack, service,
+                                                  request, caplog):
+    """Slack sends an event again (``X-Slack-Retry-Num``) when the first answer took over
+    3 s: the retry is acknowledged and not handled a second time."""
+    from tests.slack.conftest import drain_listeners
+    from tests.slack.fakeslack import mention
+
+    body = json.dumps(mention("what is in the deck?", ts="1700.5")).encode()
+    status, _ = await post(http_app, body, signed_headers(body))
+    assert status == 200
+    retry = {**signed_headers(body), "X-Slack-Retry-Num": "1",
+             "X-Slack-Retry-Reason": "http_timeout"}
+    status, _ = await post(http_app, body, retry)
+    assert status == 200  # acknowledged, so Slack stops retrying
+    await drain_listeners(request, caplog)
+    assert len(fake.of("reactions.add")) == 1
+    assert len(fake.of("chat.postMessage")) == 1

@@ -418,3 +418,62 @@ async def _until(probe, expected, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(loop(), timeout)
+
+
+async def test_redelivered_envelope_indexes_and_reacts_once(socket_app, service, request, caplog):
+    """Socket Mode redelivers an event (``retry_attempt``) whose ack came late: the files are
+    downloaded and indexed once, and the poster gets one reaction."""
+    from tests.slack.conftest import drain_listeners
+
+    fake = await socket_app()
+    await service.set_autoindex("slack:T1", "C9", True)
+    file = fake.add_file(png((90, 200, 90), mark=4), "chart.png", "image/png")
+    body = message("", channel="C9", channel_type="channel", ts="1700.6", files=[file])
+    first = await fake.send_envelope("events_api", body)
+    again = await fake.send_envelope("events_api", body)
+    assert await fake.wait_ack(again) == {"envelope_id": again}
+    await fake.wait_ack(first)
+    await drain_listeners(request, caplog)
+    assert len(fake.of("file")) == 1
+    assert len(fake.of("reactions.add")) == 1
+    assert (await service.stats("slack:T1")).items == 1
+
+
+async def test_org_wide_install_answers_from_the_workspace_asked_in(socket_app, service):
+    """Installed org-wide (Enterprise Grid), events carry no team in ``authorizations``: the
+    workspace is the event's own ``team_id``, never one space shared by the whole org."""
+    notes = b"# Roadmap\n\nThe quarterly revenue forecast lives in the finance wiki."
+    await service.index_uploads([upload("t2-roadmap.md", notes)], "slack:T2")
+    await service.index_uploads([upload("t3-roadmap.md", notes)], "slack:T3")
+    fake = await socket_app()
+    body = mention("where is the quarterly revenue forecast?", ts="1700.7", team="T2")
+    body["enterprise_id"] = "E1"
+    body["authorizations"] = [{"enterprise_id": "E1", "team_id": None, "user_id": "UBOT",
+                               "is_bot": True, "is_enterprise_install": True}]
+    await fake.send_envelope("events_api", body)
+    final = await _final(fake)
+    assert "t2-roadmap.md" in _texts(final)
+    assert "t3-roadmap.md" not in _texts(final)
+
+
+async def test_file_download_that_times_out_names_the_file(socket_app, service, monkeypatch):
+    """A file host that stops answering: the user is told which file could not be fetched
+    (a safe message), not a generic apology for a bug."""
+    import asyncio
+
+    import aiohttp
+
+    from bot.slack import download
+
+    monkeypatch.setattr(download, "_TIMEOUT", aiohttp.ClientTimeout(total=0.5))
+    fake = await socket_app()
+    fake.file_hold = asyncio.Event()  # never answers while the test waits
+    file = fake.add_file(png(), "stuck.png", "image/png")
+    try:
+        await fake.send_envelope("events_api", mention("what is this?", files=[file],
+                                                       ts="1700.8"))
+        eph = await fake.wait_for("chat.postEphemeral")
+    finally:
+        fake.file_hold.set()
+    assert "stuck.png" in eph.args["text"] and msg.FILE_UNREACHABLE in eph.args["text"]
+    assert msg.APOLOGY not in eph.args["text"]
