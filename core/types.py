@@ -14,6 +14,8 @@ KINDS: tuple[Kind, ...] = ("image", "page", "chunk")
 
 #: ``audience`` value of an item anyone in its space may see.
 PUBLIC = "*"
+#: An audience no item has: what a shared scope without a channel sees.
+NOWHERE = "!none"
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,19 @@ class Scope:
     # The channel ``channel`` lives in (a thread's parent): its items are visible here too,
     # while the thread's own private items stay invisible from the parent.
     parent: str = ""
+    # A channel people outside the tenant can read (a Slack channel shared with another
+    # organisation or workspace): only the channel's own items are visible there, never the
+    # space's public ones, or one tenant's files would be shown to another.
+    shared: bool = False
 
     def audiences(self) -> list[str] | None:
         """Audience values visible to this scope; ``None`` means all (admin)."""
         if self.admin:
             return None
-        return [PUBLIC, *dict.fromkeys(c for c in (self.channel, self.parent) if c)]
+        here = list(dict.fromkeys(c for c in (self.channel, self.parent) if c))
+        if self.shared:
+            return here or [NOWHERE]
+        return [PUBLIC, *here]
 
     def sees(self, audience: str) -> bool:
         """Whether an item with this ``audience`` is visible to this scope."""

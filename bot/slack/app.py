@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import backfill, commands, convert, events, interactive, render
 from bot.slack import messages as msg
-from bot.slack.deps import Deps
+from bot.slack.deps import ChannelKind, Deps
 from bot.slack.download import FileHosts
 from bot.startup import Retry, unreachable, with_retries
 from core.config import Secrets, Settings
@@ -95,6 +95,18 @@ def build_app(
                 log.warning("ignoring a request that names no workspace (%s)", _describe(body))
                 return BoltResponse(status=200, body="")
             context["team_id"] = team
+        await next()
+        return None
+
+    @app.middleware
+    async def note_shared_channel(
+        body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        # Events from a channel shared with another organisation say so on the envelope: no
+        # need to wait for conversations.info (or its cache) to keep answers there confined.
+        channel = (body.get("event") or {}).get("channel")
+        if body.get("is_ext_shared_channel") and isinstance(channel, str) and channel:
+            deps.channels.remember(channel, ChannelKind(private=True, shared=True))
         await next()
         return None
 

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import backfill, convert, render
 from bot.slack import messages as msg
-from bot.slack.deps import Deps, is_private
+from bot.slack.deps import Deps
 from core.errors import NotFound, PermissionDenied
 from core.types import Scope
 
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command("/ask")
     async def on_ask(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext,
+        client: AsyncWebClient,
     ) -> None:
         question = command.get("text", "").strip()
         if not question:
@@ -33,7 +34,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack(msg.ASK_ACK.format(question=render.escape(question)))
         team, user, channel = context.team_id or "", command["user_id"], command["channel_id"]
         deps.check_rate(team, user)
-        result = await deps.service.ask(question, convert.scope_for(team, channel))
+        result = await deps.service.ask(question, await deps.scope(client, team, channel))
         fallback, blocks = render.answer_message(result, question)
         asked = render.context([msg.ASKED.format(user=user, question=render.escape(question))])
         # Through response_url: it works in channels the bot was never invited to.
@@ -56,7 +57,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         space = convert.space_for(team)
         if sub == "index":
             await ack()
-            private = await is_private(client, channel)
+            private = (await deps.channels.get(client, channel)).private
             await client.views_open(
                 trigger_id=command["trigger_id"], view=render.index_modal(channel, private)
             )
@@ -72,7 +73,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await deps.service.set_autoindex(space, channel, on)
             log.info("autoindex %s for %s in %s by %s", arg, channel, space, user)
             if on:
-                note = msg.AUTOINDEX_PRIVATE if await is_private(client, channel) else ""
+                private = (await deps.channels.get(client, channel)).private
+                note = msg.AUTOINDEX_PRIVATE if private else ""
                 text = msg.AUTOINDEX_ON.format(channel=channel, private=note)
             else:
                 text = msg.AUTOINDEX_OFF.format(channel=channel)
@@ -99,7 +101,7 @@ async def _forget(
     """Remove by item id or message link, as far as the asker can see from ``channel``
     (admins: the whole workspace); only the author or an admin may."""
     admin = await deps.is_admin(client, user)
-    scope = Scope(space, channel, admin)
+    scope = Scope(space, channel, admin, shared=(await deps.channels.get(client, channel)).shared)
     link = convert.parse_message_link(ref)
     if link:
         link_channel, ts = link

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.types import Origin, Scope, Turn
+from core.types import Origin, Turn
 
 PLATFORM = "slack"
 
@@ -34,10 +34,6 @@ def space_for(team_id: str) -> str:
 def is_private_channel_id(channel: str) -> bool:
     """DMs (D...) and legacy private channels / group DMs (G...) are private by their id."""
     return channel.startswith(("D", "G"))
-
-
-def scope_for(team_id: str, channel: str) -> Scope:
-    return Scope(space=space_for(team_id), channel=channel)
 
 
 def origin_for(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,9 +19,11 @@ from core.config import Settings
 from core.errors import RateLimited, UnsupportedInput
 from core.ratelimit import RateLimiter
 from core.service import PixRAG
-from core.types import Turn, Upload
+from core.types import Scope, Turn, Upload
 
 log = logging.getLogger(__name__)
+
+CHANNEL_TTL_S = 60.0  # how long a channel's privacy and sharing are taken as known
 
 
 @dataclass
@@ -31,10 +35,19 @@ class Deps:
     backfills: Backfills = field(default_factory=Backfills)  # runs in progress
     file_hosts: download.FileHosts = field(default_factory=download.FileHosts)
     autoindex_limiter: RateLimiter = field(init=False)
+    channels: ChannelKinds = field(init=False)
 
     def __post_init__(self) -> None:
         # Per channel: a flood of shares in one channel must not monopolise indexing.
         self.autoindex_limiter = RateLimiter(self.settings.slack.autoindex_per_minute)
+        self.channels = ChannelKinds()
+
+    async def scope(self, client: AsyncWebClient, team: str, channel: str, *,
+                    admin: bool = False) -> Scope:
+        """Who asks from ``channel``: in a channel shared with other organisations or
+        workspaces, only what was posted in it is visible (everyone there reads the answer)."""
+        kind = await self.channels.get(client, channel)
+        return Scope(convert.space_for(team), channel, admin, shared=kind.shared)
 
     def check_rate(self, team: str, user: str) -> None:
         """RateLimited (safe to show) when this user asked too often in the last minute."""
@@ -99,7 +112,7 @@ class Deps:
         admission ticket (index them inside the block). ``private``: the channel's privacy
         when the caller already looked it up."""
         if private is None:
-            private = await is_private(client, channel)
+            private = (await self.channels.get(client, channel)).private
         link = await permalink(client, channel, ts)
         uploads: list[Upload] = []
         problems: list[UnsupportedInput] = []
@@ -122,18 +135,65 @@ class Deps:
             yield uploads, problems
 
 
-async def is_private(client: AsyncWebClient, channel: str) -> bool:
-    """Private channels and DMs keep their items to themselves (conversations.info)."""
-    if not channel or convert.is_private_channel_id(channel):
-        return bool(channel)
+@dataclass(frozen=True)
+class ChannelKind:
+    """What PixRAG must know of a channel to keep items where they belong."""
+
+    private: bool  # its items are found only in it (private channel, DM, shared channel)
+    shared: bool  # people of other workspaces or organisations read it (Slack Connect)
+
+
+#: What an unreadable channel is taken for: leaking a file is worse than hiding one.
+UNKNOWN_CHANNEL = ChannelKind(private=True, shared=True)
+_SHARED_FLAGS = ("is_shared", "is_ext_shared", "is_org_shared", "is_pending_ext_shared")
+
+
+async def channel_kind(client: AsyncWebClient, channel: str) -> ChannelKind:
+    """A channel's privacy and sharing (conversations.info)."""
+    if not channel:
+        return ChannelKind(private=False, shared=False)
     try:
         info = await client.conversations_info(channel=channel)
     except SlackApiError as exc:
-        # Unknown means private: leaking a private file is worse than hiding a public one.
         log.warning("conversations.info %s failed: %s", channel, exc.response.get("error"))
-        return True
+        return UNKNOWN_CHANNEL
     ch = info.get("channel") or {}
-    return bool(ch.get("is_private") or ch.get("is_im") or ch.get("is_mpim"))
+    shared = any(ch.get(flag) for flag in _SHARED_FLAGS)
+    private = (shared or convert.is_private_channel_id(channel)
+               or any(ch.get(flag) for flag in ("is_private", "is_im", "is_mpim")))
+    return ChannelKind(private=bool(private), shared=shared)
+
+
+async def is_private(client: AsyncWebClient, channel: str) -> bool:
+    """Private channels, DMs and channels shared beyond the workspace keep their items to
+    themselves."""
+    return (await channel_kind(client, channel)).private
+
+
+class ChannelKinds:
+    """:func:`channel_kind` remembered for a minute per channel (bounded): every question
+    asks it, and conversations.info has a per-minute limit of its own."""
+
+    def __init__(self, ttl_s: float = CHANNEL_TTL_S, size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._known: OrderedDict[str, tuple[float, ChannelKind]] = OrderedDict()
+
+    async def get(self, client: AsyncWebClient, channel: str) -> ChannelKind:
+        now = time.monotonic()
+        known = self._known.get(channel)
+        if known is not None and now - known[0] < self.ttl_s:
+            return known[1]
+        kind = await channel_kind(client, channel)
+        if kind is not UNKNOWN_CHANNEL:  # a failed look-up is asked again next time
+            self.remember(channel, kind, now)
+        return kind
+
+    def remember(self, channel: str, kind: ChannelKind, now: float | None = None) -> None:
+        self._known[channel] = (time.monotonic() if now is None else now, kind)
+        self._known.move_to_end(channel)
+        while len(self._known) > self.size:
+            self._known.popitem(last=False)
 
 
 async def permalink(client: AsyncWebClient, channel: str, ts: str) -> str:

@@ -71,7 +71,7 @@ async def answer(
     # An image alone is a question too: core asks "what is in this image?" and searches by it.
     stream = deps.service.ask_stream(
         question,
-        convert.scope_for(team, channel),
+        await deps.scope(client, team, channel),
         image=image,
         image_name=image_name,
         history=history,
@@ -154,7 +154,7 @@ async def similar(
     await react(client, channel, ts)
     name = convert.file_name(queries[0])
     data = await query_image(queries[0], await deps.fetch(queries[0]))
-    hits = await deps.service.similar(data, convert.scope_for(team, channel), name=name)
+    hits = await deps.service.similar(data, await deps.scope(client, team, channel), name=name)
     # The query image itself may be indexed (auto-index): it is not a useful result.
     hits = [h for h in hits if h.origin.message != ts]
     fallback, blocks = render.hits_message(

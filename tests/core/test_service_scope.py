@@ -75,6 +75,19 @@ async def test_get_item_and_similar_to_item_respect_the_scope(svc: PixRAG) -> No
         await svc.similar_to_item(in_parent, ids["thread.png"])
 
 
+async def test_a_shared_channel_sees_only_its_own_items(svc: PixRAG) -> None:
+    # A channel people of other tenants read: the space's public items stay out of it.
+    ids = await _seed(svc)
+    assert Scope("S", "par", shared=True).audiences() == ["par"]
+    shared = Scope("S", channel="par", shared=True)
+    assert {h.id for h in await svc.search("a picture", shared, k=10)} == {ids["parent.png"]}
+    assert (await svc.get_item(shared, ids["public.png"])) is None
+    assert (await svc.similar(noise_bytes(1), shared, k=10))[0].id == ids["parent.png"]
+    nowhere = Scope("S", shared=True)  # no channel: nothing, and no error from any store
+    assert await svc.search("a picture", nowhere, k=10) == []
+    assert await svc.similar(noise_bytes(1), nowhere, k=10) == []
+
+
 async def test_forget_with_a_scope_only_touches_visible_items(svc: PixRAG) -> None:
     ids = await _seed(svc)
     with pytest.raises(NotFound):

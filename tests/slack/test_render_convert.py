@@ -75,7 +75,7 @@ def test_parse_message_link():
 def test_private_by_channel_id_and_spaces():
     assert convert.is_private_channel_id("D123") and convert.is_private_channel_id("G123")
     assert not convert.is_private_channel_id("C123")
-    assert convert.scope_for("T9", "C1").space == "slack:T9"
+    assert convert.space_for("T9") == "slack:T9"
 
 
 def test_strip_mentions_and_history():

@@ -477,3 +477,39 @@ async def test_file_download_that_times_out_names_the_file(socket_app, service, 
         fake.file_hold.set()
     assert "stuck.png" in eph.args["text"] and msg.FILE_UNREACHABLE in eph.args["text"]
     assert msg.APOLOGY not in eph.args["text"]
+
+
+async def test_a_channel_shared_with_another_organisation_sees_only_its_own_files(
+        socket_app, service):
+    # Everyone in a Slack Connect channel reads the answers, people of the other organisation
+    # too: the workspace's public files must not be shown there.
+    notes = b"The onboarding slide deck explains the expense policy."
+    await service.index_uploads([upload("slide.md", notes, channel="C1")], "slack:T1")
+    fake = await socket_app(admins=["UADMIN"])
+    fake.channels["C7"] = {"is_shared": True, "is_ext_shared": True}
+
+    # Files posted there are kept there.
+    env = await fake.send_envelope("slash_commands", command(
+        "/pixrag", "autoindex on", channel="C7", user="UADMIN", response_url=fake.response_url()))
+    await fake.wait_ack(env)
+    on = await fake.wait_for("respond")
+    assert "private" in on.args["text"]
+    file = fake.add_file(png((90, 90, 0), mark=3), "theirs.png", "image/png")
+    await fake.send_envelope("events_api", message(
+        "", channel="C7", channel_type="channel", user="U5", ts="1700.90", files=[file]))
+    await fake.wait_for("reactions.add", lambda c: c.args["name"] == "card_index_dividers")
+    (hit,) = await service.similar(png((90, 90, 0), mark=3), _scope("C7"))
+    assert hit.origin.private and hit.origin.channel == "C7"
+    assert await service.similar(png((90, 90, 0), mark=3), _scope("C1")) == []
+
+    # Questions asked there are answered from what was posted there only.
+    for n, (channel, shown) in enumerate((("C7", False), ("C1", True)), start=2):
+        env = await fake.send_envelope("slash_commands", command(
+            "/ask", "expense policy slide?", channel=channel, response_url=fake.response_url()))
+        await fake.wait_ack(env)
+        resp = await fake.wait_for("respond", count=n)
+        assert ("slide.md" in _texts(resp)) is shown, channel
+    await fake.send_envelope("events_api", mention("expense policy slide?", channel="C7",
+                                                   ts="1700.91"))
+    final = await _final(fake)
+    assert final.args["channel"] == "C7" and "slide.md" not in _texts(final)
