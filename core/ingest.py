@@ -40,7 +40,16 @@ from core.media import neardup
 from core.media.chunking import split_document, split_passages
 from core.media.imageio import Limits, decode_text, load_image, sniff, to_jpeg
 from core.media.pdf import page_count, render_pages
-from core.types import Failed, IndexedItem, IndexReport, Kind, Origin, Skipped, Upload
+from core.types import (
+    Failed,
+    IndexedItem,
+    IndexReport,
+    Kind,
+    Origin,
+    Scope,
+    Skipped,
+    Upload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +302,8 @@ class Ingestor:
                         else f"already indexed (same content as {already})"))
                 else:
                     await self._new_file(job, data, file_sha, space, report)
+                if job.path is not None:
+                    await self._drop_replaced(job, file_sha, space)
                 ok = True
             finally:
                 fut = self._inflight.pop(key)
@@ -320,6 +331,17 @@ class Ingestor:
         report.indexed.extend(items)
         if not items:
             report.skipped.append(Skipped(job.source, "no content to index"))
+
+    async def _drop_replaced(self, job: FileJob, file_sha: str, space: str) -> None:
+        """Forget what an earlier version of this file left: an edited document indexed
+        again would otherwise answer from its old passages beside its new ones. Only after
+        the new version is committed, so the file never drops out of search meanwhile."""
+        rows = await self.lib.find(Scope(space=space, admin=True), source=job.source)
+        stale = [r.id for r in rows if r.file_sha != file_sha]
+        if stale:
+            await self.lib.forget(space, stale)
+            log.info("%s changed: forgot %d item(s) of its earlier version", job.source,
+                     len(stale))
 
     async def _read(self, job: FileJob) -> tuple[bytes, str]:
         """Bytes and their SHA-256, off the event loop (hashing 100 MB takes a while)."""

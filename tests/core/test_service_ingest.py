@@ -10,6 +10,7 @@ from pathlib import Path
 from core.app import open_service
 from core.config import Secrets
 from core.types import Scope
+from tests import corpus
 from tests.cli.helpers import make_settings, noise_bytes
 from tests.corpus import huge_jpeg_bytes, random_bytes, write_corpus
 
@@ -133,3 +134,48 @@ async def test_200_megapixel_photo_is_indexed(tmp_path: Path, tiny_clip: Path) -
         # the original bytes are kept as they were
         [row] = svc.library.catalog.find("local", source=str(big.resolve()))
         assert svc.library.blobs.path(row.file_sha).read_bytes() == big.read_bytes()
+
+
+async def test_edited_file_indexed_again_replaces_its_old_version(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    """An edited document or PDF indexed again answers from its new content only: the old
+    passages and pages are gone from search, the catalog, the vectors and the blobs."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    notes = folder / "notes.md"
+    notes.write_text("# Plan\n\nThe launch codename is zebrafish.\n")
+    deck = folder / "deck.pdf"
+    deck.write_bytes(corpus.pdf_bytes(["Old cover", "Old pricing walrus", "Old appendix"]))
+    keep = folder / "keep.txt"
+    keep.write_text("An untouched file about pelicans.\n")
+
+    settings = make_settings(tmp_path / "data", tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        first = await svc.index_paths([folder], "local")
+        assert len(first.indexed) == 5 and not first.failed
+        old_blobs = {r.file_sha for r in svc.library.catalog.all("local")
+                     if r.source != str(keep.resolve())}
+
+        notes.write_text("# Plan\n\nThe launch codename is now ocelot.\n")
+        deck.write_bytes(corpus.pdf_bytes(["New pricing only"]))
+        second = await svc.index_paths([folder], "local")
+        assert {i.source for i in second.indexed} == {str(notes.resolve()), str(deck.resolve())}
+
+        rows = svc.library.catalog.all("local")
+        by_source: dict[str, list[str]] = {}
+        for r in rows:
+            by_source.setdefault(Path(r.source).name, []).append(r.text)
+        assert by_source == {"notes.md": ["# Plan\n\nThe launch codename is now ocelot."],
+                             "deck.pdf": ["New pricing only"],
+                             "keep.txt": ["An untouched file about pelicans."]}
+        assert (await svc.stats("local")).items == 3
+        assert await _counts(svc) == (1, 3, 3)  # one page; one passage per item
+        hits = await svc.search("zebrafish", Scope("local"))
+        assert all("zebrafish" not in h.text for h in hits)
+        assert all("walrus" not in h.text for h in hits)
+        for sha in old_blobs:  # the old originals are deleted, not just unlisted
+            assert not svc.library.blobs.has(sha)
+
+        # The same content again is only counted; nothing of the new version is dropped.
+        third = await svc.index_paths([folder], "local")
+        assert third.indexed == [] and (await svc.stats("local")).items == 3
