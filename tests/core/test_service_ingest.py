@@ -179,3 +179,35 @@ async def test_edited_file_indexed_again_replaces_its_old_version(
         # The same content again is only counted; nothing of the new version is dropped.
         third = await svc.index_paths([folder], "local")
         assert third.indexed == [] and (await svc.stats("local")).items == 3
+
+
+async def test_pdf_with_a_broken_page_keeps_its_readable_pages(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    """One page the PDF library cannot load costs that page, named in a warning; not the
+    whole file as an "internal error" with a traceback in the log."""
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    deck = folder / "deck.pdf"
+    deck.write_bytes(corpus.broken_page_pdf_bytes(["Cover", "Agenda", "Broken", "Pricing walrus",
+                                      "Thanks"], broken=3))
+    dead = folder / "dead.pdf"
+    dead.write_bytes(corpus.broken_page_pdf_bytes(["Only page"], broken=1))
+
+    settings = make_settings(tmp_path / "data", tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        report = await svc.index_paths([folder], "local")
+        assert [(f.source, f.error) for f in report.failed] == [
+            (str(dead.resolve()), "no page of this PDF can be read (page 1 cannot be read "
+                                  "(Failed to load page.))")]
+        assert [(w.source, w.error) for w in report.warnings] == [
+            (str(deck.resolve()), "not indexed: page 3 cannot be read (Failed to load page.)")]
+        rows = svc.library.catalog.find("local", source=str(deck.resolve()))
+        assert sorted((r.page, r.text) for r in rows) == [
+            (1, "Cover"), (2, "Agenda"), (4, "Pricing walrus"), (5, "Thanks")]
+        assert len(report.indexed) == 4
+        hits = await svc.search("Pricing walrus", Scope("local"))
+        assert (hits[0].source, hits[0].page) == (str(deck.resolve()), 4)
+        # The original is kept (forget and reindex use it) and a second run is only counted.
+        assert svc.library.blobs.has(rows[0].file_sha)
+        again = await svc.index_paths([deck], "local")
+        assert again.indexed == [] and again.skipped[0].reason == "already indexed"
