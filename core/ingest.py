@@ -327,10 +327,14 @@ class Ingestor:
             items = await self._pdf(job, data, file_sha, space, report)
         else:
             items = await self._text(job, data, file_sha, space)
-        await self.lib.mark_file(space, file_sha, job.source, len(items))
         report.indexed.extend(items)
         if not items:
+            # Not marked as indexed: a mark without items is what `pixrag check` reports as
+            # a problem, and the next run says "no content to index" again, not "already
+            # indexed" (reading a blank file again costs nothing).
             report.skipped.append(Skipped(job.source, "no content to index"))
+            return
+        await self.lib.mark_file(space, file_sha, job.source, len(items))
 
     async def _drop_replaced(self, job: FileJob, file_sha: str, space: str) -> None:
         """Forget what an earlier version of this file left: an edited document indexed
