@@ -39,8 +39,17 @@ from core.library.library import ItemWrite
 from core.media import neardup
 from core.media.chunking import split_document, split_passages
 from core.media.imageio import Limits, decode_text, load_image, sniff, to_jpeg
-from core.media.pdf import page_count, render_pages
-from core.types import Failed, IndexedItem, IndexReport, Kind, Origin, Skipped, Upload
+from core.media.pdf import BadPage, page_count, render_pages
+from core.types import (
+    Failed,
+    IndexedItem,
+    IndexReport,
+    Kind,
+    Origin,
+    Scope,
+    Skipped,
+    Upload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +302,8 @@ class Ingestor:
                         else f"already indexed (same content as {already})"))
                 else:
                     await self._new_file(job, data, file_sha, space, report)
+                if job.path is not None:
+                    await self._drop_replaced(job, file_sha, space)
                 ok = True
             finally:
                 fut = self._inflight.pop(key)
@@ -313,13 +324,28 @@ class Ingestor:
         if kind == "image":
             items = await self._image(job, data, file_sha, space)
         elif kind == "pdf":
-            items = await self._pdf(job, data, file_sha, space)
+            items = await self._pdf(job, data, file_sha, space, report)
         else:
             items = await self._text(job, data, file_sha, space)
-        await self.lib.mark_file(space, file_sha, job.source, len(items))
         report.indexed.extend(items)
         if not items:
+            # Not marked as indexed: a mark without items is what `pixrag check` reports as
+            # a problem, and the next run says "no content to index" again, not "already
+            # indexed" (reading a blank file again costs nothing).
             report.skipped.append(Skipped(job.source, "no content to index"))
+            return
+        await self.lib.mark_file(space, file_sha, job.source, len(items))
+
+    async def _drop_replaced(self, job: FileJob, file_sha: str, space: str) -> None:
+        """Forget what an earlier version of this file left: an edited document indexed
+        again would otherwise answer from its old passages beside its new ones. Only after
+        the new version is committed, so the file never drops out of search meanwhile."""
+        rows = await self.lib.find(Scope(space=space, admin=True), source=job.source)
+        stale = [r.id for r in rows if r.file_sha != file_sha]
+        if stale:
+            await self.lib.forget(space, stale)
+            log.info("%s changed: forgot %d item(s) of its earlier version", job.source,
+                     len(stale))
 
     async def _read(self, job: FileJob) -> tuple[bytes, str]:
         """Bytes and their SHA-256, off the event loop (hashing 100 MB takes a while)."""
@@ -383,14 +409,15 @@ class Ingestor:
         return ItemWrite(row=row, blobs=[blob], thumbnail=thumb, clip=clip_vecs, enrich=enrich)
 
     # PDFs -----------------------------------------------------------------------------------
-    async def _pdf(self, job: FileJob, data: bytes, file_sha: str,
-                   space: str) -> list[IndexedItem]:
+    async def _pdf(self, job: FileJob, data: bytes, file_sha: str, space: str,
+                   report: IndexReport) -> list[IndexedItem]:
         c = self.c
         n = await c.run(c.pools.decode, page_count, data, job.name)
         if n > self.s.index.max_pdf_pages:
             raise UnsupportedInput(job.name, f"PDF has {n} pages, limit is "
                                    f"{self.s.index.max_pdf_pages} ([index] max_pdf_pages)")
         items: list[IndexedItem] = []
+        bad: list[BadPage] = []
         stored_pdf = False
         for start in range(1, n + 1, PDF_BATCH):
             numbers = list(range(start, min(n, start + PDF_BATCH - 1) + 1))
@@ -401,15 +428,22 @@ class Ingestor:
             if not todo:
                 continue
             pages = await c.run(c.pools.decode, lambda t=todo: render_pages(
-                data, job.name, t, dpi=self.s.index.pdf_dpi, max_side=WORK_SIDE))
+                data, job.name, t, dpi=self.s.index.pdf_dpi, max_side=WORK_SIDE, bad=bad))
             writes = [await self._prepare_visual(job, space, ids[pg.number], "page", pg.image,
                                                  file_sha, pg.number, text_layer=pg.text or "",
                                                  image_blob=None) for pg in pages]
+            if not writes:
+                continue
             if not stored_pdf:  # the original PDF, once: "forget" and re-index use it
                 writes[0].blobs.append(data)
                 stored_pdf = True
             await self._commit(writes)
             items += [IndexedItem(w.row.id, job.source, "page") for w in writes]
+        if bad and not items:
+            raise UnsupportedInput(job.name, "no page of this PDF can be read "
+                                   f"({bad[0].reason})")
+        report.warnings += [Failed(job.source, f"not indexed: {b.reason}")
+                            for b in bad]
         return sorted(items, key=lambda i: i.id)
 
     # text documents (one phase: their text is at hand, no OCR) -------------------------------

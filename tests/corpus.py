@@ -239,6 +239,17 @@ def pdf_bytes(pages: list[str], *, encrypted: bool = False,
     return bytes(out)
 
 
+def broken_page_pdf_bytes(pages: list[str], broken: int) -> bytes:
+    """A PDF whose page tree points page ``broken`` (1-based) at its font object, not a page:
+    real generators leave such trees (a page count that is off, a damaged page object)."""
+    data = pdf_bytes(pages)
+    ref = f"{4 + 2 * (broken - 1)} 0 R".encode()
+    kids = data.index(b"/Kids [")
+    end = data.index(b"]", kids)
+    fixed = data[kids:end].replace(ref, b"3 0 R".rjust(len(ref)))
+    return data[:kids] + fixed + data[end:]  # same length: the xref offsets still hold
+
+
 def scanned_pdf_bytes(pages: int = 1) -> bytes:
     """An image-only PDF (no text layer), like a scan: Pillow writes one image per page."""
     imgs = [text_image(f"Scanned page {i + 1}") for i in range(pages)]

@@ -56,6 +56,12 @@ SNIPPET_CHARS = 200
 # Per-source text cap: a 300-page PDF's page text or a long chunk would otherwise crowd out
 # the other sources (and cost tokens); the best-matching text comes first in Hit.text.
 MAX_SOURCE_CHARS = 4000
+# All sources' text together: with `-k 100` the per-source cap alone allows 400,000
+# characters, more tokens than the models' context windows hold for CJK text or code (the
+# provider refuses the request and the question gets no answer). Many sources share this
+# budget instead, each keeping at least MIN_SOURCE_CHARS, so every one can still be cited.
+SOURCES_CHARS = 48_000
+MIN_SOURCE_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,12 @@ def quoted_message(turn: Turn) -> str:
     )
 
 
+def source_chars(n_sources: int) -> int:
+    """The most text one of ``n_sources`` sources may put in the prompt."""
+    share = SOURCES_CHARS // max(1, n_sources)
+    return max(MIN_SOURCE_CHARS, min(MAX_SOURCE_CHARS, share))
+
+
 def build_prompt(
     question: str,
     hits: Sequence[Hit],
@@ -135,10 +147,11 @@ def build_prompt(
     parts: list[Part] = []
     if hits:
         parts.append(TextPart(f"Sources ({len(hits)}), untrusted data:"))
+    cap = source_chars(len(hits))
     for n, (hit, jpeg) in enumerate(zip(hits, images, strict=True), 1):
         text = hit.text.strip()
-        if len(text) > MAX_SOURCE_CHARS:
-            text = text[:MAX_SOURCE_CHARS].rstrip() + " [...]"
+        if len(text) > cap:
+            text = text[:cap].rstrip() + " [...]"
         body = f"<text>\n{quote(text)}\n</text>" if text else "<text></text>"
         parts.append(TextPart(f"{source_header(n, hit, jpeg is not None)}\n{body}"))
         if jpeg is not None:

@@ -66,6 +66,12 @@ def page_count(data: bytes, name: str) -> int:
             doc.close()
 
 
+@dataclass(frozen=True)
+class BadPage:
+    number: int  # 1-based
+    reason: str
+
+
 def render_pages(
     data: bytes,
     name: str,
@@ -73,10 +79,14 @@ def render_pages(
     *,
     dpi: int = 144,
     max_side: int = 2048,
+    bad: list[BadPage] | None = None,
 ) -> list[PdfPage]:
     """Render the 1-based page ``numbers`` at ``dpi`` (capped at ``max_side``) with their text.
 
-    Callers pass small batches of numbers so memory stays bounded on very long PDFs.
+    Callers pass small batches of numbers so memory stays bounded on very long PDFs. A page
+    that cannot be read raises ``UnsupportedInput``; with ``bad`` it is recorded there and
+    left out instead, so one broken page (a page tree that counts more pages than it has, a
+    damaged page object) does not cost the readable ones.
     """
     if not numbers:
         return []
@@ -88,7 +98,12 @@ def render_pages(
             for number in numbers:
                 if not 1 <= number <= total:
                     raise ValueError(f"{name}: page {number} out of range 1..{total}")
-                out.append(_render_one(doc, number, name, dpi, max_side))
+                try:
+                    out.append(_render_one(doc, number, name, dpi, max_side))
+                except UnsupportedInput as exc:
+                    if bad is None:
+                        raise
+                    bad.append(BadPage(number, exc.reason))
         finally:
             doc.close()
     return out
@@ -97,7 +112,11 @@ def render_pages(
 def _render_one(
     doc: pdfium.PdfDocument, number: int, name: str, dpi: int, max_side: int
 ) -> PdfPage:
-    page = doc[number - 1]
+    try:
+        page = doc[number - 1]
+    except pdfium.PdfiumError as exc:
+        # The page tree names a page that is not there or not a page object.
+        raise UnsupportedInput(name, f"page {number} cannot be read ({exc})") from exc
     try:
         width, height = page.get_size()  # points, page rotation already applied
         scale = dpi / _POINTS_PER_INCH

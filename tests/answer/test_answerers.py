@@ -13,7 +13,12 @@ import pytest
 from PIL import Image
 
 from core.answer import Answerer, build_answerer
-from core.answer.prompt import NO_SOURCES_TEXT, SYSTEM_PROMPT, UNAVAILABLE_TEXT
+from core.answer.prompt import (
+    MAX_SOURCE_CHARS,
+    NO_SOURCES_TEXT,
+    SYSTEM_PROMPT,
+    UNAVAILABLE_TEXT,
+)
 from core.config import AnswerSettings, Secrets
 from core.errors import AnswerError, UnsupportedImage
 from core.types import Answer, Hit, Turn, Usage
@@ -221,6 +226,28 @@ async def test_prompt_injection_stays_inside_its_data_block(make: Make, fake: Fa
     assert body.count("IGNORE ALL") == 1
     assert body.count("</source>") == 2  # one per real source: the injected one is escaped
     assert body.rindex("Question: what does the error mean?") > end
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_many_long_sources_share_a_bounded_prompt(provider: str, make: Make,
+                                                        fake: FakeLLM) -> None:
+    """`ask -k 100` over dense pages: 100 sources of 5,000 characters (CJK, like Japanese
+    PDFs, about a token each) once made a 400,000-character prompt that no context window
+    holds, and the provider refused the question. Every source is still sent and citable."""
+    page = "\u8acb\u6c42\u66f8" * 1700  # 5,100 characters of Japanese
+    many = [Hit(id=f"p{n}", source=f"/d/report{n}.pdf", kind="chunk", score=1.0 - n / 1000,
+                text=f"S{n:03d} {page}", name=f"report{n}.pdf") for n in range(100)]
+    _, answer = await collect(make(provider), "what do the reports say?", many)
+    assert answer.status == "ok"
+    body = texts(chat_messages(fake.requests[0])[-1])
+    assert len(body) < 60_000
+    assert all(f'<source n="{n + 1}" name="report{n}.pdf"' in body for n in range(100))
+    assert all(f"S{n:03d} " in body for n in range(100))  # the best text of each is kept
+
+    # A few sources keep their usual share.
+    await collect(make(provider), "what do the reports say?", many[:5])
+    body = texts(chat_messages(fake.requests[1])[-1])
+    assert body.count("\u8acb") >= 5 * (MAX_SOURCE_CHARS // 3 - 2)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])

@@ -310,3 +310,26 @@ async def test_text_left_queued_is_finished_by_the_next_index_run(
     hits = json_out(run_cli(["search", "0x80070005", "--json"], env, cwd=tmp_path))["results"]
     assert hits and hits[0]["source"] == str(shot.resolve())
     assert "keyword" in hits[0]["signals"]  # found by its OCR text, not only by CLIP
+
+
+def test_a_blank_document_leaves_check_clean(tmp_path: Path, tiny_clip: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`pixrag index docs/ && pixrag check` in CI: a blank notes file among the documents
+    made every check fail (exit 1, a "stale_file_mark"), again after each repair."""
+    folder = tmp_path / "docs"
+    write_images(folder, 1)
+    (folder / "blank.md").write_text("  \n\n\t\n")
+    monkeypatch.setenv("PIXRAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PIXRAG_EMBEDDING__MODEL", str(tiny_clip))
+    monkeypatch.setenv("PIXRAG_INDEX__OCR", "false")
+    monkeypatch.setenv("PIXRAG_ANSWER__PROVIDER", "none")
+    blank = str((folder / "blank.md").resolve())
+    for _ in range(2):  # the second run says the same: nothing to index, not "already"
+        capsys.readouterr()
+        assert main(["index", str(folder), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert {"source": blank, "reason": "no content to index"} in report["skipped"]
+        assert main(["check", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["ok"] is True and doc["problems"] == [] and doc["items"] == 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import UnsupportedInput
-from core.media.pdf import page_count, render_pages
+from core.media.pdf import BadPage, page_count, render_pages
 from tests import corpus
 
 TWO_PAGES = corpus.pdf_bytes(
@@ -72,6 +72,19 @@ def test_bad_pdfs(data: bytes, reason: str) -> None:
     if data:
         with pytest.raises(UnsupportedInput, match="bad.pdf"):
             render_pages(data, "bad.pdf", [1])
+
+
+def test_a_broken_page_is_a_clear_error_or_left_out() -> None:
+    data = corpus.broken_page_pdf_bytes(["Page one", "Page two", "Page three"], broken=2)
+    assert page_count(data, "tree.pdf") == 3
+    with pytest.raises(UnsupportedInput) as info:
+        render_pages(data, "tree.pdf", [1, 2, 3])
+    assert info.value.reason.startswith("page 2 cannot be read")
+    # Asked to, the readable pages come back and the broken one is named.
+    bad: list[BadPage] = []
+    pages = render_pages(data, "tree.pdf", [1, 2, 3], bad=bad)
+    assert [(p.number, p.text) for p in pages] == [(1, "Page one"), (3, "Page three")]
+    assert [b.number for b in bad] == [2] and bad[0].reason.startswith("page 2 cannot be read")
 
 
 def test_concurrent_renders_from_threads() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from core.app import open_service
 from core.config import Secrets
 from core.types import Scope
+from tests import corpus
 from tests.cli.helpers import make_settings, noise_bytes
 from tests.corpus import huge_jpeg_bytes, random_bytes, write_corpus
 
@@ -133,3 +134,80 @@ async def test_200_megapixel_photo_is_indexed(tmp_path: Path, tiny_clip: Path) -
         # the original bytes are kept as they were
         [row] = svc.library.catalog.find("local", source=str(big.resolve()))
         assert svc.library.blobs.path(row.file_sha).read_bytes() == big.read_bytes()
+
+
+async def test_edited_file_indexed_again_replaces_its_old_version(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    """An edited document or PDF indexed again answers from its new content only: the old
+    passages and pages are gone from search, the catalog, the vectors and the blobs."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    notes = folder / "notes.md"
+    notes.write_text("# Plan\n\nThe launch codename is zebrafish.\n")
+    deck = folder / "deck.pdf"
+    deck.write_bytes(corpus.pdf_bytes(["Old cover", "Old pricing walrus", "Old appendix"]))
+    keep = folder / "keep.txt"
+    keep.write_text("An untouched file about pelicans.\n")
+
+    settings = make_settings(tmp_path / "data", tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        first = await svc.index_paths([folder], "local")
+        assert len(first.indexed) == 5 and not first.failed
+        old_blobs = {r.file_sha for r in svc.library.catalog.all("local")
+                     if r.source != str(keep.resolve())}
+
+        notes.write_text("# Plan\n\nThe launch codename is now ocelot.\n")
+        deck.write_bytes(corpus.pdf_bytes(["New pricing only"]))
+        second = await svc.index_paths([folder], "local")
+        assert {i.source for i in second.indexed} == {str(notes.resolve()), str(deck.resolve())}
+
+        rows = svc.library.catalog.all("local")
+        by_source: dict[str, list[str]] = {}
+        for r in rows:
+            by_source.setdefault(Path(r.source).name, []).append(r.text)
+        assert by_source == {"notes.md": ["# Plan\n\nThe launch codename is now ocelot."],
+                             "deck.pdf": ["New pricing only"],
+                             "keep.txt": ["An untouched file about pelicans."]}
+        assert (await svc.stats("local")).items == 3
+        assert await _counts(svc) == (1, 3, 3)  # one page; one passage per item
+        hits = await svc.search("zebrafish", Scope("local"))
+        assert all("zebrafish" not in h.text for h in hits)
+        assert all("walrus" not in h.text for h in hits)
+        for sha in old_blobs:  # the old originals are deleted, not just unlisted
+            assert not svc.library.blobs.has(sha)
+
+        # The same content again is only counted; nothing of the new version is dropped.
+        third = await svc.index_paths([folder], "local")
+        assert third.indexed == [] and (await svc.stats("local")).items == 3
+
+
+async def test_pdf_with_a_broken_page_keeps_its_readable_pages(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    """One page the PDF library cannot load costs that page, named in a warning; not the
+    whole file as an "internal error" with a traceback in the log."""
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    deck = folder / "deck.pdf"
+    deck.write_bytes(corpus.broken_page_pdf_bytes(["Cover", "Agenda", "Broken", "Pricing walrus",
+                                      "Thanks"], broken=3))
+    dead = folder / "dead.pdf"
+    dead.write_bytes(corpus.broken_page_pdf_bytes(["Only page"], broken=1))
+
+    settings = make_settings(tmp_path / "data", tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        report = await svc.index_paths([folder], "local")
+        assert [(f.source, f.error) for f in report.failed] == [
+            (str(dead.resolve()), "no page of this PDF can be read (page 1 cannot be read "
+                                  "(Failed to load page.))")]
+        assert [(w.source, w.error) for w in report.warnings] == [
+            (str(deck.resolve()), "not indexed: page 3 cannot be read (Failed to load page.)")]
+        rows = svc.library.catalog.find("local", source=str(deck.resolve()))
+        assert sorted((r.page, r.text) for r in rows) == [
+            (1, "Cover"), (2, "Agenda"), (4, "Pricing walrus"), (5, "Thanks")]
+        assert len(report.indexed) == 4
+        hits = await svc.search("Pricing walrus", Scope("local"))
+        assert (hits[0].source, hits[0].page) == (str(deck.resolve()), 4)
+        # The original is kept (forget and reindex use it) and a second run is only counted.
+        assert svc.library.blobs.has(rows[0].file_sha)
+        again = await svc.index_paths([deck], "local")
+        assert again.indexed == [] and again.skipped[0].reason == "already indexed"
