@@ -150,23 +150,56 @@ def _heic_reason() -> str:
 
 
 def _as_text(data: bytes) -> str | None:
-    """The text if ``data`` looks like a UTF-8 / BOM-marked UTF-16 text document, else None."""
-    try:
-        for bom, encoding in _BOMS:
-            if data.startswith(bom):
-                text = data.decode(encoding)
-                break
-        else:
-            text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if "\x00" in text:
+    """The text if ``data`` looks like a text document, else None: UTF-8, UTF-16 (with a
+    byte-order mark or recognised by its zero bytes), or an 8-bit Windows/Latin-1 file."""
+    text = _decode_text_bytes(data)
+    if text is None or "\x00" in text:
         return None
     # A few stray control characters are fine (form feeds, ANSI colour in logs); many are binary.
     controls = sum(1 for c in text[:65536] if ord(c) < 32 and c not in "\t\n\r\f\x1b\x0b")
     if controls > max(2, len(text[:65536]) // 100):
         return None
     return text
+
+
+def _decode_text_bytes(data: bytes) -> str | None:
+    try:
+        for bom, encoding in _BOMS:
+            if data.startswith(bom):
+                return data.decode(encoding)
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if data.startswith(tuple(bom for bom, _ in _BOMS)):
+        return None  # marked as Unicode yet not decodable: corrupt, not 8-bit text
+    unmarked = _utf16_order(data)
+    if unmarked:
+        try:
+            return data.decode(unmarked)
+        except UnicodeDecodeError:
+            return None
+    # Notes saved by older Windows editors are Windows-1252 (Latin-1 plus quotes and dashes);
+    # its five unassigned bytes fall back to Latin-1. Binary data is caught afterwards by
+    # its NUL and control bytes.
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _utf16_order(data: bytes) -> str | None:
+    """UTF-16 saved without a byte-order mark (some Windows tools): Latin text then has a
+    zero byte in every other position, on one side only."""
+    head = data[:4096]
+    if len(head) < 4 or len(head) % 2:
+        return None
+    pairs = len(head) // 2
+    zero_even, zero_odd = head[0::2].count(0), head[1::2].count(0)
+    if zero_odd >= pairs * 0.3 and zero_even <= pairs * 0.02:
+        return "utf-16-le"
+    if zero_even >= pairs * 0.3 and zero_odd <= pairs * 0.02:
+        return "utf-16-be"
+    return None
 
 
 def sniff(data: bytes, name: str) -> FileType:
@@ -192,7 +225,7 @@ def sniff(data: bytes, name: str) -> FileType:
         # Markdown may well contain HTML or XML: for text names content only has to be text.
         if _as_text(data) is not None:
             return "text"
-        raise UnsupportedInput(name, "unsupported file type: not UTF-8 text")
+        raise UnsupportedInput(name, "unsupported file type: not text")
     reason = _not_image_reason(data)
     if reason is not None:
         if ext in IMAGE_EXTS or ext == "" or reason.startswith("SVG"):
@@ -208,10 +241,11 @@ def sniff(data: bytes, name: str) -> FileType:
 
 
 def decode_text(data: bytes, name: str) -> str:
-    """Decode a text document (UTF-8, or UTF-8/UTF-16 with BOM) with newlines normalised."""
+    """Decode a text document (see :func:`_as_text` for the encodings) with newlines
+    normalised."""
     text = _as_text(data)
     if text is None:
-        raise UnsupportedInput(name, "not a UTF-8 text file")
+        raise UnsupportedInput(name, "not a text file (binary data)")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

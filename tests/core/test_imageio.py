@@ -67,7 +67,7 @@ def test_sniff_refuses_with_a_specific_reason(key: str, error: type, reason: str
 def test_extension_accepts_text_but_never_binary() -> None:
     png = FILES["palette_alpha"][1]
     assert sniff(png, "notes.txt") == "image"  # content wins over the name
-    with pytest.raises(UnsupportedInput, match="not UTF-8 text"):
+    with pytest.raises(UnsupportedInput, match="not text"):
         sniff(corpus.random_bytes(), "notes.txt")
     with pytest.raises(UnsupportedInput):
         sniff(b"abc\x00def", "notes.md")
@@ -87,10 +87,23 @@ def test_decode_text_handles_boms_and_newlines() -> None:
         == expected
     assert decode_text(b"\xef\xbb\xbf" + corpus.TXT.encode(), "a.txt") == expected
     assert decode_text("Grüße, naïve café".encode(), "a.md") == "Grüße, naïve café"
-    with pytest.raises(UnsupportedInput, match="a.txt: not a UTF-8 text file"):
+    with pytest.raises(UnsupportedInput, match="a.txt: not a text file"):
         decode_text(b"\xff\xfe\x00", "a.txt")
-    with pytest.raises(UnsupportedInput):
-        decode_text("caf\u00e9".encode("latin-1"), "a.txt")
+    with pytest.raises(UnsupportedInput, match="a.txt: not a text file"):
+        decode_text(corpus.random_bytes(), "a.txt")
+
+
+def test_text_from_windows_editors_is_read() -> None:
+    # Windows-1252 (Notepad before 2019, Excel's CSV/TXT export) and UTF-16 without a mark.
+    words = "Café “menu” – crème brûlée for €12\r\nNaïve résumé"
+    expected = words.replace("\r\n", "\n")
+    assert decode_text(words.encode("cp1252"), "a.txt") == expected
+    assert sniff(words.encode("cp1252"), "notes.md") == "text"
+    assert decode_text("café au lait".encode("latin-1"), "a.txt") == "café au lait"
+    assert decode_text(words.encode("utf-16-le"), "a.txt") == expected
+    assert decode_text(words.encode("utf-16-be"), "a.txt") == expected
+    assert sniff(words.encode("utf-16-le"), "notes.txt") == "text"
+    assert decode_text("Grüße".encode(), "a.md") == "Grüße"  # UTF-8 stays UTF-8
 
 
 # ---------------------------------------------------------------- load_image: modes
