@@ -47,7 +47,8 @@ def _open(data: bytes, name: str) -> pdfium.PdfDocument:
             reason = "PDF uses an unsupported encryption scheme"
         elif code in (pdfium_c.FPDF_ERR_FORMAT, pdfium_c.FPDF_ERR_FILE):
             reason = "not a valid PDF (corrupt or truncated)"
-        elif code == pdfium_c.FPDF_ERR_PAGE:
+        elif code in (pdfium_c.FPDF_ERR_PAGE, pdfium_c.FPDF_ERR_SUCCESS):
+            # PDFium fails a document without pages while reporting "success".
             reason = "PDF has no readable pages"
         else:
             reason = f"cannot open PDF ({exc})"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
+import pypdfium2 as pdfium
 import pytest
 
 from core.errors import UnsupportedInput
 from core.media.pdf import BadPage, page_count, render_pages
 from tests import corpus
 
+ROOT = Path(__file__).resolve().parents[2]
 TWO_PAGES = corpus.pdf_bytes(
     ["Invoice INV-20931\nTotal 420 EUR", "Page two: payment due (March 7)"])
 
@@ -56,6 +63,13 @@ def test_page_out_of_range_is_a_caller_bug() -> None:
     assert render_pages(TWO_PAGES, "report.pdf", []) == []
 
 
+def _no_pages() -> bytes:
+    doc = pdfium.PdfDocument.new()
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
@@ -72,6 +86,19 @@ def test_bad_pdfs(data: bytes, reason: str) -> None:
     if data:
         with pytest.raises(UnsupportedInput, match="bad.pdf"):
             render_pages(data, "bad.pdf", [1])
+
+
+def test_a_pdf_without_pages_says_so(tmp_path: Path) -> None:
+    # PDFium reports no error code of its own for this case, and its last code is left over
+    # from any earlier failure in the process: checked in a fresh one, as a CLI run is.
+    (tmp_path / "none.pdf").write_bytes(_no_pages())
+    code = ("from pathlib import Path; from core.errors import UnsupportedInput\n"
+            "from core.media.pdf import page_count\n"
+            "try:\n    page_count(Path('none.pdf').read_bytes(), 'none.pdf')\n"
+            "except UnsupportedInput as exc:\n    print(exc.reason)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "PDF has no readable pages", out.stderr
 
 
 def test_a_broken_page_is_a_clear_error_or_left_out() -> None:
