@@ -302,7 +302,9 @@ class Ingestor:
                         else f"already indexed (same content as {already})"))
                 else:
                     await self._new_file(job, data, file_sha, space, report)
-                if job.path is not None:
+                if job.path is not None and already != job.source:
+                    # (A path indexed with these very bytes has no other version to drop:
+                    # a no-op re-run of a large folder costs no extra look-up per file.)
                     await self._drop_replaced(job, file_sha, space)
                 ok = True
             finally:
