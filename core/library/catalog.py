@@ -273,10 +273,11 @@ class Catalog:
         return [row_from_values(r) for r in self._exec(sql, params)]
 
     def find_by_source_prefix(self, space: str, prefix: str) -> list[ItemRow]:
-        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # A plain comparison, not LIKE: SQLite's LIKE ignores ASCII case, and paths do not
+        # ("/data/Pics/" must not take "/data/pics/" along), nor are "%" and "_" wildcards.
         sql = (f"SELECT {_COLS} FROM items "  # noqa: S608
-               "WHERE space=? AND source LIKE ? ESCAPE '\\'")
-        return [row_from_values(r) for r in self._exec(sql, [space, like])]
+               "WHERE space=? AND substr(source, 1, ?)=?")
+        return [row_from_values(r) for r in self._exec(sql, [space, len(prefix), prefix])]
 
     def attachments(self, space: str, attachment_ids: Sequence[str]) -> set[str]:
         """Which of these chat attachment/file ids already have items in ``space``."""

@@ -106,6 +106,18 @@ def test_catalog_find_and_prefix(catalog: Any) -> None:
                                                                              "s:item2"}
 
 
+def test_catalog_prefix_is_case_sensitive_and_literal(catalog: Any) -> None:
+    # Paths differ by case on Linux: forgetting /data/Pics/ must leave /data/pics/ alone.
+    catalog.add([row(1, source="/data/Pics/a.png"), row(2, source="/data/pics/b.png"),
+                 row(3, source="/data/back\\slash/c.png"), row(4, source="/data/backXslash/d")])
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/Pics/")] == ["s:item1"]
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/pics/")] == ["s:item2"]
+    assert catalog.find_by_source_prefix("s", "/DATA/") == []
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/back\\slash/")] == \
+        ["s:item3"]
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/back\\")] == ["s:item3"]
+
+
 def test_catalog_all_counts_spaces(catalog: Any) -> None:
     catalog.add([row(3), row(1), row(2, kind="page", page=1), row(9, space="a"),
                  row(8, space="Z")])
