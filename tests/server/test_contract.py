@@ -201,6 +201,39 @@ def test_catalog_captions_and_feedback(catalog: Any) -> None:
     assert [r["space"] for r in catalog.feedback()] == ["s", "t", "s"]
 
 
+def _copy_feedback(source: Any, target: Any) -> list[tuple[str, str]]:
+    """What ``pixrag migrate`` does with feedback, twice (a re-run); the target's feedback
+    as (user, question)."""
+    for _ in range(2):
+        target.restore("feedback", source.dump("feedback"))
+    return [(r["user"], r["question"]) for r in target.feedback()]
+
+
+def test_feedback_copied_into_a_used_catalog_keeps_its_own_once(catalog: Any,
+                                                               tmp_path: Path) -> None:
+    # migrate into a target that already holds feedback, run twice: nothing replaced (the
+    # ids of two databases collide), nothing doubled.
+    source = Catalog(tmp_path / "source.db")
+    try:
+        source.add_feedback("s", "slack", "u1", "from the source?", "up", [{"id": "x"}])
+        catalog.add_feedback("s", "discord", "u2", "the target's own?", "down", [])
+        assert sorted(_copy_feedback(source, catalog)) == [("u1", "from the source?"),
+                                                           ("u2", "the target's own?")]
+    finally:
+        source.close()
+
+
+def test_feedback_copied_from_postgres_to_sqlite_once(pg_url: str, tmp_path: Path) -> None:
+    source, target = PgCatalog(pg_url), Catalog(tmp_path / "target.db")
+    try:
+        source.add_feedback("s", "slack", "u1", "what?", "up", [{"id": "x"}])
+        assert _copy_feedback(source, target) == [("u1", "what?")]
+        assert target.feedback()[0]["sources"] == [{"id": "x"}]
+    finally:
+        source.close()
+        target.close()
+
+
 # keyword ------------------------------------------------------------------------------------
 FILLER = [
     "Team lunch is on Friday at noon in the big meeting room.",
