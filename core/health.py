@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from core.config import Secrets, Settings
 from core.errors import PixragError
@@ -87,16 +86,15 @@ def check_catalog(settings: Settings) -> str:
 
 def check_store(settings: Settings) -> str:
     if settings.store.url:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
+        from core.library.vectors import close_client, http_client
 
         url = settings.store.url
-        parsed = urlparse(url if "://" in url else f"http://{url}")
-        client = chromadb.HttpClient(
-            host=parsed.hostname or "localhost",
-            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-            ssl=parsed.scheme == "https", settings=ChromaSettings(anonymized_telemetry=False))
-        client.heartbeat()
+        # Time-limited like every store call: a frozen server fails the check, never hangs it.
+        client = http_client(url, settings.store.timeout_s)
+        try:
+            client.heartbeat()
+        finally:
+            close_client(client)
         return f"Chroma server {url} answers"
     path = Path(settings.store.path).expanduser() if settings.store.path \
         else settings.data_path / "chroma"

@@ -273,10 +273,11 @@ class Catalog:
         return [row_from_values(r) for r in self._exec(sql, params)]
 
     def find_by_source_prefix(self, space: str, prefix: str) -> list[ItemRow]:
-        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # A plain comparison, not LIKE: SQLite's LIKE ignores ASCII case, and paths do not
+        # ("/data/Pics/" must not take "/data/pics/" along), nor are "%" and "_" wildcards.
         sql = (f"SELECT {_COLS} FROM items "  # noqa: S608
-               "WHERE space=? AND source LIKE ? ESCAPE '\\'")
-        return [row_from_values(r) for r in self._exec(sql, [space, like])]
+               "WHERE space=? AND substr(source, 1, ?)=?")
+        return [row_from_values(r) for r in self._exec(sql, [space, len(prefix), prefix])]
 
     def attachments(self, space: str, attachment_ids: Sequence[str]) -> set[str]:
         """Which of these chat attachment/file ids already have items in ``space``."""
@@ -457,11 +458,30 @@ class Catalog:
             raise ValueError(table)
         if not rows:
             return
+        if table == "feedback":
+            self._restore_feedback(rows)
+            return
         cols = list(rows[0])
         sql = (f"INSERT OR REPLACE INTO {table} ({','.join(cols)}) "  # noqa: S608
                f"VALUES ({','.join('?' * len(cols))})")
         with self._write() as db:
             db.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+
+    def _restore_feedback(self, rows: Sequence[dict[str, Any]]) -> None:
+        # Feedback ids are local to each database: the source's id 1 is not the target's id 1
+        # (copying it would replace the target's own entry), and a PostgreSQL dump has none
+        # (a re-run would add every entry again). Entries are matched on their content.
+        cols = ["space", "platform", "user", "question", "verdict", "sources", "created"]
+        with self._write() as db:
+            have = {tuple(r) for r in db.execute(
+                "SELECT space, user, question, created FROM feedback")}
+            for r in rows:
+                key = (r["space"], r["user"], r["question"], r["created"])
+                if key in have:
+                    continue
+                have.add(key)
+                db.execute(f"INSERT INTO feedback ({','.join(cols)}) "  # noqa: S608
+                           f"VALUES ({','.join('?' * len(cols))})", [r[c] for c in cols])
 
     # meta (library records: live collections, models) ------------------------------------
     def get_meta(self, key: str) -> str | None:

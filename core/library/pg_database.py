@@ -8,9 +8,12 @@ socket), converts every driver error into :class:`~core.errors.StoreError` /
 - ``connect_timeout_s``: a new connection, and the wait for a free pooled one;
 - ``statement_timeout_s``: every statement, enforced by the server (``statement_timeout``);
 - TCP keepalives and ``tcp_user_timeout``: a host that vanished mid-query is noticed in about
-  ``connect_timeout_s`` instead of the kernel's default of many minutes. A server process that
-  is frozen but whose kernel still acknowledges packets cannot be told apart from a slow one:
-  such a call waits until the server answers.
+  ``connect_timeout_s`` instead of the kernel's default of many minutes;
+- a client-side deadline on every borrowed connection (``statement_timeout_s`` plus
+  ``connect_timeout_s``, and ``connect_timeout_s`` for the check before use): a server whose
+  kernel still acknowledges packets but that never answers (a stopped or stalled process) cannot
+  cancel its own statements, so past the deadline the socket is shut down and the call fails.
+  Without it the thread would wait forever, and a command could not even exit.
 
 Pooled connections are checked before use (one round trip), so after a server restart the
 first call reconnects instead of failing on a dead socket.
@@ -23,8 +26,13 @@ migrate exactly once and the others wait, then see the new version.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -66,6 +74,86 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class _Watchdog:
+    """Shuts down the socket of a connection still busy past its deadline, so that the thread
+    waiting on it gets an error instead of waiting forever. One daemon thread per database,
+    started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._busy: dict[int, psycopg.Connection[Any]] = {}
+        self._fired: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    @contextmanager
+    def watch(self, conn: psycopg.Connection[Any], seconds: float) -> Iterator[None]:
+        """Guard a block using ``conn``; the block's error says so if it was cut off."""
+        token = next(self._tokens)
+        with self._cond:
+            self._busy[token] = conn
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token))
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name=f"pixrag-pg-watchdog-{self._name}")
+                self._thread.start()
+            elif self._heap[0][1] == token:  # due before what the thread sleeps towards
+                self._cond.notify()
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            with self._cond:
+                cut = token in self._fired
+            if cut:
+                raise psycopg.OperationalError(
+                    f"no answer within {seconds:g} s: the server is not responding") from exc
+            raise
+        finally:
+            with self._cond:
+                self._busy.pop(token, None)
+                self._fired.discard(token)
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][1] not in self._busy
+                                      or self._heap[0][0] <= now):
+                    _, token = heapq.heappop(self._heap)
+                    conn = self._busy.get(token)
+                    if conn is not None and token not in self._fired:
+                        self._fired.add(token)
+                        _shut_down(conn)
+                self._cond.wait(self._heap[0][0] - now if self._heap else None)
+
+
+def _shut_down(conn: psycopg.Connection[Any]) -> None:
+    # shutdown(), not close(): the socket stays the connection's (no descriptor is freed
+    # under the thread that waits on it); that thread wakes up to an end of stream, and the
+    # pool discards the broken connection when it comes back.
+    try:
+        if conn.closed:
+            return
+        dup = socket.socket(fileno=os.dup(conn.fileno()))
+    except (OSError, psycopg.Error) as exc:
+        log.debug("cutting off a PostgreSQL connection: %s", exc)
+        return
+    with dup:
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        except OSError as exc:
+            log.debug("cutting off a PostgreSQL connection: %s", exc)
+    log.info("PostgreSQL did not answer in time: connection cut off")
+
+
 class PgDatabase:
     """A pooled connection to one PostgreSQL database. Thread-safe."""
 
@@ -87,9 +175,21 @@ class PgDatabase:
         # libpq rounds connect_timeout to whole seconds and treats values under 2 as 2.
         connect_s = max(2, round(connect_timeout_s))
 
+        # A block may run a few statements, each bounded by the server; past this the server
+        # itself is not answering.
+        self._busy_limit_s = statement_timeout_s + connect_timeout_s
+        self._watchdog = _Watchdog(self.url)
+
         def configure(conn: psycopg.Connection[Any]) -> None:
             # set_config, not SET: SET cannot take a bound parameter.
-            conn.execute("SELECT set_config('statement_timeout', %s, false)", [str(timeout_ms)])
+            with self._watchdog.watch(conn, connect_timeout_s):
+                conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                             [str(timeout_ms)])
+
+        def check(conn: psycopg.Connection[Any]) -> None:
+            # The round trip before use waits on the server too.
+            with self._watchdog.watch(conn, connect_timeout_s):
+                psycopg_pool.ConnectionPool.check_connection(conn)
 
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
@@ -108,7 +208,7 @@ class PgDatabase:
                 max_size=max(1, pool_size),
                 open=False,
                 configure=configure,
-                check=psycopg_pool.ConnectionPool.check_connection,
+                check=check,
                 timeout=connect_timeout_s,
                 name="pixrag",
                 # A server that stays down makes calls fail fast (PoolTimeout after
@@ -119,6 +219,7 @@ class PgDatabase:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self._pool.close(timeout=1.0)
+            self._watchdog.stop()
             raise self._convert(exc, "connect") from exc
 
     def _convert(self, exc: BaseException, what: str) -> StoreError:
@@ -139,7 +240,8 @@ class PgDatabase:
         if self._closed:
             raise StoreError(f"PostgreSQL {self.url}: {what} failed: the connection is closed")
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection() as conn, \
+                    self._watchdog.watch(conn, self._busy_limit_s):
                 yield conn
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise self._convert(exc, what) from exc
@@ -189,6 +291,7 @@ class PgDatabase:
                 return
             self._closed = True
         self._pool.close(timeout=5.0)
+        self._watchdog.stop()
 
 
 def open_migrated(url: str | PgDatabase, component: str, migrations: Sequence[str], *,

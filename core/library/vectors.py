@@ -63,24 +63,56 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return out
 
 
+def http_client(url: str, timeout_s: float) -> Any:
+    """A client of the Chroma server at ``url`` whose every request has a time limit.
+
+    chromadb's constructor already makes requests, with no time limit, before any can be set:
+    against a server that accepts connections and never answers (stopped, stalled) it would
+    wait forever, and a command could not even exit. So it runs on a daemon thread that is
+    left behind if the server does not answer in ``timeout_s``."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            result.append(chromadb.HttpClient(
+                host=parsed.hostname or "localhost",
+                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                ssl=parsed.scheme == "https",
+                settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
+            ))
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=connect, daemon=True, name="pixrag-chroma-connect")
+    worker.start()
+    worker.join(timeout_s)
+    if failure:
+        raise failure[0]
+    if not result:
+        raise StoreUnavailable(f"the vector store at {url} is not responding (connecting: "
+                               f"no answer within {timeout_s:g} s)")
+    client = result[0]
+    _set_timeouts(client, timeout_s)
+    return client
+
+
 def _client(url: str, path: Path, timeout_s: float) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     try:
         if url:
-            parsed = urlparse(url if "://" in url else f"http://{url}")
-            client = chromadb.HttpClient(
-                host=parsed.hostname or "localhost",
-                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https",
-                settings=chroma_settings,
-            )
-            _set_timeouts(client, timeout_s)
-            return client
+            return http_client(url, timeout_s)
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except StoreError:
+        raise
     except Exception as exc:  # chromadb raises assorted types for connection problems
         where = url or str(path)
         if url and _is_unavailable(exc):
@@ -325,15 +357,20 @@ class VectorStore:
         for the client, one for its admin client; each HttpClient gets systems of its own, so
         nothing else uses them): close them, or their sockets leak (ResourceWarning)."""
         client, self._cols = self._client, {}
-        sessions = [getattr(getattr(c, "_server", None), "_session", None)
-                    for c in (client, getattr(client, "_admin_client", None)) if c is not None]
-        try:
-            client.close()  # refcounted: an embedded store shared in this process stays open
-            for session in sessions:
-                if session is not None:
-                    session.close()
-        except Exception as exc:  # closing must never mask the error that ended the run
-            log.debug("closing the Chroma client failed: %s", exc)
+        close_client(client)
+
+
+def close_client(client: Any) -> None:
+    """Close a chromadb client and its HTTP sessions."""
+    sessions = [getattr(getattr(c, "_server", None), "_session", None)
+                for c in (client, getattr(client, "_admin_client", None)) if c is not None]
+    try:
+        client.close()  # refcounted: an embedded store shared in this process stays open
+        for session in sessions:
+            if session is not None:
+                session.close()
+    except Exception as exc:  # closing must never mask the error that ended the run
+        log.debug("closing the Chroma client failed: %s", exc)
 
 
 def _records(res: Mapping[str, Any], documents: bool, vectors: bool) -> list[VectorRecord]:

@@ -82,6 +82,26 @@ async def test_a_frozen_chroma_server_is_an_error_not_a_hang(tmp_path: Path, tin
         os.kill(own_chroma.proc.pid, signal.SIGCONT)
 
 
+def test_a_chroma_server_frozen_before_start_is_an_error_not_a_hang(
+        tmp_path: Path, tiny_clip: Path, frozen_endpoint: str) -> None:
+    # chromadb's client asks the server things while it is being built, before any time
+    # limit can be set on it: a server that accepts and never answers must still give one
+    # error within the limit, and let the command exit.
+    from tests.cli.helpers import cli_env, json_out, run_cli
+
+    env = cli_env(tmp_path / "data", tiny_clip, PIXRAG_STORE__URL=frozen_endpoint,
+                  PIXRAG_STORE__TIMEOUT_S="2")
+    started = time.monotonic()
+    proc = run_cli(["search", "hello", "--json"], env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "vector store" in json_out(proc)["error"]
+    proc = run_cli(["health", "--skip-model", "--json"], env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    store = json_out(proc)["parts"]["store"]
+    assert not store["ok"] and "not responding" in store["detail"]
+    assert time.monotonic() - started < 40
+
+
 @pytest.mark.slow
 def test_index_stops_at_once_when_the_store_dies(tmp_path: Path, tiny_clip: Path,
                                                   own_chroma: ChromaServer) -> None:

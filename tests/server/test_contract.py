@@ -106,6 +106,18 @@ def test_catalog_find_and_prefix(catalog: Any) -> None:
                                                                              "s:item2"}
 
 
+def test_catalog_prefix_is_case_sensitive_and_literal(catalog: Any) -> None:
+    # Paths differ by case on Linux: forgetting /data/Pics/ must leave /data/pics/ alone.
+    catalog.add([row(1, source="/data/Pics/a.png"), row(2, source="/data/pics/b.png"),
+                 row(3, source="/data/back\\slash/c.png"), row(4, source="/data/backXslash/d")])
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/Pics/")] == ["s:item1"]
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/pics/")] == ["s:item2"]
+    assert catalog.find_by_source_prefix("s", "/DATA/") == []
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/back\\slash/")] == \
+        ["s:item3"]
+    assert [r.id for r in catalog.find_by_source_prefix("s", "/data/back\\")] == ["s:item3"]
+
+
 def test_catalog_all_counts_spaces(catalog: Any) -> None:
     catalog.add([row(3), row(1), row(2, kind="page", page=1), row(9, space="a"),
                  row(8, space="Z")])
@@ -187,6 +199,39 @@ def test_catalog_captions_and_feedback(catalog: Any) -> None:
                             "created"}
     assert isinstance(rows[0]["created"], float)
     assert [r["space"] for r in catalog.feedback()] == ["s", "t", "s"]
+
+
+def _copy_feedback(source: Any, target: Any) -> list[tuple[str, str]]:
+    """What ``pixrag migrate`` does with feedback, twice (a re-run); the target's feedback
+    as (user, question)."""
+    for _ in range(2):
+        target.restore("feedback", source.dump("feedback"))
+    return [(r["user"], r["question"]) for r in target.feedback()]
+
+
+def test_feedback_copied_into_a_used_catalog_keeps_its_own_once(catalog: Any,
+                                                               tmp_path: Path) -> None:
+    # migrate into a target that already holds feedback, run twice: nothing replaced (the
+    # ids of two databases collide), nothing doubled.
+    source = Catalog(tmp_path / "source.db")
+    try:
+        source.add_feedback("s", "slack", "u1", "from the source?", "up", [{"id": "x"}])
+        catalog.add_feedback("s", "discord", "u2", "the target's own?", "down", [])
+        assert sorted(_copy_feedback(source, catalog)) == [("u1", "from the source?"),
+                                                           ("u2", "the target's own?")]
+    finally:
+        source.close()
+
+
+def test_feedback_copied_from_postgres_to_sqlite_once(pg_url: str, tmp_path: Path) -> None:
+    source, target = PgCatalog(pg_url), Catalog(tmp_path / "target.db")
+    try:
+        source.add_feedback("s", "slack", "u1", "what?", "up", [{"id": "x"}])
+        assert _copy_feedback(source, target) == [("u1", "what?")]
+        assert target.feedback()[0]["sources"] == [{"id": "x"}]
+    finally:
+        source.close()
+        target.close()
 
 
 # keyword ------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ migrations, a dead or slow server, and ranking agreement with SQLite FTS5."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 import tempfile
 import threading
 import time
@@ -223,6 +225,95 @@ def test_a_stopped_server_fails_fast_and_a_restarted_one_is_used_again() -> None
         stop_postgres(server)
         import shutil
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class FreezableProxy:
+    """A TCP front for the real server that can stop passing bytes while keeping every
+    connection open: from the client's side, a server that was stopped (SIGSTOP) or stalls,
+    whose kernel still acknowledges packets."""
+
+    def __init__(self, unix_path: str) -> None:
+        self.frozen = threading.Event()
+        self._target = unix_path
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self._target)
+            self._sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)  # hold the bytes, answer nothing, close nothing
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.frozen.clear()
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def test_a_frozen_server_is_an_error_not_a_hang(pg_url: str) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(pg_url)
+    proxy = FreezableProxy(f"{info['host']}/.s.PGSQL.{info.get('port') or 5432}")
+    url = (f"postgresql://{info.get('user') or 'postgres'}@127.0.0.1:{proxy.port}/"
+           f"{info['dbname']}")
+    cat = PgCatalog(url, statement_timeout_s=1, connect_timeout_s=2)
+    try:
+        cat.add([_row(1, "h")])
+        proxy.frozen.set()
+        for call in (lambda: cat.get("s", ["s:0001"]), lambda: cat.add([_row(2, "h")])):
+            outcome: list[BaseException | None] = []
+
+            def run(call: Any = call, outcome: list[BaseException | None] = outcome) -> None:
+                try:
+                    call()
+                    outcome.append(None)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            worker = threading.Thread(target=run, daemon=True)
+            started = time.monotonic()
+            worker.start()
+            worker.join(timeout=30)
+            assert not worker.is_alive(), "a frozen server made the call wait forever"
+            assert time.monotonic() - started < 15
+            assert isinstance(outcome[0], StoreUnavailable), outcome
+            assert "PostgreSQL" in str(outcome[0])
+        proxy.frozen.clear()
+        deadline = time.monotonic() + 30
+        while True:  # the pool replaces the connections it cut off
+            try:
+                cat.add([_row(3, "h")])
+                break
+            except StoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert set(cat.get("s", ["s:0001", "s:0002", "s:0003"])) == {"s:0001", "s:0003"}
+    finally:
+        proxy.close()
+        cat.close()
 
 
 def test_closed_store_raises_store_error(pg_url: str) -> None:

@@ -4,10 +4,7 @@ writes, and a dead, frozen or misconfigured endpoint."""
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -114,33 +111,6 @@ def test_dead_endpoint_is_unavailable_quickly(aws_env: dict[str, str], tmp_path:
         S3BlobStore("s3://bucket/p", tmp_path, endpoint_url=f"http://127.0.0.1:{free_port()}",
                     connect_timeout_s=1)
     assert time.monotonic() - started < 10
-
-
-@pytest.fixture
-def frozen_endpoint() -> Iterator[str]:
-    """A server that accepts connections and never answers."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=5)
-    for s in held:
-        s.close()
-    srv.close()
 
 
 def test_frozen_endpoint_times_out(frozen_endpoint: str, aws_env: dict[str, str],
