@@ -231,6 +231,9 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.command == "index" and not args.paths and not args.recaption:
         parser.error("index: the following arguments are required: PATH")
+    if args.command == "ask" and not " ".join(args.question).strip() and args.image is None:
+        # A usage error at once, rather than an error after the models have loaded.
+        parser.error("ask: give a QUESTION, or an image to ask about with --image FILE")
     settings: Settings | None = None
     if args.command == "health":
         # A health check never downloads: a model that is not here is a failed check.
