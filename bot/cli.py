@@ -30,6 +30,9 @@ log = logging.getLogger("pixrag")
 #: How often the one-line progress is printed when stderr is not a terminal (CI, docker logs).
 PROGRESS_EVERY_S = 5.0
 K_RANGE = (1, 100)
+#: What finishes text left queued: `index` needs a PATH, and any run, even of files already
+#: indexed (only counted then), reads the whole queue.
+FINISH_TEXT = "`pixrag index PATH` (any file or folder, e.g. one already indexed)"
 
 
 def _k_value(text: str) -> int:
@@ -228,6 +231,9 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.command == "index" and not args.paths and not args.recaption:
         parser.error("index: the following arguments are required: PATH")
+    if args.command == "ask" and not " ".join(args.question).strip() and args.image is None:
+        # A usage error at once, rather than an error after the models have loaded.
+        parser.error("ask: give a QUESTION, or an image to ask about with --image FILE")
     settings: Settings | None = None
     if args.command == "health":
         # A health check never downloads: a model that is not here is a failed check.
@@ -370,7 +376,7 @@ async def _say_if_empty(svc: Any, settings: Settings, space: str) -> None:
     if stats.items:
         if stats.waiting_for_text:
             _say(f"{stats.waiting_for_text} item(s) of space {space!r} are still waiting for "
-                 "their text (OCR, passages): `pixrag index` finishes them")
+                 f"their text (OCR, passages): {FINISH_TEXT} finishes them")
         return
     others = ", ".join(sorted(n for n, c in stats.spaces.items() if c and n != space))
     if others:
@@ -434,7 +440,7 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
             print(f"store: {stats.store}")
             if stats.waiting_for_text:
                 print(f"waiting for text (OCR, passages): {stats.waiting_for_text} "
-                      "(findable by image already; the next `pixrag index` or a running bot "
+                      f"(findable by image already; {FINISH_TEXT} or a running bot "
                       "finishes them)")
             if stats.without_caption:
                 print(f"without a caption: {stats.without_caption} "

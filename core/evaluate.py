@@ -34,11 +34,26 @@ def load_queries(path: Path) -> list[dict[str, Any]]:
         raise UnsupportedInput(str(path), f"not valid JSON ({exc})") from exc
     if not isinstance(data, list):
         raise UnsupportedInput(str(path), "expected a JSON list of queries")
+    if not data:
+        raise UnsupportedInput(str(path), "no queries: the list is empty")
     for n, q in enumerate(data, 1):
         if not isinstance(q, dict) or ("query" in q) == ("query_image" in q) or "target" not in q:
             raise UnsupportedInput(str(path), f"entry {n}: needs \"target\" and exactly one of "
                                    "\"query\" or \"query_image\"")
+        # A label of the wrong type would never match and only lower the scores: say so.
+        key = "query" if "query" in q else "query_image"
+        if not _name(q[key]):
+            raise UnsupportedInput(str(path), f"entry {n}: \"{key}\" must be non-empty text")
+        target = q["target"]
+        names = target if isinstance(target, list) else [target]
+        if not names or not all(_name(t) for t in names):
+            raise UnsupportedInput(str(path), f"entry {n}: \"target\" must be a file name or "
+                                   "a non-empty list of file names")
     return data
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _targets(target: Any) -> set[str]:
@@ -140,15 +155,24 @@ def by_kind(queries: list[dict[str, Any]], per_query: list[dict[str, Any]]
             for kind in sorted(set(kinds))}
 
 
-def _select(queries: list[dict[str, Any]], split: str | None) -> list[dict[str, Any]]:
-    return queries if split is None else [q for q in queries if q.get("split") == split]
+def _select(queries: list[dict[str, Any]], split: str | None, path: Path
+            ) -> list[dict[str, Any]]:
+    if split is None:
+        return queries
+    chosen = [q for q in queries if q.get("split") == split]
+    if not chosen:  # a typo in --split must not read as a recall of 0
+        splits = sorted({str(q["split"]) for q in queries if "split" in q})
+        raise UnsupportedInput(str(path), f"no entry has \"split\": {json.dumps(split)} ("
+                               + (f"the splits are: {', '.join(splits)})" if splits
+                                  else "no entry has a \"split\")"))
+    return chosen
 
 
 async def run_eval(service: PixRAG, scope: Scope, path: Path, *, k: int = 10,
                    split: str | None = None, with_kinds: bool = False) -> dict[str, Any]:
     """``{"n", "recall@1", "recall@5", "mrr", "per_query"}`` (the documented ``--json``
     shape), plus ``"by_kind"`` scores when ``with_kinds``."""
-    queries = _select(load_queries(path), split)
+    queries = _select(load_queries(path), split, path)
     await _warn_other_paths(service, scope.space, path, queries)
     per_query = await _rank_all(service, scope, path, queries, max(k, 5), None)
     out = {**_scores(per_query), "per_query": per_query}
@@ -161,7 +185,7 @@ async def compare(service: PixRAG, scope: Scope, path: Path, specs: list[str], *
                   k: int = 10, split: str | None = None) -> dict[str, Any]:
     """The same queries under several retrieval configurations, in one process over one
     index: ``{"configs": [{"name", "settings", "n", "recall@1", ..., "by_kind"}]}``."""
-    queries = _select(load_queries(path), split)
+    queries = _select(load_queries(path), split, path)
     base = service.settings.retrieval
     configs = [parse_config(s, base) for s in (specs or DEFAULT_COMPARE)]
     await _warn_other_paths(service, scope.space, path, queries)

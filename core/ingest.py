@@ -38,7 +38,15 @@ from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
 from core.media import neardup
 from core.media.chunking import split_document, split_passages
-from core.media.imageio import Limits, decode_text, load_image, sniff, to_jpeg
+from core.media.imageio import (
+    IMAGE_EXTS,
+    TEXT_EXTS,
+    Limits,
+    decode_text,
+    load_image,
+    sniff,
+    to_jpeg,
+)
 from core.media.pdf import BadPage, page_count, render_pages
 from core.types import (
     Failed,
@@ -53,9 +61,9 @@ from core.types import (
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif",
-              ".heic", ".heif", ".avif", ".ico", ".svg"}
-DOC_EXTS = {".pdf", ".txt", ".md", ".markdown", ".rst", ".text"}
+#: What a folder walk picks up: the names ``sniff`` accepts when a file is named directly,
+#: so a file is never "unsupported" in a folder and indexed on its own.
+FOLDER_EXTS = IMAGE_EXTS | TEXT_EXTS | {".pdf"}
 WORK_SIDE = 2048  # decode big photos at most this large: enough for OCR, CLIP and thumbnails
 LIGHT_SIDE = 640  # ... and this large when phase 1 needs only CLIP and the thumbnail
 PDF_BATCH = 4  # pages rendered at once: bounds memory for 1000-page PDFs
@@ -133,7 +141,7 @@ def discover(paths: Sequence[Path], own: Sequence[Path] = (),
                     fp = Path(root) / f
                     if f.startswith("."):
                         continue
-                    if fp.suffix.lower() not in IMAGE_EXTS | DOC_EXTS:
+                    if fp.suffix.lower() not in FOLDER_EXTS:
                         kind = fp.suffix or "no extension"
                         skipped.append(Skipped(display_text(str(fp)),
                                                f"unsupported file type ({kind})"))

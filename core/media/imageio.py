@@ -26,6 +26,7 @@ import numpy as np
 from PIL import (
     BmpImagePlugin,
     GifImagePlugin,
+    IcoImagePlugin,
     Image,
     ImageFile,
     JpegImagePlugin,
@@ -90,6 +91,8 @@ _OPENERS: dict[str, Callable[[io.BytesIO], ImageFile.ImageFile]] = {
     "BMP": lambda fp: BmpImagePlugin.BmpImageFile(fp),
     "TIFF": lambda fp: TiffImagePlugin.TiffImageFile(fp),
     "WEBP": lambda fp: WebPImagePlugin.WebPImageFile(fp),
+    # Icons (favicons, app icons) hold several sizes; Pillow opens the largest.
+    "ICO": lambda fp: IcoImagePlugin.IcoImageFile(fp),
 }
 try:  # AVIF support arrived in Pillow 11.2; older Pillows just report it unsupported.
     from PIL import AvifImagePlugin
@@ -118,6 +121,9 @@ def _image_format(data: bytes) -> str | None:
         return "TIFF"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
+    # Four bytes are a weak signature: also ask for at least one icon and its 16-byte entry.
+    if data[:4] == b"\x00\x00\x01\x00" and data[4:6] != b"\x00\x00" and len(data) >= 22:
+        return "ICO"
     if data[4:8] == b"ftyp":
         brand = data[8:12]
         if brand in (b"avif", b"avis"):
@@ -300,6 +306,34 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
+def _check_size(w: int, h: int, name: str, limits: Limits) -> None:
+    if w * h > limits.max_pixels:
+        raise UnsupportedImage(
+            name, f"image is {w}x{h} pixels, limit is {_fmt_int(limits.max_pixels)}")
+    if max(w, h) > limits.max_side:
+        raise UnsupportedImage(
+            name, f"image is {w}x{h} pixels, the longest side limit is {_fmt_int(limits.max_side)}")
+
+
+def _ico_sizes(data: bytes) -> list[tuple[int, int]]:
+    """The real sizes of an icon's images: a PNG entry's from its IHDR, a bitmap entry's from
+    its DIB header (whose height counts the mask too); broken entries are left to Pillow."""
+    sizes = []
+    count = struct.unpack_from("<H", data, 4)[0]
+    for i in range(count):
+        entry = 6 + 16 * i
+        if entry + 16 > len(data):
+            break
+        offset = struct.unpack_from("<I", data, entry + 12)[0]
+        head = data[offset : offset + 24]
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 24:
+            sizes.append(struct.unpack(">II", head[16:24]))
+        elif len(head) >= 12:
+            w, h = struct.unpack("<ii", head[4:12])
+            sizes.append((abs(w), abs(h) // 2))
+    return sizes
+
+
 def load_image(
     data: bytes, name: str, limits: Limits, *, max_side: int | None = 4096
 ) -> Decoded:
@@ -313,6 +347,11 @@ def load_image(
             name, f"file is {len(data) / 1e6:.1f} MB, limit is {limits.max_bytes / 1e6:.1f} MB")
     if not data:
         raise UnsupportedImage(name, "empty file")
+    if _image_format(data) == "ICO":
+        # Pillow decodes an icon as it opens it, at the size its images really have, which
+        # the icon's own directory need not tell: check those before anything is decoded.
+        for w, h in _ico_sizes(data):
+            _check_size(w, h, name, limits)
     im = _open(data, name)
     try:
         return _decode(im, data, name, limits, max_side)
@@ -325,12 +364,7 @@ def _decode(
 ) -> Decoded:
     fmt = im.format or _image_format(data) or "?"
     w, h = im.size
-    if w * h > limits.max_pixels:
-        raise UnsupportedImage(
-            name, f"image is {w}x{h} pixels, limit is {_fmt_int(limits.max_pixels)}")
-    if max(w, h) > limits.max_side:
-        raise UnsupportedImage(
-            name, f"image is {w}x{h} pixels, the longest side limit is {_fmt_int(limits.max_side)}")
+    _check_size(w, h, name, limits)
     try:
         if max_side is not None and fmt == "JPEG" and max(w, h) > max_side:
             # Ask libjpeg for a 1/2, 1/4 or 1/8 scale no smaller than the target: a 200 MP

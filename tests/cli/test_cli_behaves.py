@@ -52,6 +52,18 @@ def test_bad_arguments_are_usage_errors(argv: list[str],
     assert ("between 1 and 100" in err or "not a number" in err or "must not be empty" in err)
 
 
+@pytest.mark.parametrize("argv", [["ask"], ["ask", " "], ["ask", "-k", "3"]])
+def test_ask_without_question_or_image_is_a_usage_error(
+        argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PIXRAG_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "give a QUESTION, or an image to ask about with --image FILE" in \
+        capsys.readouterr().err
+
+
 def test_k_bounds_are_accepted() -> None:
     for k in ("1", "100"):
         assert build_parser().parse_args(["search", "x", "-k", k]).k == int(k)

@@ -298,6 +298,40 @@ def test_eval_json(env: Library, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 1 and "target" in doc["error"] and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("entries", "message"), [
+    ([], "no queries"),
+    ([{"query": 5, "target": "img0.png"}], "entry 1: \"query\" must be non-empty text"),
+    ([{"query": "x", "target": "img0.png"}, {"query": " ", "target": "img0.png"}],
+     "entry 2: \"query\" must be non-empty text"),
+    ([{"query_image": None, "target": "img0.png"}], "\"query_image\" must be non-empty"),
+    ([{"query": "x", "target": 5}], "entry 1: \"target\" must be a file name"),
+    ([{"query": "x", "target": []}], "\"target\" must be a file name"),
+    ([{"query": "x", "target": ["img0.png", {"name": "img1.png"}]}], "\"target\" must be"),
+])
+def test_eval_refuses_labels_that_could_never_match(
+        env: Library, capsys: pytest.CaptureFixture[str], entries: list[Any],
+        message: str) -> None:
+    # A label of the wrong type used to count as a miss: recall looked worse, silently.
+    path = env.root / "labels.json"
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    rc, doc, _ = cli(capsys, "eval", str(path), "--space", "proj", "--json")
+    assert rc == 1 and message in doc["error"], doc
+
+
+def test_eval_split_that_no_entry_has_is_an_error(
+        env: Library, capsys: pytest.CaptureFixture[str]) -> None:
+    path = env.root / "split.json"
+    path.write_text(json.dumps([{"query": "x", "target": "img0.png", "split": "dev"},
+                                {"query": "y", "target": "img1.png", "split": "test"}]),
+                    encoding="utf-8")
+    rc, doc, _ = cli(capsys, "eval", str(path), "--space", "proj", "--split", "tset", "--json")
+    assert rc == 1 and doc["error"].endswith(
+        'no entry has "split": "tset" (the splits are: dev, test)'), doc
+    rc, doc, _ = cli(capsys, "eval", str(path), "--space", "proj", "--split", "test",
+                     "--compare", "default", "--json")
+    assert rc == 0 and doc["configs"][0]["n"] == 1
+
+
 def test_eval_compare_and_split(env: Library, capsys: pytest.CaptureFixture[str]) -> None:
     folder = env.root / "evalset-compare"
     folder.mkdir(parents=True, exist_ok=True)

@@ -301,7 +301,10 @@ async def test_text_left_queued_is_finished_by_the_next_index_run(
     early = run_cli(["search", "0x80070005", "--json"], env, cwd=tmp_path)
     assert json_out(early)["results"] == []  # its text is not read yet; stderr says why
     assert "1 item(s) of space 'local' are still waiting for their text" in early.stderr
-    again = run_cli(["index", str(shot)], env, cwd=tmp_path)
+    # The advice is followed to the letter: the command it names works as written.
+    advice = early.stderr.split("`")[1].split()
+    assert advice[0] == "pixrag", early.stderr
+    again = run_cli([str(shot) if a == "PATH" else a for a in advice[1:]], env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "indexed 0 item(s)" in again.stdout  # nothing new: the file is already indexed
     assert "also read the text of 1 item(s) an earlier run left waiting" in again.stdout

@@ -306,3 +306,30 @@ def test_every_exif_orientation_matches_pillow(orientation: int, fmt: str) -> No
     assert d.image.size == expected.size == (d.width, d.height)
     diff = np.abs(np.asarray(d.image, dtype=int) - np.asarray(expected, dtype=int))
     assert diff.max() <= 2
+
+
+def test_icon_loads_its_largest_image_on_white() -> None:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (64, 64), (255, 0, 0, 0)).save(buf, "ICO", sizes=[(16, 16), (32, 32),
+                                                                         (64, 64)])
+    assert sniff(buf.getvalue(), "favicon.ico") == "image"
+    d = load_image(buf.getvalue(), "favicon.ico", LIMITS)
+    assert d.format == "ICO" and d.image.size == (64, 64)
+    assert d.image.getpixel((5, 5)) == (255, 255, 255)  # transparent, shown on white
+
+
+def test_icon_size_is_checked_from_its_images_before_decoding() -> None:
+    import io
+    import struct
+
+    # The icon's directory says 16x16; the PNG inside is 3000x3000. Pillow decodes an icon
+    # as it opens it, so the check must read the PNG's own header first.
+    png = io.BytesIO()
+    Image.new("RGB", (3000, 3000)).save(png, "PNG")
+    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png.getvalue()), 22)
+    ico = struct.pack("<HHH", 0, 1, 1) + entry + png.getvalue()
+    limits = Limits(max_bytes=LIMITS.max_bytes, max_pixels=1_000_000, max_side=LIMITS.max_side)
+    with pytest.raises(UnsupportedImage, match="3000x3000 pixels, limit is 1,000,000"):
+        load_image(ico, "big.ico", limits)

@@ -211,3 +211,23 @@ async def test_pdf_with_a_broken_page_keeps_its_readable_pages(
         assert svc.library.blobs.has(rows[0].file_sha)
         again = await svc.index_paths([deck], "local")
         assert again.indexed == [] and again.skipped[0].reason == "already indexed"
+
+
+def test_folder_walk_picks_up_every_file_a_direct_run_indexes(tmp_path: Path) -> None:
+    # `pixrag index notes.mdown` indexed the file, while `pixrag index notes/` skipped the
+    # same file as "unsupported file type (.mdown)".
+    from core.ingest import discover
+    from core.media.imageio import sniff
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    files = {"plan.mdown": b"# Plan\nship it", "prices.csv": b"tier,eur\nteam,99\n",
+             "table.tsv": b"a\tb\n", "deploy.log": b"error: port 8080 in use\n",
+             "photo.jpe": noise_bytes(1, fmt="JPEG")}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        assert sniff(data, name) in ("text", "image")  # what naming the file directly does
+    (folder / "script.py").write_bytes(b"print('hi')\n")
+    jobs, skipped, failed = discover([folder])
+    assert sorted(j.name for j in jobs) == sorted(files)
+    assert [Path(s.source).name for s in skipped] == ["script.py"] and not failed
