@@ -84,9 +84,11 @@ class PixragCommands(commands.Cog):
 
     # -- index / forget
 
-    @app_commands.command(name="index", description="Add images or PDFs to this server's index")
+    @app_commands.command(
+        name="index", description="Add images, PDFs or text documents to this server's index"
+    )
     @app_commands.describe(
-        file1="An image or PDF",
+        file1="An image, PDF or text document",
         file2="Another one",
         file3="Another one",
         file4="Another one",
@@ -111,7 +113,7 @@ class PixragCommands(commands.Cog):
             raise Refused(messages.NO_ATTACHMENTS)
         for f in files:
             if not convert.is_indexable(f):
-                raise Refused(messages.NOT_AN_IMAGE.format(name=code(f.filename)))
+                raise Refused(messages.NOT_INDEXABLE.format(name=code(f.filename)))
         convert.check_attachments(files, deps.settings.discord)
         await interaction.response.defer(ephemeral=True, thinking=True)
         linked = await replies.fetch_linked(interaction, message_link) if message_link else None
@@ -148,7 +150,9 @@ class PixragCommands(commands.Cog):
 
     # -- /pixrag autoindex | stats
 
-    @pixrag.command(name="autoindex", description="Index images and PDFs posted in this channel")
+    @pixrag.command(
+        name="autoindex", description="Index images, PDFs and text documents posted in this channel"
+    )
     @app_commands.describe(state="on: index new posts here; off: stop")
     @app_commands.guild_only()
     async def autoindex(
@@ -173,7 +177,9 @@ class PixragCommands(commands.Cog):
             text = messages.AUTOINDEX_OFF.format(channel=mention)
         await interaction.response.send_message(text, ephemeral=True)
 
-    @pixrag.command(name="backfill", description="Index the images and PDFs already posted")
+    @pixrag.command(
+        name="backfill", description="Index the images, PDFs and text documents already posted"
+    )
     @app_commands.describe(channel="The channel (default: this one)", since="e.g. 2024-05-31")
     @app_commands.guild_only()
     async def backfill(

@@ -21,6 +21,7 @@ from bot.discord import messages
 from bot.discord.markdown import code
 from core.config import DiscordSettings
 from core.errors import PixragError
+from core.media.imageio import TEXT_EXTS
 from core.types import Origin, Scope
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,11 @@ ALLOWED_CDN_PREFIXES: tuple[str, ...] = (
 )
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-DOC_EXTS = (".pdf",)
+#: PDFs and the text documents core reads (notes, Markdown, CSV, logs; Discord also turns a
+#: long pasted message into ``message.txt``).
+DOC_EXTS = (".pdf", *sorted(TEXT_EXTS))
+_DOC_TYPES = ("application/pdf", "text/plain", "text/markdown", "text/x-markdown", "text/csv",
+              "text/tab-separated-values")
 
 _LINK = re.compile(
     r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(\d+|@me)/(\d+)/(\d+)/?$"
@@ -138,9 +143,9 @@ def parse_link(text: str) -> MessageLink:
 
 
 def is_indexable(attachment: discord.Attachment) -> bool:
-    """Images and PDFs (by content type, else by file name)."""
+    """Images, PDFs and text documents (by content type, else by file name)."""
     ctype = (attachment.content_type or "").split(";")[0].strip().lower()
-    if ctype.startswith("image/") or ctype == "application/pdf":
+    if ctype.startswith("image/") or ctype in _DOC_TYPES:
         return True
     return attachment.filename.lower().endswith(IMAGE_EXTS + DOC_EXTS)
 

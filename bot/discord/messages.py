@@ -11,10 +11,15 @@ NO_RESULTS = (
 )
 NO_SOURCES_ANSWER = "I found nothing indexed here that answers this."
 NOT_AN_IMAGE = "{name} is not an image. Attach a PNG, JPEG, WebP or GIF."
-NO_ATTACHMENTS = (
-    "Attach at least one image or PDF to `/index`, or give a link to a message that has some."
+NOT_INDEXABLE = (
+    "{name} is not a file I can index. Attach images, PDFs or text documents (.txt, .md, .csv)."
 )
-MESSAGE_HAS_NO_IMAGES = "That message has no images or PDFs I can use."
+NO_ATTACHMENTS = (
+    "Attach at least one image, PDF or text document to `/index`, or give a link to a message "
+    "that has some."
+)
+MESSAGE_HAS_NO_IMAGES = "That message has no images, PDFs or text documents I can use."
+MESSAGE_HAS_NO_QUERY_IMAGE = "That message has no image to search with."
 TOO_LARGE = "{name} is {size:.1f} MB; the limit here is {limit:g} MB. Try a smaller file."
 TOO_MANY = "At most {limit} attachments at a time, please (you gave {count})."
 NOT_DISCORD_URL = "I only fetch files uploaded to Discord itself ({name} is hosted elsewhere)."
@@ -36,7 +41,8 @@ DM_ONLY_GUILD = "Auto-indexing is for server channels; in DMs use `/index` direc
 FORGOT = "Removed {count} item(s) from the index."
 NOTHING_TO_FORGET = "Nothing indexed here matches {ref}."
 AUTOINDEX_ON = (
-    "Auto-indexing is **on** in {channel}: images and PDFs posted here will be searchable"
+    "Auto-indexing is **on** in {channel}: images, PDFs and text documents posted here will be "
+    "searchable"
     "{privacy}. Deleting a message removes what was indexed from it."
 )
 AUTOINDEX_PRIVATE = " (only from this channel, because it is private)"

@@ -62,7 +62,7 @@ def report_text(report: IndexReport) -> str:
 def query_image(attachments: list[discord.Attachment]) -> discord.Attachment:
     images = [a for a in attachments if convert.is_image(a)]
     if not images:
-        raise Refused(messages.MESSAGE_HAS_NO_IMAGES)
+        raise Refused(messages.MESSAGE_HAS_NO_QUERY_IMAGE)
     return images[0]
 
 

@@ -116,15 +116,15 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
     cid = int(design["id"])
     space = f"discord:{gid}"
     history = seed_history(fake, cid, gid, 240, 8)  # 30 images over 6 pages of 40
-    # What live auto-indexing would not take either: a bot's image, a text file.
+    # What live auto-indexing would not take either: a bot's image, a sound file.
     late = START + timedelta(hours=300)
     bot_image = image_message(fake, cid, gid, late, 900, author=BOT_ID)
     bot_image["author"]["bot"] = True
-    text_file = image_message(fake, cid, gid, late + timedelta(minutes=1), 901,
-                              name="notes.txt", ctype="text/plain")
+    sound_file = image_message(fake, cid, gid, late + timedelta(minutes=1), 901,
+                              name="song.mp3", ctype="audio/mpeg")
     too_big = image_message(fake, cid, gid, late + timedelta(minutes=2), 902,
                             name="huge.png", size=200 * 1024 * 1024)
-    fake.history[cid] += [bot_image, text_file, too_big]
+    fake.history[cid] += [bot_image, sound_file, too_big]
     design["last_message_id"] = too_big["id"]  # the progress estimate reads it
     active = thread(fake, gid, cid, archived=False)
     archived = thread(fake, gid, cid, archived=True)
@@ -184,7 +184,7 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
     again = {path.split("/")[-1] for path in fake.cdn_hits[hits_before:]}
     names = {a["id"]: a["filename"] for m in history for a in m["attachments"]}
     assert not again & {names[a] for a in first_run if a in names}
-    assert "notes.txt" not in again and "shot-900.png" not in again  # never fetched
+    assert "song.mp3" not in again and "shot-900.png" not in again  # never fetched
     assert "huge.png" not in again  # refused from its metadata, before any download
 
     assert final["components"] == []  # no Cancel button on a finished run

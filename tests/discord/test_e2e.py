@@ -93,6 +93,28 @@ async def _count(h, space: str, n: int) -> bool:
     return (await h.service.stats(space)).items == n
 
 
+async def test_text_documents_posted_in_chat_are_indexed(h) -> None:
+    # A long message pasted into Discord becomes message.txt; notes arrive as .md or .csv.
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    await autoindex(h, gid, ch)
+    atts = []
+    for name, ctype in (("notes.md", "text/markdown; charset=utf-8"),
+                        ("message.txt", "text/plain; charset=utf-8")):
+        text = f"# {name}\n\nRotate the zebracorn credentials every Tuesday.\n".encode()
+        atts.append(P.attachment(h.fake.add_cdn(name, text), name, len(text), ctype))
+    msg = P.message(P.next_id(), int(ch["id"]), gid, 7, atts)
+    start = len(h.fake.requests)
+    await h.fake.dispatch("MESSAGE_CREATE", msg)
+    await h.fake.wait_for(
+        lambda r: r.method == "PUT" and f"/messages/{msg['id']}/reactions/" in r.path, start=start
+    )
+    await h.service.wait_enriched()
+    hits = await h.service.search("zebracorn credentials", _scope(gid, ch["id"]))
+    assert {hit.origin.attachment for hit in hits} >= {a["id"] for a in atts}
+
+
 async def test_private_channel_items_stay_in_their_channel(h) -> None:
     gid = P.next_id()
     public = P.channel(P.next_id(), gid, name="general")
