@@ -22,8 +22,9 @@ USER_SUBTYPES = (None, "file_share", "thread_broadcast")
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff")
 _PDF = "application/pdf"
-_DOC_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
-_DOC_FILETYPES = {"text", "markdown", "md", "txt"}
+_DOC_TYPES = ("text/plain", "text/markdown", "text/x-markdown", "text/csv",
+              "text/tab-separated-values")
+_DOC_FILETYPES = {"text", "markdown", "md", "txt", "csv", "tsv"}
 
 
 def space_for(team_id: str) -> str:

@@ -235,7 +235,8 @@ def index_modal(channel: str, private: bool) -> dict[str, Any]:
                 "element": {
                     "type": "file_input",
                     "action_id": INDEX_ACTION,
-                    "filetypes": ["png", "jpg", "jpeg", "gif", "webp", "pdf", "txt", "md"],
+                    "filetypes": ["png", "jpg", "jpeg", "gif", "webp", "pdf", "txt", "md", "csv",
+                                  "tsv"],
                     "max_files": 10,
                 },
             },

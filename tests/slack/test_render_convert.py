@@ -110,9 +110,10 @@ def test_file_selection():
         {"id": "F3", "mimetype": "text/markdown", "filetype": "markdown", "name": "c.md"},
         {"id": "F4", "mimetype": "video/mp4", "name": "d.mp4"},
         {"id": "F5", "mimetype": "image/png", "mode": "tombstone"},
+        {"id": "F6", "mimetype": "text/csv", "filetype": "csv", "name": "e.csv"},
     ]
     assert [f["id"] for f in convert.query_files(files)] == ["F1", "F2"]
-    assert [f["id"] for f in convert.indexable_files(files)] == ["F1", "F2", "F3"]
+    assert [f["id"] for f in convert.indexable_files(files)] == ["F1", "F2", "F3", "F6"]
 
 
 def test_html_sniffing():
