@@ -224,12 +224,14 @@ class PixRAG:
         safe = display_text(ref)  # names are stored in their display form
         rows = list((await lib.rows(view, [safe])).values()) or await lib.find(view, source=safe)
         # Paths are the operator's: a chat user (a scope) cannot probe the host's files.
-        if not rows and scope is None and await self.c.run(
-                self.c.pools.decode, os.path.exists, ref):
-            resolved = display_text(str(Path(ref).resolve()))
+        if not rows and scope is None and ref.strip():
+            # Relative and ~ paths name what they named when indexed, also once the file or
+            # folder is gone from disk: removing deleted files is what forget is often for.
+            resolved = display_text(str(await self.c.run(
+                self.c.pools.decode, lambda: Path(ref).expanduser().resolve())))
             rows = await lib.find(view, source=resolved)
-            if not rows and await self.c.run(self.c.pools.decode, os.path.isdir, ref):
-                # a folder: everything indexed from under it
+            if not rows and not await self.c.run(self.c.pools.decode, os.path.isfile, ref):
+                # a folder (or what was one): everything indexed from under it
                 rows = await lib.find_prefix(view, resolved.rstrip(os.sep) + os.sep)
         if not rows:
             raise NotFound(f"nothing indexed in space {space!r} matches {safe!r}")

@@ -195,3 +195,26 @@ async def test_forget_origin_narrowed_by_channel(svc: PixRAG) -> None:
     by_channel = {i.source.rsplit("/", 1)[1]: i.id for i in rep.indexed}
     assert await svc.forget_origin("T", message="1700.1", channel="C2") == [by_channel["F5"]]
     assert {r.id for r in svc.library.catalog.all("T")} == {by_channel["F4"]}
+
+
+async def test_forget_finds_deleted_files_and_folders_by_relative_path(
+        svc: PixRAG, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Removing what was deleted from disk is what forget is often for: a relative path must
+    # still name it, file or folder, once it is gone.
+    pics = tmp_path / "pics"
+    (pics / "old").mkdir(parents=True)
+    for n, rel in enumerate(("keep.png", "gone.png", "old/a.png", "old/b.png")):
+        (pics / rel).write_bytes(noise_bytes(n + 1))
+    report = await svc.index_paths([pics], "local")
+    assert len(report.indexed) == 4
+    monkeypatch.chdir(tmp_path)
+    (pics / "gone.png").unlink()
+    for f in (pics / "old").iterdir():
+        f.unlink()
+    (pics / "old").rmdir()
+
+    assert len(await svc.forget("local", "pics/gone.png")) == 1
+    assert len(await svc.forget("local", "pics/old")) == 2
+    assert (await svc.stats("local")).items == 1
+    with pytest.raises(PixragError, match="matches"):
+        await svc.forget("local", "pics/never-was.png")
