@@ -69,32 +69,42 @@ async def _copy(src: Library, dst: Library, progress: Progress | None) -> dict[s
             await dst.write("copying thumbnails", dst.blobs.put_thumbnail, r.id, thumb)
         tell("thumbnails", n, len(visual))
 
-    # 2. vectors, with their documents and metadata, under the same ids.
+    # 2. vectors, with their documents and metadata, under the same ids; a page at a time, so
+    # an index of millions of vectors is copied in bounded memory.
     s_store = await src.vectors()
     d_store = await dst.vectors()
     vector_counts: dict[str, tuple[int, int]] = {}
     for channel in CHANNELS:
-        records = await src.read("reading vectors", lambda ch=channel: s_store.records(
-            ch, documents=True, vectors=True))
-        for start in range(0, len(records), BATCH):
-            part = records[start:start + BATCH]
+        total = await src.read("counting vectors", s_store.count, channel)
+        dim = 0
+        for start in range(0, total, BATCH):
+            part = await src.read("reading vectors", lambda ch=channel, at=start: (
+                s_store.records_page(ch, at, BATCH, documents=ch == "text", vectors=True)))
+            if not part:
+                break
             documents = [r.document or "" for r in part] if channel == "text" else None
             await dst.write("copying vectors", lambda p=part, d=documents, ch=channel:
                             d_store.upsert(ch, [r.id for r in p],
                                            np.stack([r.vector for r in p]),
                                            [dict(r.metadata) for r in p], documents=d))
-            tell(f"{channel} vectors", min(start + BATCH, len(records)), len(records))
-        if records:
-            dim = int(records[0].vector.shape[0]) if records[0].vector is not None else 0
+            dim = dim or (int(part[0].vector.shape[0]) if part[0].vector is not None else 0)
+            tell(f"{channel} vectors", min(start + len(part), total), total)
+        if total:
             await dst.write("recording models", _record, dst, channel, dim)
-        vector_counts[channel] = (len(records), await dst.read(
-            "counting vectors", d_store.count, channel))
+        vector_counts[channel] = (total, await dst.read("counting vectors", d_store.count,
+                                                        channel))
 
-    # 3. keyword passages.
-    docs = await src.read("reading keyword rows", src.keyword.docs)
-    for start in range(0, len(docs), BATCH):
-        await dst.write("copying keyword rows", dst.keyword.add, docs[start:start + BATCH])
-        tell("keyword rows", min(start + BATCH, len(docs)), len(docs))
+    # 3. keyword passages, a page at a time.
+    n_docs, after = 0, 0
+    while True:
+        page = await src.read("reading keyword rows", lambda a=after: src.keyword.docs(
+            after=a, limit=BATCH))
+        if not page:
+            break
+        after = page[-1][0]
+        n_docs += len(page)
+        await dst.write("copying keyword rows", dst.keyword.add, [d for _, d in page])
+        tell("keyword rows", n_docs, n_docs)
 
     # 4. catalog rows (the commit marker), then the small state.
     for start in range(0, len(rows), BATCH):
@@ -111,13 +121,13 @@ async def _copy(src: Library, dst: Library, progress: Progress | None) -> dict[s
     missing_blobs = [s for s in shas if not await dst.read("checking blobs", dst.blobs.has, s)]
     ok = (all(d_items.get(sp, 0) >= n for sp, n in s_items.items())
           and all(d >= s for s, d in vector_counts.values())
-          and d_keyword >= len(docs) and not missing_blobs)
+          and d_keyword >= n_docs and not missing_blobs)
     return {
         "ok": ok,
         "items": {"source": sum(s_items.values()), "target": sum(d_items.values())},
         "spaces": {"source": s_items, "target": d_items},
         "vectors": {ch: {"source": s, "target": d} for ch, (s, d) in vector_counts.items()},
-        "keyword_rows": {"source": len(docs), "target": d_keyword},
+        "keyword_rows": {"source": n_docs, "target": d_keyword},
         "originals": {"source": len(shas), "target": len(shas) - len(missing_blobs)},
     }
 

@@ -237,10 +237,12 @@ class KeywordIndex:
             rows = self._read("count", "SELECT COUNT(*) FROM docs WHERE space = ?", (space,))
         return int(rows[0][0])
 
-    def docs(self) -> list[KeywordDoc]:
-        """Every passage (for copying an index elsewhere)."""
-        return [KeywordDoc(*r) for r in self._read(
-            "list", "SELECT doc_id, item_id, space, audience, text FROM docs ORDER BY id")]
+    def docs(self, *, after: int = 0, limit: int = -1) -> list[tuple[int, KeywordDoc]]:
+        """Passages in storage order with their row numbers, those after row ``after``, at most
+        ``limit`` (for copying an index elsewhere a page at a time)."""
+        return [(r[0], KeywordDoc(*r[1:])) for r in self._read(
+            "list", "SELECT id, doc_id, item_id, space, audience, text FROM docs WHERE id > ? "
+            "ORDER BY id LIMIT ?", (after, limit))]
 
     def item_ids(self) -> set[str]:
         """Every item that has at least one passage."""

@@ -297,10 +297,11 @@ class PgKeywordIndex:
         return {r[0] for r in self._db.fetch("keyword list",
                                              "SELECT DISTINCT item_id FROM keyword_docs")}
 
-    def docs(self) -> list[KeywordDoc]:
-        return [KeywordDoc(*r) for r in self._db.fetch(
-            "keyword list", "SELECT doc_id, item_id, space, audience, text FROM keyword_docs "
-            "ORDER BY id")]
+    def docs(self, *, after: int = 0, limit: int = -1) -> list[tuple[int, KeywordDoc]]:
+        """Passages in storage order with their row numbers (see the SQLite index)."""
+        return [(r[0], KeywordDoc(*r[1:])) for r in self._db.fetch(
+            "keyword list", "SELECT id, doc_id, item_id, space, audience, text FROM keyword_docs "
+            "WHERE id > %s ORDER BY id LIMIT %s", [after, None if limit < 0 else limit])]
 
     def close(self) -> None:
         if self._owns_db:

@@ -324,9 +324,21 @@ class VectorStore:
             return out
         total = int(self._guard("counting", col.count))
         for offset in range(0, total, 1000):
-            res = self._guard("reading", col.get, include=include, limit=1000, offset=offset)
-            out += _records(res, documents, vectors)
+            out += self.records_page(channel, offset, 1000, documents=documents,
+                                     vectors=vectors)
         return out
+
+    def records_page(self, channel: str, offset: int, limit: int, *, documents: bool = False,
+                     vectors: bool = False) -> list[VectorRecord]:
+        """``limit`` stored records from ``offset`` on (in storage order): a large collection
+        read a page at a time, never all of it in memory."""
+        col = self._col(channel)
+        if col is None:
+            return []
+        include = ["metadatas"] + (["documents"] if documents else []) + \
+            (["embeddings"] if vectors else [])
+        res = self._guard("reading", col.get, include=include, limit=limit, offset=offset)
+        return _records(res, documents, vectors)
 
     def delete_items(self, space: str, items: Sequence[str]) -> None:
         if not items:
