@@ -276,6 +276,34 @@ async def test_query_image_without_sources_asks_about_the_image(
     assert "Question: what is this error?" in texts(msgs[2])
 
 
+def _sideways_photo() -> bytes:
+    """A phone photo stored landscape with EXIF "rotate 90 degrees clockwise to view": red
+    on the left as stored, so on top as shown."""
+    img = Image.new("RGB", (400, 200), "white")
+    img.paste((255, 0, 0), (0, 0, 100, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+async def test_the_model_sees_images_upright_as_search_does(
+    make: Make, fake: FakeLLM, tmp_path: Any
+) -> None:
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(_sideways_photo())
+    source = Hit(id="p1", source=str(photo), kind="image", score=1.0, blob=str(photo),
+                 name="IMG_0001.jpg")
+    await collect(make("anthropic"), "what is this?", [source], query_image=photo.read_bytes())
+    shown = [Image.open(io.BytesIO(j)) for j in images(chat_messages(fake.requests[0])[-1])]
+    assert len(shown) == 2  # the source's original, the attached image
+    for img in shown:
+        assert img.size == (200, 400)
+        assert img.getpixel((100, 20))[0] > 200 > img.getpixel((100, 20))[1]  # red on top
+        assert min(img.getpixel((100, 380))) > 200  # white below
+
+
 async def test_provider_none_lists_the_sources(hits: list[Hit]) -> None:
     answerer = build_answerer(AnswerSettings(provider="none"), Secrets({"OPENAI_API_KEY": KEY}))
     _, answer = await collect(answerer, "q", hits)
