@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from core.answer import Answerer, build_answerer
+from core.answer.base import CUT_NOTE
 from core.answer.prompt import (
     MAX_SOURCE_CHARS,
     NO_SOURCES_TEXT,
@@ -124,6 +125,22 @@ async def test_deltas_stream_before_the_model_finishes(provider: str, make: Make
         rest = [item async for item in stream]
     assert rest[:2] == ["two ", "three [1]"]
     assert isinstance(rest[-1], Answer) and rest[-1].text == "one two three [1]"
+
+
+@pytest.mark.parametrize("provider", MODEL_PROVIDERS)
+async def test_a_server_ignoring_max_tokens_is_cut_off(provider: str, make: Make, fake: FakeLLM,
+                                                     hits: list[Hit], caplog: Any) -> None:
+    # A runaway local model streams on past max_tokens: the answer stops at the cap at once,
+    # without reading the rest (the server holds it until the gate opens, never here).
+    fake.script(Reply(deltas=["It is [1]. " + "ha" * 500, "more " * 10_000],
+                      gate=asyncio.Event()))
+    started = time.monotonic()
+    _, answer = await collect(make(provider, max_tokens=16), "q", hits)
+    assert time.monotonic() - started < 5
+    assert answer.status == "ok" and answer.citations == [1]
+    assert answer.text == ("It is [1]. " + "ha" * 500)[: 16 * 16] + CUT_NOTE
+    assert any("sent more text than max_tokens=16 allows: cut at 256 characters"
+               in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
