@@ -420,7 +420,7 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
             await _say_if_empty(svc, settings, space)
         return _print_hits(args, hits, _best_possible(settings, image_query=False))
     if args.command == "similar":
-        data = _read_file(args.image)
+        data = _read_file(args.image, settings)
         hits = await svc.similar(data, scope, args.k, name=args.image.name)
         if not hits:
             await _say_if_empty(svc, settings, space)
@@ -526,13 +526,12 @@ def _require_tokens(command: str, settings: Settings, secrets: Secrets) -> None:
             raise ConfigError(name, f"environment variable not set (see docs/{command.upper()}.md)")
 
 
-def _read_file(path: Path) -> bytes:
-    from core.errors import UnsupportedInput
+def _read_file(path: Path, settings: Settings) -> bytes:
+    """The image to search with or ask about: a file, or a pipe (``/dev/stdin``), at most
+    ``[index] max_bytes`` of it, the limit an indexed file has."""
+    from core.ingest import read_query_file
 
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UnsupportedInput(str(path), f"cannot read file ({exc.strerror or exc})") from exc
+    return read_query_file(path, settings.index.max_bytes)
 
 
 def _progress(args: argparse.Namespace, phase: str = "files") -> Any:
@@ -720,7 +719,7 @@ def _print_hits(args: argparse.Namespace, hits: list[Hit], best: float) -> int:
 
 async def _ask(args: argparse.Namespace, settings: Settings, svc: Any, scope: Scope) -> int:
     question = " ".join(args.question)
-    image = _read_file(args.image) if args.image else None
+    image = _read_file(args.image, settings) if args.image else None
     name = args.image.name if args.image else "image"
     if args.json:
         answer = await svc.ask(question, scope, k=args.k, image=image, image_name=name)

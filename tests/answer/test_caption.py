@@ -42,6 +42,19 @@ async def test_caption_is_one_request_with_the_image(provider: str, fake: FakeLL
     assert max(Image.open(io.BytesIO(sent)).size) == 1568
 
 
+async def test_a_caption_past_max_tokens_is_cut(fake: FakeLLM, tmp_path: Path) -> None:
+    # A server that ignores max_tokens: the stored caption is not a megabyte of text.
+    fake.script(Reply(deltas=["a cat " * 200_000]))
+    captioner = build_captioner(ON, settings_for("openai-compatible", fake, max_tokens=32),
+                                secrets_for("openai-compatible"))
+    assert captioner is not None
+    try:
+        text, _ = await captioner.caption(make_image(tmp_path / "x.png", (64, 64)).read_bytes())
+    finally:
+        await captioner.aclose()
+    assert text.startswith("a cat a cat") and len(text) <= 32 * 16
+
+
 async def test_caption_outage_raises_provider_unavailable(fake: FakeLLM, tmp_path: Path
                                                           ) -> None:
     fake.default = Reply(status=503, headers={"retry-after-ms": "1"})

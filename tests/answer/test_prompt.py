@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -19,6 +21,7 @@ from core.answer.prompt import (
     source_listing,
 )
 from core.answer.retry import Failure, RetryBudget, parse_retry_after
+from core.errors import UnsupportedImage
 from core.types import Hit, Turn
 from tests.answer.conftest import make_image
 
@@ -80,6 +83,25 @@ def test_to_jpeg_downscales_and_flattens_alpha(tmp_path: Path) -> None:
     small = Image.open(io.BytesIO(to_jpeg(png.read_bytes(), 5000)))
     assert small.size == (2000, 500)  # never upscaled
     assert out.getpixel((0, 0)) == pytest.approx((255, 255, 255), abs=3)  # white, not black
+
+
+def test_to_jpeg_decodes_as_indexing_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 16-bit greyscale scan is scaled to 8 bits, not clipped to an all-white page.
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG")
+    grey = np.asarray(Image.open(io.BytesIO(to_jpeg(buf.getvalue(), 256))).convert("L"))
+    assert 100 < grey.mean() < 155
+    # Past Pillow's own bomb guard (a 200 MP phone photo; here the guard is lowered) but
+    # within [index] max_pixels: downscaled like any other, not refused.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    big = io.BytesIO()
+    Image.new("RGB", (300, 200), "white").save(big, "JPEG")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        assert Image.open(io.BytesIO(to_jpeg(big.getvalue(), 30))).size == (30, 20)
+    with pytest.raises(UnsupportedImage, match="^attached image: not an image: looks like text"):
+        to_jpeg(b"hello, world", 256, "attached image")
 
 
 def test_prepare_images_respects_max_images_and_falls_back(hits: list[Hit]) -> None:

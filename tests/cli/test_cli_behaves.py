@@ -4,10 +4,13 @@ readable search results, progress without a terminal, duplicates named, closed p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -198,6 +201,50 @@ def test_search_output_for_people(env: Path, tmp_path: Path,
     assert set(hit) == {"id", "source", "kind", "score", "page", "thumbnail", "signals"}
     assert "text" in hit["signals"]
     assert int(m.group(1)) == relevance(hit["score"], 1.0 + 0.07 + 0.3)
+
+
+def _feed_fifo(path: Path, data: bytes, total: int, sent: list[int]) -> threading.Thread:
+    """A writer on the named pipe ``path``: ``data`` over and over until ``total`` bytes are
+    written or the reader goes away; ``sent`` gets the count."""
+    os.mkfifo(path)
+
+    def write() -> None:
+        n = 0
+        with contextlib.suppress(BrokenPipeError), open(path, "wb") as f:
+            while n < total:
+                n += f.write(data[: total - n])
+        sent.append(n)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_similar_and_ask_read_a_pipe_but_never_past_the_limit(
+        env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    [img] = write_images(tmp_path / "imgs", 1)
+    assert _run(capsys, "index", str(img))[0] == 0
+    # Within the limit: `pixrag similar <(convert ...)` works like a file.
+    sent: list[int] = []
+    thread = _feed_fifo(tmp_path / "query", img.read_bytes(), img.stat().st_size, sent)
+    rc, out, err = _run(capsys, "similar", str(tmp_path / "query"), "--json")
+    thread.join(10)
+    assert rc == 0, err
+    assert json.loads(out)["results"][0]["source"] == str(img.resolve())
+    # Past it (`/dev/zero`, a runaway pipe): a clear error once the limit is read, not the
+    # whole stream in memory first.
+    monkeypatch.setenv("PIXRAG_INDEX__MAX_BYTES", "1000000")
+    for n, argv in enumerate((["similar"], ["ask", "what is this", "--image"])):
+        sent = []
+        fifo = tmp_path / f"endless{n}"
+        thread = _feed_fifo(fifo, b"\0" * 65536, 64_000_000, sent)
+        rc, out, err = _run(capsys, *argv, str(fifo), "--json")
+        thread.join(10)
+        assert rc == 1
+        assert json.loads(out) == {"error": f"{fifo}: larger than the limit of 1.0 MB "
+                                            "([index] max_bytes)"}
+        assert sent and sent[0] < 8_000_000  # the writer was cut off near the limit
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(

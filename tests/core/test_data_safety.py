@@ -13,7 +13,7 @@ import pytest
 from core.app import open_service
 from core.config import Secrets
 from core.errors import UnsupportedInput
-from core.ingest import read_limited
+from core.ingest import read_limited, read_query_file
 from core.maintenance import reindex
 from core.types import Scope, Upload
 from tests.cli.helpers import RELAXED, make_settings, noise_bytes, write_images
@@ -168,6 +168,21 @@ def test_max_bytes_is_enforced_while_reading(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedInput, match="limit"):
         read_limited(f, "big.bin", 1000)
     assert read_limited(f, "big.bin", 5000) == b"x" * 5000
+
+
+def test_a_query_file_is_read_up_to_the_limit_even_without_an_end(tmp_path: Path) -> None:
+    # `similar /dev/zero`: a device that never ends is refused once past the limit, and a
+    # stream's message does not pretend to know its size.
+    with pytest.raises(UnsupportedInput, match=r"^/dev/zero: larger than the limit of "
+                                               r"1,000 bytes \(\[index\] max_bytes\)$"):
+        read_query_file(Path("/dev/zero"), 1000)
+    f = tmp_path / "big.bin"
+    f.write_bytes(b"x" * 300_000)
+    with pytest.raises(UnsupportedInput, match=r"file is 0\.3 MB, limit is 1,000 bytes"):
+        read_query_file(f, 1000)
+    assert read_query_file(f, 300_000) == b"x" * 300_000
+    with pytest.raises(UnsupportedInput, match="cannot read file"):
+        read_query_file(tmp_path, 1000)
 
 
 async def test_check_reports_and_repairs(tmp_path: Path, tiny_clip: Path) -> None:

