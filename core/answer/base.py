@@ -269,7 +269,12 @@ class ModelAnswerer:
                     async for item in items:
                         if isinstance(item, Usage):
                             usage = item
-                        elif len(item) > room:  # the rest is not read: closing drops it
+                            continue
+                        if not chunks:
+                            # Leading blank text is held back (dropped): a reply of only
+                            # blanks is then an empty reply, retried, not shown-and-stuck.
+                            item = item.lstrip()
+                        if len(item) > room:  # the rest is not read: closing drops it
                             _log_cut(self._backend, s)
                             chunks.append(item[:room] + CUT_NOTE)
                             yield chunks[-1]

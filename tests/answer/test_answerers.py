@@ -144,6 +144,19 @@ async def test_a_server_ignoring_max_tokens_is_cut_off(provider: str, make: Make
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_blanks_before_the_answer_are_held_back(provider: str, make: Make, fake: FakeLLM,
+                                                      hits: list[Hit]) -> None:
+    # A reply of only blanks is an empty reply (the sources and the "unavailable" note, with
+    # nothing stray in front); blanks before real text are dropped, not streamed.
+    fake.script(Reply(deltas=["   ", "\n"]), Reply(deltas=["\n", " Yes [1]."]))
+    deltas, answer = await collect(make(provider), "q", hits)
+    assert answer.status == "unavailable" and answer.text.startswith(UNAVAILABLE_TEXT)
+    assert "".join(deltas) == answer.text
+    deltas, answer = await collect(make(provider), "q", hits)
+    assert answer.status == "ok" and answer.text == "Yes [1]." == "".join(deltas)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
 async def test_rate_limit_then_success(provider: str, make: Make, fake: FakeLLM,
                                        hits: list[Hit]) -> None:
     fake.script(Reply(status=429, headers={"retry-after-ms": "150"}))
