@@ -199,9 +199,11 @@ class PixRAG:
         if not question and image is None:
             raise UnsupportedInput("question", "empty question")
         kk = self._k(k)
+        image_text = ""
         with self.gate.query():
             if image is not None:
-                hits, _ocr = await self._retriever.search_image(image, image_name, scope, kk)
+                hits, image_text = await self._retriever.search_image(image, image_name, scope,
+                                                                      kk)
                 if question:
                     # The question's own words also retrieve ("which slide covers pricing?")
                     more = await self._retriever.search_text(question, scope, kk)
@@ -209,7 +211,8 @@ class PixRAG:
             else:
                 hits = await self._retriever.search_text(question, scope, kk)
         async for part in self.answerer.stream(question or "What is in this image?", hits,
-                                               query_image=image, history=list(history)):
+                                               query_image=image, query_text=image_text,
+                                               history=list(history)):
             yield part
 
     # forgetting -------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Answerer(Protocol):
         sources: Sequence[Hit],
         *,
         query_image: bytes | None = None,
+        query_text: str = "",
         history: Sequence[Turn] = (),
     ) -> AsyncIterator[str | Answer]: ...
 
@@ -175,10 +176,10 @@ class DeferredAnswerer:
         return self._real
 
     def stream(self, question: str, sources: Sequence[Hit], *,
-               query_image: bytes | None = None,
+               query_image: bytes | None = None, query_text: str = "",
                history: Sequence[Turn] = ()) -> AsyncIterator[str | Answer]:
         return self._answerer().stream(question, sources, query_image=query_image,
-                                       history=history)
+                                       query_text=query_text, history=history)
 
     async def aclose(self) -> None:
         if self._real is not None:

@@ -233,9 +233,11 @@ class ModelAnswerer:
         sources: Sequence[Hit],
         *,
         query_image: bytes | None = None,
+        query_text: str = "",
         history: Sequence[Turn] = (),
     ) -> AsyncIterator[str | Answer]:
         """Yield text deltas as the model writes them, then exactly one final Answer.
+        ``query_text``: the text read from ``query_image`` (OCR), given to the model with it.
 
         The deltas always add up to ``Answer.text``. Outages (errors, malformed or empty
         replies, ``deadline_s`` running out) end in status "unavailable"; only a request the
@@ -254,9 +256,11 @@ class ModelAnswerer:
         s = self._settings
         images = await asyncio.to_thread(prepare_images, hits, s.max_images, s.max_image_px)
         query_jpeg = None
-        if query_image is not None:
+        if query_image is not None and s.max_images > 0:
+            # max_images = 0 is a model that reads no images: it gets the image's text only.
             query_jpeg = await downscale(query_image, s.max_image_px, "attached image")
-        prompt = build_prompt(question, hits, images, query_image=query_jpeg, history=history)
+        prompt = build_prompt(question, hits, images, query_image=query_jpeg,
+                              query_text=query_text, history=history)
 
         budget = RetryBudget(s.max_retries, s.max_wait_s)
         chunks: list[str] = []

@@ -29,6 +29,7 @@ class NoModelAnswerer:
         sources: Sequence[Hit],
         *,
         query_image: bytes | None = None,
+        query_text: str = "",
         history: Sequence[Turn] = (),
     ) -> AsyncIterator[str | Answer]:
         hits = list(sources)

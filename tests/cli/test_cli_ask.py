@@ -127,3 +127,25 @@ async def test_ask_with_a_malformed_reply_shows_the_sources(
     assert "internal error" not in out.out + out.err
     assert "The model is unavailable right now" in out.out
     assert "Sources:" in out.out and "pricing.md" in out.out
+
+
+async def test_ask_about_a_screenshot_gives_the_model_its_text(
+        library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # "what is this error?": the error's words, read from the screenshot, reach the model as
+    # text, also a model that reads no images ([answer] max_images = 0).
+    from tests.corpus import png_bytes, text_image
+
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(png_bytes(text_image("Error 0x80070005\nAccess denied")))
+    monkeypatch.setenv("PIXRAG_INDEX__OCR", "true")
+    monkeypatch.setenv("PIXRAG_ANSWER__MAX_IMAGES", "0")
+    async with FakeLLM(Reply(deltas=["A permissions error."])) as llm:
+        monkeypatch.setenv("PIXRAG_ANSWER__PROVIDER", "openai-compatible")
+        monkeypatch.setenv("PIXRAG_ANSWER__BASE_URL", llm.openai_url)
+        monkeypatch.setenv("PIXRAG_ANSWER__MODEL", "text-only")
+        rc, doc = await _ask(capsys, "what is this error?", "--image", str(shot))
+        sent = json.dumps(llm.requests[0].body)
+    assert rc == 0 and doc["answer"] == "A permissions error."
+    assert "0x80070005" in sent and "Access denied" in sent
+    assert "image_url" not in sent
