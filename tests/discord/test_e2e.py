@@ -25,13 +25,27 @@ async def post_image(h, gid: int, ch: dict, *, color=(200, 30, 30), name="red.pn
     """A user posts an image: MESSAGE_CREATE, then wait until the bot reacted (indexed)."""
     data = P.png(color)
     url = h.fake.add_cdn(name, data)
-    msg = P.message(P.next_id(), int(ch["id"]), gid, author, [P.attachment(url, name, len(data))])
+    return await post(h, gid, ch, [P.attachment(url, name, len(data))], author=author)
+
+
+async def post(h, gid: int, ch: dict, attachments: list[dict], *, author: int = 7) -> dict:
+    """A user posts files: MESSAGE_CREATE, then wait until the bot reacted (indexed)."""
+    msg = P.message(P.next_id(), int(ch["id"]), gid, author, attachments)
     start = len(h.fake.requests)
     await h.fake.dispatch("MESSAGE_CREATE", msg)
     await h.fake.wait_for(
         lambda r: r.method == "PUT" and f"/messages/{msg['id']}/reactions/" in r.path, start=start
     )
     return msg
+
+
+async def autoindexed_channel(h) -> tuple[int, dict]:
+    """A new server with one channel where auto-indexing is on."""
+    gid = P.next_id()
+    ch = P.channel(P.next_id(), gid)
+    await h.add_guild(gid, [ch])
+    await autoindex(h, gid, ch)
+    return gid, ch
 
 
 async def search(h, gid: int, ch: dict, query: str = "red square", uid: int = 5):
@@ -95,21 +109,13 @@ async def _count(h, space: str, n: int) -> bool:
 
 async def test_text_documents_posted_in_chat_are_indexed(h) -> None:
     # A long message pasted into Discord becomes message.txt; notes arrive as .md or .csv.
-    gid = P.next_id()
-    ch = P.channel(P.next_id(), gid)
-    await h.add_guild(gid, [ch])
-    await autoindex(h, gid, ch)
+    gid, ch = await autoindexed_channel(h)
     atts = []
     for name, ctype in (("notes.md", "text/markdown; charset=utf-8"),
                         ("message.txt", "text/plain; charset=utf-8")):
         text = f"# {name}\n\nRotate the zebracorn credentials every Tuesday.\n".encode()
         atts.append(P.attachment(h.fake.add_cdn(name, text), name, len(text), ctype))
-    msg = P.message(P.next_id(), int(ch["id"]), gid, 7, atts)
-    start = len(h.fake.requests)
-    await h.fake.dispatch("MESSAGE_CREATE", msg)
-    await h.fake.wait_for(
-        lambda r: r.method == "PUT" and f"/messages/{msg['id']}/reactions/" in r.path, start=start
-    )
+    await post(h, gid, ch, atts)
     await h.service.wait_enriched()
     hits = await h.service.search("zebracorn credentials", _scope(gid, ch["id"]))
     assert {hit.origin.attachment for hit in hits} >= {a["id"] for a in atts}
@@ -140,10 +146,7 @@ def _scope(gid: int, channel: str):
 
 
 async def test_edit_removing_an_attachment_forgets_it(h) -> None:
-    gid = P.next_id()
-    ch = P.channel(P.next_id(), gid)
-    await h.add_guild(gid, [ch])
-    await autoindex(h, gid, ch)
+    gid, ch = await autoindexed_channel(h)
     a, b = P.png((250, 250, 0)), P.png((0, 0, 250))
     att_a = P.attachment(h.fake.add_cdn("a.png", a), "a.png", len(a))
     att_b = P.attachment(h.fake.add_cdn("b.png", b), "b.png", len(b))
@@ -164,10 +167,7 @@ async def test_uncached_edit_keeps_the_items_of_attachments_still_there(h) -> No
     """After a restart (nothing cached) a user edits an old post and removes one file: only
     that file's item goes. The post also holds a file over the size limit, which auto-index
     skipped; it must not make the edit drop what is still attached."""
-    gid = P.next_id()
-    ch = P.channel(P.next_id(), gid)
-    await h.add_guild(gid, [ch])
-    await autoindex(h, gid, ch)
+    gid, ch = await autoindexed_channel(h)
     a, b = P.png((250, 120, 0)), P.png((0, 120, 250))
     att_a = P.attachment(h.fake.add_cdn("a.png", a), "a.png", len(a))
     att_b = P.attachment(h.fake.add_cdn("b.png", b), "b.png", len(b))
@@ -187,10 +187,7 @@ async def test_uncached_edit_keeps_the_items_of_attachments_still_there(h) -> No
 
 
 async def test_ask_replies_with_sources_files_and_feedback(h) -> None:
-    gid = P.next_id()
-    ch = P.channel(P.next_id(), gid)
-    await h.add_guild(gid, [ch])
-    await autoindex(h, gid, ch)
+    gid, ch = await autoindexed_channel(h)
     await post_image(h, gid, ch)
 
     payload = P.command("ask", [P.string_opt("question", "what colour is it?")], guild_id=gid,
