@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from core.errors import ConfigError
 
@@ -230,6 +231,9 @@ class MetricsSettings(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - a scraper in another container must reach it
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class Settings(_Section):
     data_dir: Path = Path("~/.local/share/pixrag")
     log_level: str = "INFO"
@@ -245,6 +249,15 @@ class Settings(_Section):
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
     metrics: MetricsSettings = MetricsSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        # Any other word would quietly mean INFO: say so at start instead.
+        if value.upper() not in LOG_LEVELS:
+            raise PydanticCustomError("log_level", "Input should be one of {levels} (any case)",
+                                      {"levels": ", ".join(LOG_LEVELS)})
+        return value
 
     @property
     def data_path(self) -> Path:

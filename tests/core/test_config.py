@@ -55,6 +55,19 @@ def test_bad_values_name_the_key(env: dict[str, str], named: str) -> None:
     assert named in str(err.value)
 
 
+def test_log_level_must_be_a_level(tmp_path: Path) -> None:
+    # Any other word used to mean INFO without a word said.
+    assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={"PIXRAG_LOG_LEVEL": "LOUD"})
+    assert str(err.value) == ("config log_level (or PIXRAG_LOG_LEVEL): Input should be one of "
+                              "DEBUG, INFO, WARNING, ERROR, CRITICAL (any case)")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('log_level = "verbose"\n')
+    with pytest.raises(ConfigError, match="log_level"):
+        load_settings(cfg, environ={})
+
+
 def test_a_number_or_auto_key_names_the_key_and_both_forms() -> None:
     for key in ("EMBEDDING__BATCH_SIZE", "EMBEDDING__QUEUE_SIZE", "INDEX__OCR_WORKERS"):
         with pytest.raises(ConfigError) as err:
