@@ -52,6 +52,12 @@ def _space_name(text: str) -> str:
     return text
 
 
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(text)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -66,7 +72,7 @@ def _common(p: argparse.ArgumentParser, *, top: bool) -> None:
     d = None if top else argparse.SUPPRESS
     p.add_argument("--config", type=Path, default=d, metavar="FILE",
                    help="config file (default: ./config.toml if present)")
-    p.add_argument("--data-dir", type=Path, default=d, metavar="DIR",
+    p.add_argument("--data-dir", type=_folder, default=d, metavar="DIR",
                    help="data directory (default: $PIXRAG_DATA_DIR, else the config's "
                         "data_dir, ~/.local/share/pixrag)")
     p.add_argument("--space", type=_space_name, default=d, metavar="NAME",

@@ -250,6 +250,16 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     metrics: MetricsSettings = MetricsSettings()
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _some_folder(cls, value: Any) -> Any:
+        # Path("") is the current folder: an empty PIXRAG_DATA_DIR (a variable that a script
+        # left unset) would put the index wherever the command happens to run.
+        if isinstance(value, str) and not value.strip():
+            raise PydanticCustomError("data_dir", "must not be empty (an empty value would "
+                                      "mean the current folder; unset it for the default)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

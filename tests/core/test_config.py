@@ -55,6 +55,21 @@ def test_bad_values_name_the_key(env: dict[str, str], named: str) -> None:
     assert named in str(err.value)
 
 
+def test_an_empty_data_dir_is_an_error_not_the_current_folder(tmp_path: Path) -> None:
+    for env in ({"PIXRAG_DATA_DIR": ""}, {"PIXRAG_DATA_DIR": "  "}):
+        with pytest.raises(ConfigError) as err:
+            load_settings(None, environ=env)
+        assert str(err.value).startswith("config data_dir (or PIXRAG_DATA_DIR): must not be "
+                                          "empty")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data_dir = ""\n')
+    with pytest.raises(ConfigError, match="data_dir"):
+        load_settings(cfg, environ={})
+    # An explicit folder (--data-dir) still wins over an empty variable.
+    s = load_settings(None, environ={"PIXRAG_DATA_DIR": ""}, data_dir=tmp_path)
+    assert s.data_dir == tmp_path
+
+
 def test_log_level_must_be_a_level(tmp_path: Path) -> None:
     # Any other word used to mean INFO without a word said.
     assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
