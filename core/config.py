@@ -422,8 +422,33 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             out[rest] = value
         elif rest.upper() in SECRET_NAMES or rest in ("api_key", "token"):
             raise _secret_error(name, _secret_variable("", rest) or "")
+        elif (reason := _near_setting(rest)) is not None:
+            raise ConfigError(name, reason)
         # Other PIXRAG_* names (e.g. PIXRAG_TEST_...) are not settings: ignore them.
     return out
+
+
+def _near_setting(rest: str) -> str | None:
+    """Why ``PIXRAG_<REST>`` (no ``__``) looks like a setting written wrong, or None when it
+    looks like some other program's variable: a setting misspelt this way would otherwise be
+    ignored without a word."""
+    sections = _sections()
+    if rest in sections:
+        return (f"[{rest}] is a section: set one of its keys as "
+                f"{ENV_PREFIX}{rest.upper()}__<KEY>")
+    for section, model in sections.items():
+        key = rest[len(section) + 1:] if rest.startswith(section + "_") else ""
+        close = difflib.get_close_matches(key, sorted(model.model_fields), n=1, cutoff=0.6)
+        if close:
+            return (f"not a setting: keys of [{section}] take two underscores; did you mean "
+                    f"{ENV_PREFIX}{section.upper()}__{close[0].upper()}?")
+    top = [k for k in Settings.model_fields if k not in sections]
+    close = difflib.get_close_matches(rest, top, n=1, cutoff=0.8)
+    if close:
+        return f"not a setting; did you mean {ENV_PREFIX}{close[0].upper()}?"
+    if rest in ("config", "config_file", "config_path"):
+        return "not a setting: give the config file with --config FILE (or as ./config.toml)"
+    return None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
