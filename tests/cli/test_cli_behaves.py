@@ -295,4 +295,38 @@ def test_a_data_folder_that_cannot_be_made_names_the_path(
     monkeypatch.setenv("PIXRAG_DATA_DIR", str(blocker / "data"))
     rc, out, err = _run(capsys, "stats")
     assert rc != 0 and not out
-    assert f"opening the index failed: {blocker / 'data'}: Not a directory" in err
+    assert (f"error: the data folder {blocker / 'data'} cannot be made: {blocker} is a file, "
+            "not a folder: choose another folder with --data-dir or PIXRAG_DATA_DIR") in err
+    # The data folder itself a file: said so, instead of "File exists".
+    monkeypatch.setenv("PIXRAG_DATA_DIR", str(blocker))
+    rc, out, err = _run(capsys, "index", str(blocker))
+    assert rc == 1 and f"error: the data folder {blocker} is a file, not a folder" in err
+    assert blocker.read_text() == "x"
+    # pixrag health says the same instead of "does not exist (nothing indexed yet?)".
+    rc, out, err = _run(capsys, "health", "--skip-model")
+    assert rc == 1 and out.count(f"{blocker} is a file, not a folder") == 2, out
+
+
+def test_a_data_folder_this_user_cannot_write_says_so(
+        env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A bind mount owned by another user: SQLite's "unable to open database file" used to be
+    # all the operator saw. (Tests may run as root, who may write anywhere: the refusal is
+    # played by os.access and the store.)
+    import core.library.open as library_open
+    import core.machine
+    from core.errors import StoreError
+
+    env.mkdir()
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise StoreError(f"cannot open the catalog {env}/catalog.sqlite: unable to open "
+                         "database file")
+
+    monkeypatch.setattr(library_open, "_parts", refuse)
+    monkeypatch.setattr(core.machine.os, "access", lambda path, mode: Path(path) != env)
+    rc, out, err = _run(capsys, "stats")
+    assert rc == 1
+    assert (f"error: the data folder {env} is not writable by this user (uid "
+            in err and "give this user write access, or choose another folder with "
+            "--data-dir or PIXRAG_DATA_DIR" in err), err
