@@ -52,7 +52,8 @@ def _space_name(text: str) -> str:
     return text
 
 
-def _folder(text: str) -> Path:
+def _path(text: str) -> Path:
+    # Path("") is the current folder: never what an empty argument (an unset variable) meant.
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return Path(text)
@@ -70,9 +71,9 @@ def _version() -> str:
 def _common(p: argparse.ArgumentParser, *, top: bool) -> None:
     # Global options are accepted before and after the command; after wins.
     d = None if top else argparse.SUPPRESS
-    p.add_argument("--config", type=Path, default=d, metavar="FILE",
+    p.add_argument("--config", type=_path, default=d, metavar="FILE",
                    help="config file (default: ./config.toml if present)")
-    p.add_argument("--data-dir", type=_folder, default=d, metavar="DIR",
+    p.add_argument("--data-dir", type=_path, default=d, metavar="DIR",
                    help="data directory (default: $PIXRAG_DATA_DIR, else the config's "
                         "data_dir, ~/.local/share/pixrag)")
     p.add_argument("--space", type=_space_name, default=d, metavar="NAME",
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix what can be fixed: re-embed, rebuild rows, drop orphans "
                    "(default: report only)")
     p = cmd("migrate", "copy this index into another storage configuration (no re-embedding)")
-    p.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+    p.add_argument("--to", type=_path, required=True, metavar="CONFIG",
                    help="config file of the target, e.g. server mode with [store] url, "
                    "[catalog] url, [blobs] url; PIXRAG_* variables apply to the source only "
                    "(default: none, required)")

@@ -479,6 +479,9 @@ def load_settings(
             raise ConfigError(str(config_file), "file not found") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(str(config_file), f"not valid TOML ({exc})") from exc
+        except OSError as exc:  # a folder, a file this user may not read
+            raise ConfigError(str(config_file), f"cannot read the file "
+                              f"({exc.strerror or exc})") from exc
         _check_file_keys(raw)
     raw = _merge(raw, _env_overrides(env))
     if data_dir is not None:
@@ -491,6 +494,9 @@ def load_settings(
         # A key that takes a number or "auto" fails once per form: say what each wants.
         msgs = dict.fromkeys(e["msg"] for e in errors if _setting(e["loc"]) == loc)
         key = ".".join(loc)
+        if len(loc) == 1 and key in _sections():  # `retrieval = 5`: no variable sets that
+            raise ConfigError(key, f"[{key}] is a section: write its keys under a [{key}] "
+                              "line, not a value") from exc
         env_name = ENV_PREFIX + "__".join(loc).upper()
         raise ConfigError(f"{key} (or {env_name})", "; or: ".join(msgs)) from exc
 

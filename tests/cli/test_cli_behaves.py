@@ -41,6 +41,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     ["search", "x", "-k", "0"], ["search", "x", "-k", "101"], ["similar", "a.png", "-k", "-3"],
     ["ask", "q", "-k", "many"], ["eval", "e.json", "-k", "1000"],
     ["--space", "", "stats"], ["stats", "--space", "  "], ["--data-dir", "", "stats"],
+    ["--config", "", "stats"], ["migrate", "--to", ""],
 ])
 def test_bad_arguments_are_usage_errors(argv: list[str],
                                         capsys: pytest.CaptureFixture[str]) -> None:

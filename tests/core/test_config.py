@@ -70,6 +70,22 @@ def test_an_empty_data_dir_is_an_error_not_the_current_folder(tmp_path: Path) ->
     assert s.data_dir == tmp_path
 
 
+def test_a_config_path_that_is_no_readable_file_is_a_config_error(tmp_path: Path) -> None:
+    # A folder given as the config file used to be an "internal error".
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, environ={})
+    assert str(err.value) == f"config {tmp_path}: cannot read the file (Is a directory)"
+
+
+def test_a_section_given_a_value_names_no_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("retrieval = 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, environ={})
+    assert str(err.value) == ("config retrieval: [retrieval] is a section: write its keys "
+                              "under a [retrieval] line, not a value")
+
+
 def test_log_level_must_be_a_level(tmp_path: Path) -> None:
     # Any other word used to mean INFO without a word said.
     assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
