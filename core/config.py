@@ -214,6 +214,18 @@ class DiscordSettings(_Section):
     # attachments of ordinary messages. false = slash commands and context menus only.
     message_content: bool = True
 
+    @field_validator("sync_guild", mode="before")
+    @classmethod
+    def _guild_id(cls, value: Any) -> Any:
+        # Checked here, not when the bot syncs: there a name would stop it after the login.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # an id written without quotes
+        if isinstance(value, str) and not value.strip().isdigit() and value.strip():
+            raise PydanticCustomError(
+                "guild_id", "should be a server (guild) id, digits only (Discord: right-click "
+                "the server, Copy Server ID), or \"\" for every server")
+        return value.strip() if isinstance(value, str) else value
+
 
 class SlackSettings(_Section):
     mode: Literal["socket", "http"] = "socket"

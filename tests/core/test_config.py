@@ -86,6 +86,21 @@ def test_a_section_given_a_value_names_no_variable(tmp_path: Path) -> None:
                               "under a [retrieval] line, not a value")
 
 
+def test_discord_sync_guild_is_an_id(tmp_path: Path) -> None:
+    # A server name used to pass here and stop `pixrag discord --sync` after the login with
+    # an internal error (int() of the name); an id without quotes was refused as "not a string".
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[discord]\nsync_guild = 123456789012345678\n")
+    assert load_settings(cfg, environ={}).discord.sync_guild == "123456789012345678"
+    env = {"PIXRAG_DISCORD__SYNC_GUILD": "My Server"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ=env)
+    assert str(err.value).startswith("config discord.sync_guild (or PIXRAG_DISCORD__SYNC_GUILD): "
+                                     "should be a server (guild) id, digits only")
+    assert load_settings(None, environ={"PIXRAG_DISCORD__SYNC_GUILD": ""}).discord.sync_guild \
+        == ""
+
+
 def test_log_level_must_be_a_level(tmp_path: Path) -> None:
     # Any other word used to mean INFO without a word said.
     assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
