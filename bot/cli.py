@@ -485,7 +485,7 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
         entries = await svc.export_feedback(None if args.all_spaces else space)
         text = json.dumps(entries, indent=2, ensure_ascii=False)
         if args.out:
-            args.out.write_text(text + "\n", encoding="utf-8")
+            _write_file(args.out, text + "\n")
             if args.json:
                 _dump({"written": str(args.out), "entries": len(entries)})
             else:
@@ -540,6 +540,15 @@ def _read_file(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise UnsupportedInput(str(path), f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def _write_file(path: Path, text: str) -> None:
+    from core.errors import UnsupportedInput
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UnsupportedInput(str(path), f"cannot write file ({exc.strerror or exc})") from exc
 
 
 def _progress(args: argparse.Namespace, phase: str = "files") -> Any:

@@ -331,3 +331,16 @@ def test_a_data_folder_this_user_cannot_write_says_so(
     assert (f"error: the data folder {env} is not writable by this user (uid "
             in err and "give this user write access, or choose another folder with "
             "--data-dir or PIXRAG_DATA_DIR" in err), err
+
+
+def test_feedback_export_to_a_path_that_cannot_be_written_is_an_error(
+        env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Used to be an "internal error (FileNotFoundError ...)".
+    target = tmp_path / "no-such-folder" / "feedback.json"
+    rc, out, err = _run(capsys, "feedback", "export", "--out", str(target), "--json")
+    assert rc == 1
+    assert json.loads(out) == {"error": f"{target}: cannot write file (No such file or "
+                                        "directory)"}
+    assert "internal error" not in err
+    rc, out, err = _run(capsys, "feedback", "export", "--out", str(tmp_path))
+    assert rc == 1 and f"error: {tmp_path}: cannot write file (Is a directory)" in err
