@@ -133,12 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(required; format in docs/CLI.md)")
     _k(p, default="10")
     p.set_defaults(k=10)
+    from core.evaluate import DEFAULT_COMPARE, PRESETS
+
     p.add_argument("--compare", nargs="*", default=None, metavar="CONFIG",
                    help="run the queries under several retrieval configurations and print a "
-                   "table: preset names (default, no-captions, captions-only, dense, "
-                   "no-keyword, no-clip, rrf) or key=value,... overrides of [retrieval], "
-                   "optionally NAME:key=value,... (default: off; with no CONFIG: default, "
-                   "no-captions, dense, rrf)")
+                   f"table: preset names ({', '.join(PRESETS)}) or key=value,... overrides "
+                   "of [retrieval], optionally NAME:key=value,... (default: off; with no "
+                   f"CONFIG: {', '.join(DEFAULT_COMPARE)})")
     p.add_argument("--split", default=None, metavar="NAME",
                    help="only the queries whose \"split\" is NAME, e.g. dev or test "
                    "(default: all)")

@@ -43,6 +43,18 @@ def test_cli_md_covers_every_command_and_option() -> None:
     assert "`--version`" in CLI_MD
 
 
+def test_compare_presets_are_the_same_in_help_docs_and_code() -> None:
+    from core.evaluate import DEFAULT_COMPARE, PRESETS
+
+    action = next(a for a in _subparsers()["eval"]._actions if "--compare" in a.option_strings)
+    help_text = " ".join((action.help or "").split())
+    assert f"({', '.join(PRESETS)})" in help_text
+    assert f"with no CONFIG: {', '.join(DEFAULT_COMPARE)})" in help_text
+    assert f"Without CONFIGs: `{' '.join(DEFAULT_COMPARE)}`" in CLI_MD
+    for name in PRESETS:
+        assert f"`{name}`" in CLI_MD, name
+
+
 def test_readme_links_the_contract() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "](docs/CLI.md)" in readme
