@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, top=False)
         return p
 
-    p = cmd("index", "index files and folders (recursive): images, PDFs, text/markdown")
+    p = cmd("index", "index files and folders (recursive): images, PDFs, text documents "
+            "(.txt .md .rst .csv .tsv .log)")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                    help="files and folders to index (required, except with --recaption)")
     p.add_argument("--recaption", action="store_true",
