@@ -434,13 +434,13 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             out[rest] = value
         elif rest.upper() in SECRET_NAMES or rest in ("api_key", "token"):
             raise _secret_error(name, _secret_variable("", rest) or "")
-        elif (reason := _near_setting(rest)) is not None:
+        elif (reason := _near_setting(rest, provider)) is not None:
             raise ConfigError(name, reason)
         # Other PIXRAG_* names (e.g. PIXRAG_TEST_...) are not settings: ignore them.
     return out
 
 
-def _near_setting(rest: str) -> str | None:
+def _near_setting(rest: str, provider: str = "") -> str | None:
     """Why ``PIXRAG_<REST>`` (no ``__``) looks like a setting written wrong, or None when it
     looks like some other program's variable: a setting misspelt this way would otherwise be
     ignored without a word."""
@@ -450,6 +450,8 @@ def _near_setting(rest: str) -> str | None:
                 f"{ENV_PREFIX}{rest.upper()}__<KEY>")
     for section, model in sections.items():
         key = rest[len(section) + 1:] if rest.startswith(section + "_") else ""
+        if key and (variable := _secret_variable(section, key, provider)) is not None:
+            return _secret_error("", variable).reason
         close = difflib.get_close_matches(key, sorted(model.model_fields), n=1, cutoff=0.6)
         if close:
             return (f"not a setting: keys of [{section}] take two underscores; did you mean "

@@ -103,6 +103,10 @@ def test_other_pixrag_variables_are_not_settings() -> None:
     ("PIXRAG_DATADIR", "not a setting; did you mean PIXRAG_DATA_DIR?"),
     ("PIXRAG_LOGLEVEL", "did you mean PIXRAG_LOG_LEVEL?"),
     ("PIXRAG_CONFIG", "give the config file with --config FILE (or as ./config.toml)"),
+    ("PIXRAG_SLACK_TOKEN", "secrets are read from the environment only: set SLACK_BOT_TOKEN "
+     "there and remove this key"),
+    ("PIXRAG_ANSWER_API_KEY", "set ANTHROPIC_API_KEY or OPENAI_API_KEY there and remove this "
+     "key"),
 ])
 def test_a_setting_written_wrong_in_the_environment_is_named(name: str, expected: str) -> None:
     # These used to be ignored without a word: the model, the admins, the data folder of the
