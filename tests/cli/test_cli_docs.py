@@ -103,6 +103,7 @@ def test_images_carry_what_the_docs_promise() -> None:
         assert '"torch==${TORCH_VERSION}"' in text and "ARG TORCH_VERSION=2." in text
         assert "ARG CLIP_MODEL=" in text and "COPY models/ /models/" in text
         assert "--uid 1000" in text and "USER 1000:1000" in text
+        assert "WORKDIR /app" in text  # DOCKER.md: /app/config.toml is ./config.toml
     assert "https://download.pytorch.org/whl/cpu" in cpu
     assert "FROM nvidia/cuda:" in gpu and "-runtime-" in gpu
     assert "https://download.pytorch.org/whl/cu" in gpu
