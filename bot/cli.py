@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync", action="store_true", default=None,
                    help="sync slash commands now, globally or to [discord] sync_guild "
                         "(default: [discord] sync, false)")
-    cmd("slack", "run the Slack app (SLACK_BOT_TOKEN + SLACK_APP_TOKEN or SIGNING_SECRET)")
+    cmd("slack", "run the Slack app (SLACK_BOT_TOKEN, and SLACK_APP_TOKEN in Socket Mode or "
+        "SLACK_SIGNING_SECRET in HTTP mode)")
     return parser
 
 

@@ -43,6 +43,15 @@ def test_cli_md_covers_every_command_and_option() -> None:
     assert "`--version`" in CLI_MD
 
 
+def test_help_names_only_real_variables() -> None:
+    from core.config import SECRET_NAMES
+
+    texts = [build_parser().format_help()] + [p.format_help() for p in _subparsers().values()]
+    for text in texts:
+        for name in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", " ".join(text.split())):
+            assert name in SECRET_NAMES or name.startswith("PIXRAG_"), name
+
+
 def test_compare_presets_are_the_same_in_help_docs_and_code() -> None:
     from core.evaluate import DEFAULT_COMPARE, PRESETS
 
