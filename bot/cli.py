@@ -528,12 +528,20 @@ async def _health(args: argparse.Namespace, settings: Settings, secrets: Secrets
 def _require_tokens(command: str, settings: Settings, secrets: Secrets) -> None:
     from core.errors import ConfigError
 
-    needed = {"discord": ["DISCORD_TOKEN"],
-              "slack": ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if settings.slack.mode == "socket"
-                        else "SLACK_SIGNING_SECRET"]}.get(command, [])
-    for name in needed:
+    # Each with what it is and where it comes from: an operator who meant HTTP mode learns that
+    # Socket Mode (the default) is why an app token is asked for.
+    needed = {"discord": [("DISCORD_TOKEN", "the bot token from the Developer Portal's Bot "
+                           "page")],
+              "slack": [("SLACK_BOT_TOKEN", "the bot token xoxb-..."),
+                        ("SLACK_APP_TOKEN", "Socket Mode, the default [slack] mode, needs the "
+                         "app-level token xapp-...; HTTP mode ([slack] mode = \"http\") needs "
+                         "SLACK_SIGNING_SECRET instead") if settings.slack.mode == "socket"
+                        else ("SLACK_SIGNING_SECRET", "HTTP mode ([slack] mode = \"http\") "
+                              "verifies Slack's requests with it")]}.get(command, [])
+    for name, what in needed:
         if not secrets.get(name):
-            raise ConfigError(name, f"environment variable not set (see docs/{command.upper()}.md)")
+            raise ConfigError(name, f"environment variable not set ({what}); see "
+                              f"docs/{command.upper()}.md")
 
 
 def _read_file(path: Path) -> bytes:

@@ -344,3 +344,21 @@ def test_feedback_export_to_a_path_that_cannot_be_written_is_an_error(
     assert "internal error" not in err
     rc, out, err = _run(capsys, "feedback", "export", "--out", str(tmp_path))
     assert rc == 1 and f"error: {tmp_path}: cannot write file (Is a directory)" in err
+
+
+def test_a_missing_bot_token_says_what_it_is_and_which_mode_wants_it(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-not-shown-anywhere")
+    rc, out, err = _run(capsys, "slack")
+    assert rc == 1 and not out
+    assert ("error: config SLACK_APP_TOKEN: environment variable not set (Socket Mode, the "
+            "default [slack] mode, needs the app-level token xapp-...; HTTP mode ([slack] mode "
+            "= \"http\") needs SLACK_SIGNING_SECRET instead); see docs/SLACK.md") in err
+    monkeypatch.setenv("PIXRAG_SLACK__MODE", "http")
+    rc, out, err = _run(capsys, "slack")
+    assert rc == 1 and "config SLACK_SIGNING_SECRET: environment variable not set (HTTP mode" in err
+    monkeypatch.delenv("SLACK_BOT_TOKEN")
+    rc, out, err = _run(capsys, "discord")
+    assert rc == 1 and "config DISCORD_TOKEN: environment variable not set (the bot token" in err
+    assert "xoxb-not-shown-anywhere" not in err
+    assert not env.exists()  # checked before an index is opened
