@@ -488,7 +488,8 @@ def load_settings(
         config_file = Path("config.toml")
     if config_file is not None:
         try:
-            raw = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+            # utf-8-sig: a byte-order mark (Windows editors) is no TOML error.
+            raw = tomllib.loads(Path(config_file).read_text(encoding="utf-8-sig"))
         except FileNotFoundError as exc:
             raise ConfigError(str(config_file), "file not found") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -27,7 +27,7 @@ MAX_SCAN = 20_000  # files looked at next to the eval file for the shared-store 
 
 def load_queries(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as exc:
         raise UnsupportedInput(str(path), "file not found") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

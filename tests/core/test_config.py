@@ -101,6 +101,24 @@ def test_discord_sync_guild_is_an_id(tmp_path: Path) -> None:
         == ""
 
 
+def test_files_saved_with_a_byte_order_mark_load(tmp_path: Path) -> None:
+    # Windows editors may write UTF-8 with a BOM: it used to be "not valid TOML (Invalid
+    # statement (at line 1, column 1))".
+    from core.glossary import read_glossary_file
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes("\ufeff[retrieval]\r\nk = 3\r\n".encode())
+    assert load_settings(cfg, environ={}).retrieval.k == 3
+    terms = tmp_path / "terms.toml"
+    terms.write_bytes('\ufeff[abbreviations]\nPLT = "platform team"\n'.encode())
+    assert read_glossary_file(terms)[0] == {"PLT": "platform team"}
+    from core.evaluate import load_queries
+
+    queries = tmp_path / "eval.json"
+    queries.write_bytes('\ufeff[{"query": "pricing", "target": "a.png"}]'.encode())
+    assert load_queries(queries) == [{"query": "pricing", "target": "a.png"}]
+
+
 def test_log_level_must_be_a_level(tmp_path: Path) -> None:
     # Any other word used to mean INFO without a word said.
     assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
