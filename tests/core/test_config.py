@@ -119,6 +119,15 @@ def test_files_saved_with_a_byte_order_mark_load(tmp_path: Path) -> None:
     assert load_queries(queries) == [{"query": "pricing", "target": "a.png"}]
 
 
+def test_an_eval_file_that_is_a_folder_is_a_plain_error(tmp_path: Path) -> None:
+    from core.errors import UnsupportedInput
+    from core.evaluate import load_queries
+
+    with pytest.raises(UnsupportedInput) as err:
+        load_queries(tmp_path)
+    assert str(err.value) == f"{tmp_path}: cannot read file (Is a directory)"
+
+
 def test_log_level_must_be_a_level(tmp_path: Path) -> None:
     # Any other word used to mean INFO without a word said.
     assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
