@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -434,10 +435,24 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             out[rest] = value
         elif rest.upper() in SECRET_NAMES or rest in ("api_key", "token"):
             raise _secret_error(name, _secret_variable("", rest) or "")
-        elif (reason := _near_setting(rest, provider)) is not None:
+        elif not _service_link(rest, value) and (
+                reason := _near_setting(rest, provider)) is not None:
             raise ConfigError(name, reason)
         # Other PIXRAG_* names (e.g. PIXRAG_TEST_...) are not settings: ignore them.
     return out
+
+
+#: What Kubernetes puts in every pod for a Service (``pixrag-slack`` -> PIXRAG_SLACK_PORT,
+#: PIXRAG_SLACK_SERVICE_HOST, PIXRAG_SLACK_PORT_3000_TCP_ADDR, ...): never a setting.
+_SERVICE_LINK = re.compile(r"_(service_host|service_port(_\w+)?|port_\d+_(tcp|udp|sctp)"
+                           r"(_proto|_port|_addr)?)$")
+
+
+def _service_link(rest: str, value: str) -> bool:
+    """Whether ``PIXRAG_<REST>=value`` is a variable Kubernetes made for a Service."""
+    if rest.endswith("_port") and re.fullmatch(r"(tcp|udp|sctp)://\S+", value):
+        return True
+    return _SERVICE_LINK.search(rest) is not None
 
 
 def _near_setting(rest: str, provider: str = "") -> str | None:

@@ -114,3 +114,21 @@ def test_a_setting_written_wrong_in_the_environment_is_named(name: str, expected
     msg = _env_error(**{name: "/models/clip"})
     assert msg.startswith(f"config {name}: ") and msg.endswith(expected), msg
     assert "/models/clip" not in msg
+
+
+def test_kubernetes_service_variables_are_not_settings() -> None:
+    # A Service named pixrag-slack (or pixrag-metrics, or pixrag) puts these in every pod:
+    # none is a setting written wrong, and none may stop the bot.
+    env = {}
+    for service, port in (("PIXRAG_SLACK", 3000), ("PIXRAG_METRICS", 9100), ("PIXRAG", 3000)):
+        link = f"tcp://10.0.0.5:{port}"
+        env.update({f"{service}_SERVICE_HOST": "10.0.0.5", f"{service}_SERVICE_PORT": str(port),
+                    f"{service}_SERVICE_PORT_HTTP": str(port), f"{service}_PORT": link,
+                    f"{service}_PORT_{port}_TCP": link, f"{service}_PORT_{port}_TCP_PROTO": "tcp",
+                    f"{service}_PORT_{port}_TCP_PORT": str(port),
+                    f"{service}_PORT_{port}_TCP_ADDR": "10.0.0.5"})
+    s = load_settings(None, environ=env)
+    assert s.slack.port == 3000 and s.metrics.port == 0
+    # Written by a person (a port, not a link), the same name is the mistake it looks like.
+    with pytest.raises(ConfigError, match="did you mean PIXRAG_SLACK__PORT"):
+        load_settings(None, environ={"PIXRAG_SLACK_PORT": "3001"})
