@@ -362,3 +362,16 @@ def test_a_missing_bot_token_says_what_it_is_and_which_mode_wants_it(
     assert rc == 1 and "config DISCORD_TOKEN: environment variable not set (the bot token" in err
     assert "xoxb-not-shown-anywhere" not in err
     assert not env.exists()  # checked before an index is opened
+
+
+def test_recaption_says_whether_captions_are_off_or_have_no_model(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _run(capsys, "index", "--recaption")
+    assert rc == 1 and ("error: config index.captions (or PIXRAG_INDEX__CAPTIONS): captions "
+                        "are off: set it to true") in err
+    # On, but no model to write them: "captions are off: set it to true" was wrong advice.
+    monkeypatch.setenv("PIXRAG_INDEX__CAPTIONS", "true")
+    rc, out, err = _run(capsys, "index", "--recaption")
+    assert rc == 1 and "captions are off" not in err
+    assert ("error: config answer.provider (or PIXRAG_ANSWER__PROVIDER): captions are on but "
+            "no answer model is configured to write them") in err
