@@ -358,6 +358,10 @@ async def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     progress = _progress(args) if args.command in ("index", "reindex") else None
     maintenance = args.command in ("reindex", "check")
     fresh = not settings.data_path.exists()
+    if fresh and maintenance and not settings.catalog.url:
+        # "ok: 0 item(s)" alone would pass a check of the wrong folder (a typo) as healthy.
+        _say(f"there is no index at {settings.data_path}: nothing indexed there yet "
+             "(check --data-dir, PIXRAG_DATA_DIR or data_dir)", logging.WARNING)
     try:
         async with contextlib.AsyncExitStack() as stack:
             svc = await stack.enter_async_context(
@@ -375,8 +379,10 @@ async def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
 
 
-#: Commands that only read the index.
-_READ_ONLY = frozenset({"stats", "search", "similar", "ask", "forget", "feedback", "eval"})
+#: Commands that only read the index (or, for check and reindex, have nothing to do without
+#: one): pointed at a folder that did not exist, they leave no empty index there.
+_READ_ONLY = frozenset({"stats", "search", "similar", "ask", "forget", "feedback", "eval",
+                        "check", "reindex"})
 
 
 async def _say_if_empty(svc: Any, settings: Settings, space: str) -> None:

@@ -375,3 +375,13 @@ def test_recaption_says_whether_captions_are_off_or_have_no_model(
     assert rc == 1 and "captions are off" not in err
     assert ("error: config answer.provider (or PIXRAG_ANSWER__PROVIDER): captions are on but "
             "no answer model is configured to write them") in err
+
+
+@pytest.mark.parametrize("command", ["check", "reindex"])
+def test_check_of_a_folder_without_an_index_says_so_and_leaves_none(
+        command: str, env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A typo in PIXRAG_DATA_DIR used to pass as "ok: 0 item(s)" and leave an empty index.
+    rc, out, err = _run(capsys, command, "--json")
+    assert rc == 0 and json.loads(out)  # the usual document
+    assert f"there is no index at {env}: nothing indexed there yet" in err
+    assert not env.exists()
