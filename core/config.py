@@ -277,7 +277,7 @@ class Settings(_Section):
     @classmethod
     def _known_level(cls, value: str) -> str:
         # Any other word would quietly mean INFO: say so at start instead.
-        if value.upper() not in LOG_LEVELS:
+        if value.upper() not in (*LOG_LEVELS, "WARN", "FATAL"):  # logging's own aliases
             raise PydanticCustomError("log_level", "Input should be one of {levels} (any case)",
                                       {"levels": ", ".join(LOG_LEVELS)})
         return value

@@ -131,6 +131,7 @@ def test_an_eval_file_that_is_a_folder_is_a_plain_error(tmp_path: Path) -> None:
 def test_log_level_must_be_a_level(tmp_path: Path) -> None:
     # Any other word used to mean INFO without a word said.
     assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
+    assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "warn"}).log_level == "warn"
     with pytest.raises(ConfigError) as err:
         load_settings(None, environ={"PIXRAG_LOG_LEVEL": "LOUD"})
     assert str(err.value) == ("config log_level (or PIXRAG_LOG_LEVEL): Input should be one of "
