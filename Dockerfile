@@ -45,8 +45,9 @@ RUN case "${CLIP_MODEL}" in \
           || { echo "no CLIP model at ${CLIP_MODEL}: download it into models/ first" >&2; exit 1; } ;; \
     esac
 
-# uid 1000: a bind-mounted host folder must be writable by it (docs/DOCKER.md).
-RUN useradd --create-home --uid 1000 --user-group pixrag && mkdir -p /data && chown pixrag /data
+# uid 1000: a bind-mounted host folder must be writable by it (docs/DOCKER.md). /models too:
+# a named volume there (docker-compose.yml, HF_HOME=/models) takes its owner from the image.
+RUN useradd --create-home --uid 1000 --user-group pixrag && mkdir -p /data && chown pixrag /data /models
 USER 1000:1000
 VOLUME ["/data"]
 # Slack HTTP mode ([slack] mode = "http") listens here.

@@ -52,6 +52,13 @@ def _space_name(text: str) -> str:
     return text
 
 
+def _path(text: str) -> Path:
+    # Path("") is the current folder: never what an empty argument (an unset variable) meant.
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(text)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -64,9 +71,9 @@ def _version() -> str:
 def _common(p: argparse.ArgumentParser, *, top: bool) -> None:
     # Global options are accepted before and after the command; after wins.
     d = None if top else argparse.SUPPRESS
-    p.add_argument("--config", type=Path, default=d, metavar="FILE",
+    p.add_argument("--config", type=_path, default=d, metavar="FILE",
                    help="config file (default: ./config.toml if present)")
-    p.add_argument("--data-dir", type=Path, default=d, metavar="DIR",
+    p.add_argument("--data-dir", type=_path, default=d, metavar="DIR",
                    help="data directory (default: $PIXRAG_DATA_DIR, else the config's "
                         "data_dir, ~/.local/share/pixrag)")
     p.add_argument("--space", type=_space_name, default=d, metavar="NAME",
@@ -96,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, top=False)
         return p
 
-    p = cmd("index", "index files and folders (recursive): images, PDFs, text/markdown")
+    p = cmd("index", "index files and folders (recursive): images, PDFs, text documents "
+            "(.txt .md .rst .csv .tsv .log)")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                    help="files and folders to index (required, except with --recaption)")
     p.add_argument("--recaption", action="store_true",
@@ -126,12 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(required; format in docs/CLI.md)")
     _k(p, default="10")
     p.set_defaults(k=10)
+    from core.evaluate import DEFAULT_COMPARE, PRESETS
+
     p.add_argument("--compare", nargs="*", default=None, metavar="CONFIG",
                    help="run the queries under several retrieval configurations and print a "
-                   "table: preset names (default, no-captions, captions-only, dense, "
-                   "no-keyword, no-clip, rrf) or key=value,... overrides of [retrieval], "
-                   "optionally NAME:key=value,... (default: off; with no CONFIG: default, "
-                   "no-captions, dense, rrf)")
+                   f"table: preset names ({', '.join(PRESETS)}) or key=value,... overrides "
+                   "of [retrieval], optionally NAME:key=value,... (default: off; with no "
+                   f"CONFIG: {', '.join(DEFAULT_COMPARE)})")
     p.add_argument("--split", default=None, metavar="NAME",
                    help="only the queries whose \"split\" is NAME, e.g. dev or test "
                    "(default: all)")
@@ -144,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix what can be fixed: re-embed, rebuild rows, drop orphans "
                    "(default: report only)")
     p = cmd("migrate", "copy this index into another storage configuration (no re-embedding)")
-    p.add_argument("--to", type=Path, required=True, metavar="CONFIG",
+    p.add_argument("--to", type=_path, required=True, metavar="CONFIG",
                    help="config file of the target, e.g. server mode with [store] url, "
                    "[catalog] url, [blobs] url; PIXRAG_* variables apply to the source only "
                    "(default: none, required)")
@@ -161,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync", action="store_true", default=None,
                    help="sync slash commands now, globally or to [discord] sync_guild "
                         "(default: [discord] sync, false)")
-    cmd("slack", "run the Slack app (SLACK_BOT_TOKEN + SLACK_APP_TOKEN or SIGNING_SECRET)")
+    cmd("slack", "run the Slack app (SLACK_BOT_TOKEN, and SLACK_APP_TOKEN in Socket Mode or "
+        "SLACK_SIGNING_SECRET in HTTP mode)")
     return parser
 
 
@@ -348,6 +358,10 @@ async def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     progress = _progress(args) if args.command in ("index", "reindex") else None
     maintenance = args.command in ("reindex", "check")
     fresh = not settings.data_path.exists()
+    if fresh and maintenance and not settings.catalog.url:
+        # "ok: 0 item(s)" alone would pass a check of the wrong folder (a typo) as healthy.
+        _say(f"there is no index at {settings.data_path}: nothing indexed there yet "
+             "(check --data-dir, PIXRAG_DATA_DIR or data_dir)", logging.WARNING)
     try:
         async with contextlib.AsyncExitStack() as stack:
             svc = await stack.enter_async_context(
@@ -365,8 +379,10 @@ async def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
 
 
-#: Commands that only read the index.
-_READ_ONLY = frozenset({"stats", "search", "similar", "ask", "forget", "feedback", "eval"})
+#: Commands that only read the index (or, for check and reindex, have nothing to do without
+#: one): pointed at a folder that did not exist, they leave no empty index there.
+_READ_ONLY = frozenset({"stats", "search", "similar", "ask", "forget", "feedback", "eval",
+                        "check", "reindex"})
 
 
 async def _say_if_empty(svc: Any, settings: Settings, space: str) -> None:
@@ -478,7 +494,7 @@ async def _command(args: argparse.Namespace, settings: Settings, secrets: Secret
         entries = await svc.export_feedback(None if args.all_spaces else space)
         text = json.dumps(entries, indent=2, ensure_ascii=False)
         if args.out:
-            args.out.write_text(text + "\n", encoding="utf-8")
+            _write_file(args.out, text + "\n")
             if args.json:
                 _dump({"written": str(args.out), "entries": len(entries)})
             else:
@@ -518,12 +534,20 @@ async def _health(args: argparse.Namespace, settings: Settings, secrets: Secrets
 def _require_tokens(command: str, settings: Settings, secrets: Secrets) -> None:
     from core.errors import ConfigError
 
-    needed = {"discord": ["DISCORD_TOKEN"],
-              "slack": ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if settings.slack.mode == "socket"
-                        else "SLACK_SIGNING_SECRET"]}.get(command, [])
-    for name in needed:
+    # Each with what it is and where it comes from: an operator who meant HTTP mode learns that
+    # Socket Mode (the default) is why an app token is asked for.
+    needed = {"discord": [("DISCORD_TOKEN", "the bot token from the Developer Portal's Bot "
+                           "page")],
+              "slack": [("SLACK_BOT_TOKEN", "the bot token xoxb-..."),
+                        ("SLACK_APP_TOKEN", "Socket Mode, the default [slack] mode, needs the "
+                         "app-level token xapp-...; HTTP mode ([slack] mode = \"http\") needs "
+                         "SLACK_SIGNING_SECRET instead") if settings.slack.mode == "socket"
+                        else ("SLACK_SIGNING_SECRET", "HTTP mode ([slack] mode = \"http\") "
+                              "verifies Slack's requests with it")]}.get(command, [])
+    for name, what in needed:
         if not secrets.get(name):
-            raise ConfigError(name, f"environment variable not set (see docs/{command.upper()}.md)")
+            raise ConfigError(name, f"environment variable not set ({what}); see "
+                              f"docs/{command.upper()}.md")
 
 
 def _read_file(path: Path, settings: Settings) -> bytes:
@@ -532,6 +556,15 @@ def _read_file(path: Path, settings: Settings) -> bytes:
     from core.ingest import read_query_file
 
     return read_query_file(path, settings.index.max_bytes)
+
+
+def _write_file(path: Path, text: str) -> None:
+    from core.errors import UnsupportedInput
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UnsupportedInput(str(path), f"cannot write file ({exc.strerror or exc})") from exc
 
 
 def _progress(args: argparse.Namespace, phase: str = "files") -> Any:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from core.errors import ConfigError
 
@@ -213,6 +215,18 @@ class DiscordSettings(_Section):
     # attachments of ordinary messages. false = slash commands and context menus only.
     message_content: bool = True
 
+    @field_validator("sync_guild", mode="before")
+    @classmethod
+    def _guild_id(cls, value: Any) -> Any:
+        # Checked here, not when the bot syncs: there a name would stop it after the login.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # an id written without quotes
+        if isinstance(value, str) and not value.strip().isdigit() and value.strip():
+            raise PydanticCustomError(
+                "guild_id", "should be a server (guild) id, digits only (Discord: right-click "
+                "the server, Copy Server ID), or \"\" for every server")
+        return value.strip() if isinstance(value, str) else value
+
 
 class SlackSettings(_Section):
     mode: Literal["socket", "http"] = "socket"
@@ -230,6 +244,9 @@ class MetricsSettings(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - a scraper in another container must reach it
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class Settings(_Section):
     data_dir: Path = Path("~/.local/share/pixrag")
     log_level: str = "INFO"
@@ -245,6 +262,25 @@ class Settings(_Section):
     discord: DiscordSettings = DiscordSettings()
     slack: SlackSettings = SlackSettings()
     metrics: MetricsSettings = MetricsSettings()
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _some_folder(cls, value: Any) -> Any:
+        # Path("") is the current folder: an empty PIXRAG_DATA_DIR (a variable that a script
+        # left unset) would put the index wherever the command happens to run.
+        if isinstance(value, str) and not value.strip():
+            raise PydanticCustomError("data_dir", "must not be empty (an empty value would "
+                                      "mean the current folder; unset it for the default)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        # Any other word would quietly mean INFO: say so at start instead.
+        if value.upper() not in (*LOG_LEVELS, "WARN", "FATAL"):  # logging's own aliases
+            raise PydanticCustomError("log_level", "Input should be one of {levels} (any case)",
+                                      {"levels": ", ".join(LOG_LEVELS)})
+        return value
 
     @property
     def data_path(self) -> Path:
@@ -399,8 +435,49 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             out[rest] = value
         elif rest.upper() in SECRET_NAMES or rest in ("api_key", "token"):
             raise _secret_error(name, _secret_variable("", rest) or "")
+        elif not _service_link(rest, value) and (
+                reason := _near_setting(rest, provider)) is not None:
+            raise ConfigError(name, reason)
         # Other PIXRAG_* names (e.g. PIXRAG_TEST_...) are not settings: ignore them.
     return out
+
+
+#: What Kubernetes puts in every pod for a Service (``pixrag-slack`` -> PIXRAG_SLACK_PORT,
+#: PIXRAG_SLACK_SERVICE_HOST, PIXRAG_SLACK_PORT_3000_TCP_ADDR, ...): never a setting.
+_SERVICE_LINK = re.compile(r"_(service_host|service_port(_\w+)?|port_\d+_(tcp|udp|sctp)"
+                           r"(_proto|_port|_addr)?)$")
+
+
+def _service_link(rest: str, value: str) -> bool:
+    """Whether ``PIXRAG_<REST>=value`` is a variable Kubernetes made for a Service."""
+    if rest.endswith("_port") and re.fullmatch(r"(tcp|udp|sctp)://\S+", value):
+        return True
+    return _SERVICE_LINK.search(rest) is not None
+
+
+def _near_setting(rest: str, provider: str = "") -> str | None:
+    """Why ``PIXRAG_<REST>`` (no ``__``) looks like a setting written wrong, or None when it
+    looks like some other program's variable: a setting misspelt this way would otherwise be
+    ignored without a word."""
+    sections = _sections()
+    if rest in sections:
+        return (f"[{rest}] is a section: set one of its keys as "
+                f"{ENV_PREFIX}{rest.upper()}__<KEY>")
+    for section, model in sections.items():
+        key = rest[len(section) + 1:] if rest.startswith(section + "_") else ""
+        if key and (variable := _secret_variable(section, key, provider)) is not None:
+            return _secret_error("", variable).reason
+        close = difflib.get_close_matches(key, sorted(model.model_fields), n=1, cutoff=0.6)
+        if close:
+            return (f"not a setting: keys of [{section}] take two underscores; did you mean "
+                    f"{ENV_PREFIX}{section.upper()}__{close[0].upper()}?")
+    top = [k for k in Settings.model_fields if k not in sections]
+    close = difflib.get_close_matches(rest, top, n=1, cutoff=0.8)
+    if close:
+        return f"not a setting; did you mean {ENV_PREFIX}{close[0].upper()}?"
+    if rest in ("config", "config_file", "config_path"):
+        return "not a setting: give the config file with --config FILE (or as ./config.toml)"
+    return None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -426,11 +503,15 @@ def load_settings(
         config_file = Path("config.toml")
     if config_file is not None:
         try:
-            raw = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+            # utf-8-sig: a byte-order mark (Windows editors) is no TOML error.
+            raw = tomllib.loads(Path(config_file).read_text(encoding="utf-8-sig"))
         except FileNotFoundError as exc:
             raise ConfigError(str(config_file), "file not found") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(str(config_file), f"not valid TOML ({exc})") from exc
+        except OSError as exc:  # a folder, a file this user may not read
+            raise ConfigError(str(config_file), f"cannot read the file "
+                              f"({exc.strerror or exc})") from exc
         _check_file_keys(raw)
     raw = _merge(raw, _env_overrides(env))
     if data_dir is not None:
@@ -443,6 +524,9 @@ def load_settings(
         # A key that takes a number or "auto" fails once per form: say what each wants.
         msgs = dict.fromkeys(e["msg"] for e in errors if _setting(e["loc"]) == loc)
         key = ".".join(loc)
+        if len(loc) == 1 and key in _sections():  # `retrieval = 5`: no variable sets that
+            raise ConfigError(key, f"[{key}] is a section: write its keys under a [{key}] "
+                              "line, not a value") from exc
         env_name = ENV_PREFIX + "__".join(loc).upper()
         raise ConfigError(f"{key} (or {env_name})", "; or: ".join(msgs)) from exc
 

@@ -27,9 +27,11 @@ MAX_SCAN = 20_000  # files looked at next to the eval file for the shared-store 
 
 def load_queries(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as exc:
         raise UnsupportedInput(str(path), "file not found") from exc
+    except OSError as exc:  # a folder, a file this user may not read
+        raise UnsupportedInput(str(path), f"cannot read file ({exc.strerror or exc})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UnsupportedInput(str(path), f"not valid JSON ({exc})") from exc
     if not isinstance(data, list):

@@ -125,7 +125,7 @@ def read_glossary_file(path: Path) -> tuple[dict[str, str], list[tuple[str, str]
 
     key = "text.glossary_file"
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

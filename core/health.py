@@ -52,6 +52,11 @@ def _read_only(path: Path) -> sqlite3.Connection:
 
 def _count(path: Path, sql: str, params: tuple[Any, ...] = ()) -> int:
     if not path.is_file():
+        # A data folder given as a file's path is a mistake to name, not an empty index.
+        above = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+        if above is not None and not above.is_dir():
+            raise NotADirectoryError(f"{above} is a file, not a folder (the data folder "
+                                     "is given by --data-dir, PIXRAG_DATA_DIR or data_dir)")
         raise FileNotFoundError(f"{path} does not exist (nothing indexed yet?)")
     db = _read_only(path)
     try:

@@ -16,6 +16,29 @@ from pathlib import Path
 _CGROUP = Path("/sys/fs/cgroup")
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why PixRAG cannot write in ``folder`` (made if missing) and what to do, in words for the
+    operator, or None when nothing is in the way: a file where the folder (or a folder above
+    it) should be, or a folder this user may not write to (permissions, a read-only mount)."""
+    probe = folder
+    while not (probe.exists() or probe.is_symlink()) and probe != probe.parent:
+        probe = probe.parent
+    where = f"the data folder {folder}"
+    if probe != folder:
+        where += f" cannot be made: {probe}"
+    other = "choose another folder with --data-dir or PIXRAG_DATA_DIR"
+    if not probe.is_dir():
+        return f"{where} is a file, not a folder: {other}"
+    if os.access(probe, os.W_OK | os.X_OK):
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return f"{where} is on a read-only file system: {other}"
+    uid = getattr(os, "getuid", lambda: None)()
+    user = f"this user (uid {uid})" if uid is not None else "this user"
+    return f"{where} is not writable by {user}: give this user write access, or {other}"
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="ascii").strip()

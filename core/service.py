@@ -325,9 +325,14 @@ class PixRAG:
         (a failed or skipped caption); ``paths`` narrows it to items from those files and
         folders. They stay searchable meanwhile; OCR is not repeated."""
         model = self._caption_model()
-        if model is None:
-            raise ConfigError("[index] captions", "captions are off: set it to true, with an "
-                              "answer provider that can see images")
+        if model is None and not self.settings.index.captions:
+            raise ConfigError("index.captions (or PIXRAG_INDEX__CAPTIONS)", "captions are "
+                              "off: set it to true, with an answer provider that can see images")
+        if model is None:  # on, but nothing to ask
+            raise ConfigError("answer.provider (or PIXRAG_ANSWER__PROVIDER)", "captions are on "
+                              "but no answer model is configured to write them: set "
+                              "ANTHROPIC_API_KEY or OPENAI_API_KEY, or an [answer] provider "
+                              "that can see images")
         ids = await self.library.uncaptioned(space, model)
         rows = await self.library.rows(Scope(space=space, admin=True), ids) if ids else {}
         if paths:  # sources are stored resolved, in display form (as forget matches them)

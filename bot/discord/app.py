@@ -84,7 +84,15 @@ class PixragBot(commands.Bot):
         if guild_id:
             guild = discord.Object(id=int(guild_id))
             self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
+            try:
+                synced = await self.tree.sync(guild=guild)
+            except (discord.Forbidden, discord.NotFound) as exc:
+                # Not "HTTP 403 to the login; try again later": trying again will not help.
+                raise ConfigError(
+                    "discord.sync_guild (or PIXRAG_DISCORD__SYNC_GUILD)",
+                    f"Discord refused the commands for server {guild_id} ({exc.status} "
+                    f"{exc.text or 'Missing Access'}): is the bot in that server, invited "
+                    "with the applications.commands scope? (see docs/DISCORD.md)") from exc
             log.info("synced %d command(s) to guild %s", len(synced), guild_id)
         else:
             synced = await self.tree.sync()

@@ -285,7 +285,11 @@ async def serve_http(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken by another process, or a host name that is not here
+            raise ConfigError("slack.port (or PIXRAG_SLACK__PORT)", f"cannot listen on "
+                              f"{host}:{port} ({exc.strerror or exc})") from exc
         bound = runner.addresses[0][1] if runner.addresses else port
         log.info("Slack app listening on http://%s:%s%s", host, bound, EVENTS_PATH)
         if started:

@@ -27,11 +27,12 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from core.errors import ModelMismatch, StoreError, StoreUnavailable, from_os_error
+from core.errors import ModelError, ModelMismatch, StoreError, StoreUnavailable, from_os_error
 from core.library.catalog import ItemRow
 from core.library.keyword import KeywordDoc
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
@@ -180,6 +181,13 @@ class Library:
         for channel in CHANNELS:
             recorded = self.catalog.get_meta(f"model:{channel}")
             if recorded is not None and recorded != self.models[channel]:
+                configured = self.models[channel]
+                if _missing_folder(configured):
+                    # A typo in a path, not a model change: `pixrag reindex` is not the fix.
+                    raise ModelError(
+                        f"the configured {channel} model {configured!r} is not a folder on "
+                        f"this machine; the index was built with {recorded!r}. Correct the "
+                        "path in the config (or its PIXRAG_ variable).")
                 dim = self.catalog.get_meta(f"dim:{channel}")
                 raise ModelMismatch(
                     f"the {channel} index was built with model {recorded!r} ({dim}-dim), but "
@@ -483,3 +491,11 @@ def row_origin(row: ItemRow) -> Origin:
     return Origin(platform=row.platform, channel=row.channel, message=row.message,
                   attachment=row.attachment, author=row.author, private=row.private,
                   link=row.link)
+
+
+def _missing_folder(model: str) -> bool:
+    """Whether ``model`` is written as a local path (a Hub id is ``org/name``) that is not
+    there."""
+    if not model.startswith(("/", "./", "../", "~")):
+        return False
+    return not Path(model).expanduser().exists()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from core.config import Settings
+from core.errors import StoreError
 from core.library.library import Library
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
 from core.library.vectors import VectorStore
@@ -85,9 +86,16 @@ async def open_library(settings: Settings, models: Mapping[str, str], *,
 
         raise StoreUnavailable("the catalog did not answer within "
                                f"{settings.store.timeout_s:.0f} s") from None
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         from core.errors import from_os_error
+        from core.machine import folder_problem
 
+        # "File exists" or SQLite's "unable to open database file" do not say what to fix.
+        problem = folder_problem(settings.data_path)
+        if problem is not None:
+            raise StoreError(problem) from exc
+        if isinstance(exc, StoreError):
+            raise
         raise from_os_error(exc, "opening the index") from exc
     library = Library(catalog=catalog, keyword=keyword, blobs=blobs,
                       open_vectors=vector_opener(settings), models=models,

@@ -154,6 +154,15 @@ def _shut_down(conn: psycopg.Connection[Any]) -> None:
     log.info("PostgreSQL did not answer in time: connection cut off")
 
 
+def _connect_error(url: str, connect_s: int) -> psycopg.Error | None:
+    """The error one direct connection attempt ends with, or None if it connects."""
+    try:
+        psycopg.connect(url, connect_timeout=connect_s).close()
+    except psycopg.Error as exc:
+        return exc
+    return None
+
+
 class PgDatabase:
     """A pooled connection to one PostgreSQL database. Thread-safe."""
 
@@ -220,10 +229,16 @@ class PgDatabase:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self._pool.close(timeout=1.0)
             self._watchdog.stop()
+            if isinstance(exc, psycopg_pool.PoolTimeout):
+                # "pool initialization incomplete after 10.0 sec" says nothing of why: one
+                # plain connection attempt brings the server's (or the network's) reason.
+                reason = _connect_error(url, connect_s)
+                if reason is not None:
+                    raise self._convert(reason, "connect") from exc
             raise self._convert(exc, "connect") from exc
 
     def _convert(self, exc: BaseException, what: str) -> StoreError:
-        detail = str(exc).strip() or type(exc).__name__
+        detail = " ".join(str(exc).split()) or type(exc).__name__  # one line: libpq adds hints
         if self._password:
             detail = detail.replace(self._password, "***")
         if isinstance(exc, psycopg.errors.QueryCanceled):

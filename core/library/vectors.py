@@ -55,6 +55,16 @@ def _is_unavailable(exc: BaseException) -> bool:
                          "ConnectionRefusedError", "TimeoutError"})
 
 
+def _connect_reason(exc: BaseException) -> str:
+    """What the network said ("Connection refused", "Name or service not known"), not the
+    wrapper's type (chromadb's ValueError "Could not connect to a Chroma server")."""
+    for e in reversed(_chain(exc)):
+        text = str(e).strip()
+        if _is_unavailable(e) and text:
+            return text.removeprefix("[Errno ").split("] ", 1)[-1][:200]
+    return type(exc).__name__
+
+
 def _chain(exc: BaseException | None) -> list[BaseException]:
     out: list[BaseException] = []
     while exc is not None and len(out) < 10:
@@ -117,7 +127,7 @@ def _client(url: str, path: Path, timeout_s: float) -> Any:
         where = url or str(path)
         if url and _is_unavailable(exc):
             raise StoreUnavailable(f"the vector store at {where} is not reachable "
-                                   f"({type(exc).__name__})") from exc
+                                   f"({_connect_reason(exc)})") from exc
         raise StoreError(f"cannot open the vector store at {where}: {exc}") from exc
 
 

@@ -42,6 +42,8 @@ def cpu_has_bf16() -> bool:
 
 
 def pick_device(requested: str = "auto") -> str:
+    if requested in ("cuda", "mps"):
+        _require_device(requested)
     if requested != "auto":
         return requested
     if not gpu_possible():
@@ -54,6 +56,26 @@ def pick_device(requested: str = "auto") -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def _require_device(device: str) -> None:
+    """A GPU asked for by name that torch cannot use is a config error now, not torch's
+    AssertionError at the first forward pass."""
+    import torch
+
+    from core.errors import ConfigError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        why = ("this PyTorch is a CPU build" if torch.version.cuda is None else
+               "no NVIDIA GPU or driver is visible (a container needs --gpus)")
+    elif device == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                  and torch.backends.mps.is_available()):
+        why = "MPS needs an Apple-silicon Mac and a PyTorch built for it"
+    else:
+        return
+    raise ConfigError("embedding.device (or PIXRAG_EMBEDDING__DEVICE)",
+                      f'"{device}" cannot be used here: {why}; set "auto" (the GPU when there '
+                      'is one, else the CPU) or "cpu"')
 
 
 def dtype_name(device: str, requested: str = "auto") -> str:

@@ -101,6 +101,13 @@ class MiniLMEmbedder:
         if self._model is not None:
             return
         source = str(Path(self._source).expanduser()) if self._local else self._source
+        if not self._local and source.startswith(("/", ".", "~")):
+            # A path, not a Hub id: say which folder is missing, not the Hub's id rules.
+            raise ModelError(
+                f"text model {self.model_id!r} could not be loaded: folder "
+                f"{Path(source).expanduser()} does not exist; set [text] model (or "
+                "PIXRAG_TEXT__MODEL) to a sentence-transformers folder, or to \"\" for the "
+                "bundled all-MiniLM-L6-v2")
         if self._local and self.device == "cpu":
             # The plain encoder reads the same files without transformers' 3-4 s of imports.
             from core.models.lighttext import BertText, Tokens

@@ -43,7 +43,8 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 @pytest.mark.parametrize("argv", [
     ["search", "x", "-k", "0"], ["search", "x", "-k", "101"], ["similar", "a.png", "-k", "-3"],
     ["ask", "q", "-k", "many"], ["eval", "e.json", "-k", "1000"],
-    ["--space", "", "stats"], ["stats", "--space", "  "],
+    ["--space", "", "stats"], ["stats", "--space", "  "], ["--data-dir", "", "stats"],
+    ["--config", "", "stats"], ["migrate", "--to", ""],
 ])
 def test_bad_arguments_are_usage_errors(argv: list[str],
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -342,4 +343,92 @@ def test_a_data_folder_that_cannot_be_made_names_the_path(
     monkeypatch.setenv("PIXRAG_DATA_DIR", str(blocker / "data"))
     rc, out, err = _run(capsys, "stats")
     assert rc != 0 and not out
-    assert f"opening the index failed: {blocker / 'data'}: Not a directory" in err
+    assert (f"error: the data folder {blocker / 'data'} cannot be made: {blocker} is a file, "
+            "not a folder: choose another folder with --data-dir or PIXRAG_DATA_DIR") in err
+    # The data folder itself a file: said so, instead of "File exists".
+    monkeypatch.setenv("PIXRAG_DATA_DIR", str(blocker))
+    rc, out, err = _run(capsys, "index", str(blocker))
+    assert rc == 1 and f"error: the data folder {blocker} is a file, not a folder" in err
+    assert blocker.read_text() == "x"
+    # pixrag health says the same instead of "does not exist (nothing indexed yet?)".
+    rc, out, err = _run(capsys, "health", "--skip-model")
+    assert rc == 1 and out.count(f"{blocker} is a file, not a folder") == 2, out
+
+
+def test_a_data_folder_this_user_cannot_write_says_so(
+        env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A bind mount owned by another user: SQLite's "unable to open database file" used to be
+    # all the operator saw. (Tests may run as root, who may write anywhere: the refusal is
+    # played by os.access and the store.)
+    import core.library.open as library_open
+    import core.machine
+    from core.errors import StoreError
+
+    env.mkdir()
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise StoreError(f"cannot open the catalog {env}/catalog.sqlite: unable to open "
+                         "database file")
+
+    monkeypatch.setattr(library_open, "_parts", refuse)
+    monkeypatch.setattr(core.machine.os, "access", lambda path, mode: Path(path) != env)
+    rc, out, err = _run(capsys, "stats")
+    assert rc == 1
+    assert (f"error: the data folder {env} is not writable by this user (uid "
+            in err and "give this user write access, or choose another folder with "
+            "--data-dir or PIXRAG_DATA_DIR" in err), err
+
+
+def test_feedback_export_to_a_path_that_cannot_be_written_is_an_error(
+        env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Used to be an "internal error (FileNotFoundError ...)".
+    target = tmp_path / "no-such-folder" / "feedback.json"
+    rc, out, err = _run(capsys, "feedback", "export", "--out", str(target), "--json")
+    assert rc == 1
+    assert json.loads(out) == {"error": f"{target}: cannot write file (No such file or "
+                                        "directory)"}
+    assert "internal error" not in err
+    rc, out, err = _run(capsys, "feedback", "export", "--out", str(tmp_path))
+    assert rc == 1 and f"error: {tmp_path}: cannot write file (Is a directory)" in err
+
+
+def test_a_missing_bot_token_says_what_it_is_and_which_mode_wants_it(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-not-shown-anywhere")
+    rc, out, err = _run(capsys, "slack")
+    assert rc == 1 and not out
+    assert ("error: config SLACK_APP_TOKEN: environment variable not set (Socket Mode, the "
+            "default [slack] mode, needs the app-level token xapp-...; HTTP mode ([slack] mode "
+            "= \"http\") needs SLACK_SIGNING_SECRET instead); see docs/SLACK.md") in err
+    monkeypatch.setenv("PIXRAG_SLACK__MODE", "http")
+    rc, out, err = _run(capsys, "slack")
+    assert rc == 1 and "config SLACK_SIGNING_SECRET: environment variable not set (HTTP mode" in err
+    monkeypatch.delenv("SLACK_BOT_TOKEN")
+    rc, out, err = _run(capsys, "discord")
+    assert rc == 1 and "config DISCORD_TOKEN: environment variable not set (the bot token" in err
+    assert "xoxb-not-shown-anywhere" not in err
+    assert not env.exists()  # checked before an index is opened
+
+
+def test_recaption_says_whether_captions_are_off_or_have_no_model(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _run(capsys, "index", "--recaption")
+    assert rc == 1 and ("error: config index.captions (or PIXRAG_INDEX__CAPTIONS): captions "
+                        "are off: set it to true") in err
+    # On, but no model to write them: "captions are off: set it to true" was wrong advice.
+    monkeypatch.setenv("PIXRAG_INDEX__CAPTIONS", "true")
+    rc, out, err = _run(capsys, "index", "--recaption")
+    assert rc == 1 and "captions are off" not in err
+    assert ("error: config answer.provider (or PIXRAG_ANSWER__PROVIDER): captions are on but "
+            "no answer model is configured to write them") in err
+
+
+@pytest.mark.parametrize("command", ["check", "reindex"])
+def test_check_of_a_folder_without_an_index_says_so_and_leaves_none(
+        command: str, env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A typo in PIXRAG_DATA_DIR used to pass as "ok: 0 item(s)" and leave an empty index.
+    rc, out, err = _run(capsys, command, "--json")
+    assert rc == 0 and json.loads(out)  # the usual document
+    assert f"there is no index at {env}: nothing indexed there yet" in err
+    assert not env.exists()

@@ -88,5 +88,47 @@ def test_api_key_without_provider_names_both_variables(tmp_path: Path) -> None:
 def test_other_pixrag_variables_are_not_settings() -> None:
     # Only PIXRAG_<SECTION>__<KEY> and top-level keys are settings; other names are ignored.
     s = load_settings(None, environ={"PIXRAG_TEST_TOKEN": "x", "PIXRAG_LOG_FORMAT": "json",
-                                     "PIXRAG_METRICS__PORT": "9100"})
+                                     "PIXRAG_METRICS__PORT": "9100",
+                                     "PIXRAG_TORCH_INDEX": "https://example.org/whl",
+                                     "PIXRAG_TEXT_FOO": "x"})
     assert s.log_format == "json" and s.metrics.port == 9100
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("PIXRAG_EMBEDDING_MODEL", "keys of [embedding] take two underscores; did you mean "
+     "PIXRAG_EMBEDDING__MODEL?"),
+    ("PIXRAG_SLACK_ADMINS", "did you mean PIXRAG_SLACK__ADMINS?"),
+    ("PIXRAG_RETRIEVAL", "[retrieval] is a section: set one of its keys as "
+     "PIXRAG_RETRIEVAL__<KEY>"),
+    ("PIXRAG_DATADIR", "not a setting; did you mean PIXRAG_DATA_DIR?"),
+    ("PIXRAG_LOGLEVEL", "did you mean PIXRAG_LOG_LEVEL?"),
+    ("PIXRAG_CONFIG", "give the config file with --config FILE (or as ./config.toml)"),
+    ("PIXRAG_SLACK_TOKEN", "secrets are read from the environment only: set SLACK_BOT_TOKEN "
+     "there and remove this key"),
+    ("PIXRAG_ANSWER_API_KEY", "set ANTHROPIC_API_KEY or OPENAI_API_KEY there and remove this "
+     "key"),
+])
+def test_a_setting_written_wrong_in_the_environment_is_named(name: str, expected: str) -> None:
+    # These used to be ignored without a word: the model, the admins, the data folder of the
+    # defaults used instead.
+    msg = _env_error(**{name: "/models/clip"})
+    assert msg.startswith(f"config {name}: ") and msg.endswith(expected), msg
+    assert "/models/clip" not in msg
+
+
+def test_kubernetes_service_variables_are_not_settings() -> None:
+    # A Service named pixrag-slack (or pixrag-metrics, or pixrag) puts these in every pod:
+    # none is a setting written wrong, and none may stop the bot.
+    env = {}
+    for service, port in (("PIXRAG_SLACK", 3000), ("PIXRAG_METRICS", 9100), ("PIXRAG", 3000)):
+        link = f"tcp://10.0.0.5:{port}"
+        env.update({f"{service}_SERVICE_HOST": "10.0.0.5", f"{service}_SERVICE_PORT": str(port),
+                    f"{service}_SERVICE_PORT_HTTP": str(port), f"{service}_PORT": link,
+                    f"{service}_PORT_{port}_TCP": link, f"{service}_PORT_{port}_TCP_PROTO": "tcp",
+                    f"{service}_PORT_{port}_TCP_PORT": str(port),
+                    f"{service}_PORT_{port}_TCP_ADDR": "10.0.0.5"})
+    s = load_settings(None, environ=env)
+    assert s.slack.port == 3000 and s.metrics.port == 0
+    # Written by a person (a port, not a link), the same name is the mistake it looks like.
+    with pytest.raises(ConfigError, match="did you mean PIXRAG_SLACK__PORT"):
+        load_settings(None, environ={"PIXRAG_SLACK_PORT": "3001"})

@@ -43,6 +43,27 @@ def test_cli_md_covers_every_command_and_option() -> None:
     assert "`--version`" in CLI_MD
 
 
+def test_help_names_only_real_variables() -> None:
+    from core.config import SECRET_NAMES
+
+    texts = [build_parser().format_help()] + [p.format_help() for p in _subparsers().values()]
+    for text in texts:
+        for name in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", " ".join(text.split())):
+            assert name in SECRET_NAMES or name.startswith("PIXRAG_"), name
+
+
+def test_compare_presets_are_the_same_in_help_docs_and_code() -> None:
+    from core.evaluate import DEFAULT_COMPARE, PRESETS
+
+    action = next(a for a in _subparsers()["eval"]._actions if "--compare" in a.option_strings)
+    help_text = " ".join((action.help or "").split())
+    assert f"({', '.join(PRESETS)})" in help_text
+    assert f"with no CONFIG: {', '.join(DEFAULT_COMPARE)})" in help_text
+    assert f"Without CONFIGs: `{' '.join(DEFAULT_COMPARE)}`" in CLI_MD
+    for name in PRESETS:
+        assert f"`{name}`" in CLI_MD, name
+
+
 def test_readme_links_the_contract() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "](docs/CLI.md)" in readme
@@ -91,6 +112,7 @@ def test_images_carry_what_the_docs_promise() -> None:
         assert '"torch==${TORCH_VERSION}"' in text and "ARG TORCH_VERSION=2." in text
         assert "ARG CLIP_MODEL=" in text and "COPY models/ /models/" in text
         assert "--uid 1000" in text and "USER 1000:1000" in text
+        assert "WORKDIR /app" in text  # DOCKER.md: /app/config.toml is ./config.toml
     assert "https://download.pytorch.org/whl/cpu" in cpu
     assert "FROM nvidia/cuda:" in gpu and "-runtime-" in gpu
     assert "https://download.pytorch.org/whl/cu" in gpu

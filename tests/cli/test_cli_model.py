@@ -117,3 +117,23 @@ def test_hub_model_offline_says_how_to_use_a_local_folder(
     assert "pixrag-tests/no-such-clip" in msg
     assert "hf download pixrag-tests/no-such-clip --local-dir" in msg
     assert "PIXRAG_EMBEDDING__MODEL=" in msg and "[embedding] model" in msg
+
+
+async def test_a_model_path_that_is_not_there_is_not_a_model_change(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # A typo in a model folder used to be reported as a model change, with `pixrag reindex`
+    # (which cannot load that model either) as the fix.
+    from core.errors import ModelError
+
+    data = tmp_path / "data"
+    async with open_service(make_settings(data, tiny_clip), Secrets({})) as svc:
+        await svc.index_paths(write_images(tmp_path / "imgs", 1), "local")
+    typo = tmp_path / "clip-typo"
+    with pytest.raises(ModelError) as exc:
+        async with open_service(make_settings(data, typo), Secrets({})):
+            pass
+    msg = str(exc.value)
+    assert not isinstance(exc.value, ModelMismatch) and "reindex" not in msg
+    assert msg == (f"the configured clip model {str(typo)!r} is not a folder on this machine; "
+                   f"the index was built with {str(tiny_clip)!r}. Correct the path in the "
+                   "config (or its PIXRAG_ variable).")

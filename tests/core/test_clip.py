@@ -48,6 +48,27 @@ def test_missing_local_folder_is_a_clear_error(tmp_path: Path) -> None:
         ClipEmbedder(str(tmp_path / "nope"))
 
 
+def test_a_gpu_named_that_torch_cannot_use_is_a_config_error(
+        tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # device = "cuda" without a usable GPU used to be an internal error at the first forward
+    # pass (torch's "AssertionError: Torch not compiled with CUDA enabled").
+    import torch
+
+    from core.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError) as err:
+        ClipEmbedder(str(tiny_clip), device="cuda")
+    msg = str(err.value)
+    assert msg.startswith('config embedding.device (or PIXRAG_EMBEDDING__DEVICE): "cuda" '
+                          "cannot be used here: ")
+    assert msg.endswith('set "auto" (the GPU when there is one, else the CPU) or "cpu"')
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match='"mps" cannot be used here: MPS needs'):
+        ClipEmbedder(str(tiny_clip), device="mps")
+    assert ClipEmbedder(str(tiny_clip), device="cpu").device == "cpu"
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_staged_batches_give_the_same_vectors(tiny_clip: Path, dtype: str) -> None:
     # The GPU's input path (stacked into one reused host buffer, in fp16 when the model runs

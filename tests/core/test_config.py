@@ -55,6 +55,93 @@ def test_bad_values_name_the_key(env: dict[str, str], named: str) -> None:
     assert named in str(err.value)
 
 
+def test_an_empty_data_dir_is_an_error_not_the_current_folder(tmp_path: Path) -> None:
+    for env in ({"PIXRAG_DATA_DIR": ""}, {"PIXRAG_DATA_DIR": "  "}):
+        with pytest.raises(ConfigError) as err:
+            load_settings(None, environ=env)
+        assert str(err.value).startswith("config data_dir (or PIXRAG_DATA_DIR): must not be "
+                                          "empty")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data_dir = ""\n')
+    with pytest.raises(ConfigError, match="data_dir"):
+        load_settings(cfg, environ={})
+    # An explicit folder (--data-dir) still wins over an empty variable.
+    s = load_settings(None, environ={"PIXRAG_DATA_DIR": ""}, data_dir=tmp_path)
+    assert s.data_dir == tmp_path
+
+
+def test_a_config_path_that_is_no_readable_file_is_a_config_error(tmp_path: Path) -> None:
+    # A folder given as the config file used to be an "internal error".
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, environ={})
+    assert str(err.value) == f"config {tmp_path}: cannot read the file (Is a directory)"
+
+
+def test_a_section_given_a_value_names_no_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("retrieval = 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, environ={})
+    assert str(err.value) == ("config retrieval: [retrieval] is a section: write its keys "
+                              "under a [retrieval] line, not a value")
+
+
+def test_discord_sync_guild_is_an_id(tmp_path: Path) -> None:
+    # A server name used to pass here and stop `pixrag discord --sync` after the login with
+    # an internal error (int() of the name); an id without quotes was refused as "not a string".
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[discord]\nsync_guild = 123456789012345678\n")
+    assert load_settings(cfg, environ={}).discord.sync_guild == "123456789012345678"
+    env = {"PIXRAG_DISCORD__SYNC_GUILD": "My Server"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ=env)
+    assert str(err.value).startswith("config discord.sync_guild (or PIXRAG_DISCORD__SYNC_GUILD): "
+                                     "should be a server (guild) id, digits only")
+    assert load_settings(None, environ={"PIXRAG_DISCORD__SYNC_GUILD": ""}).discord.sync_guild \
+        == ""
+
+
+def test_files_saved_with_a_byte_order_mark_load(tmp_path: Path) -> None:
+    # Windows editors may write UTF-8 with a BOM: it used to be "not valid TOML (Invalid
+    # statement (at line 1, column 1))".
+    from core.glossary import read_glossary_file
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes("\ufeff[retrieval]\r\nk = 3\r\n".encode())
+    assert load_settings(cfg, environ={}).retrieval.k == 3
+    terms = tmp_path / "terms.toml"
+    terms.write_bytes('\ufeff[abbreviations]\nPLT = "platform team"\n'.encode())
+    assert read_glossary_file(terms)[0] == {"PLT": "platform team"}
+    from core.evaluate import load_queries
+
+    queries = tmp_path / "eval.json"
+    queries.write_bytes('\ufeff[{"query": "pricing", "target": "a.png"}]'.encode())
+    assert load_queries(queries) == [{"query": "pricing", "target": "a.png"}]
+
+
+def test_an_eval_file_that_is_a_folder_is_a_plain_error(tmp_path: Path) -> None:
+    from core.errors import UnsupportedInput
+    from core.evaluate import load_queries
+
+    with pytest.raises(UnsupportedInput) as err:
+        load_queries(tmp_path)
+    assert str(err.value) == f"{tmp_path}: cannot read file (Is a directory)"
+
+
+def test_log_level_must_be_a_level(tmp_path: Path) -> None:
+    # Any other word used to mean INFO without a word said.
+    assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "debug"}).log_level == "debug"
+    assert load_settings(None, environ={"PIXRAG_LOG_LEVEL": "warn"}).log_level == "warn"
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={"PIXRAG_LOG_LEVEL": "LOUD"})
+    assert str(err.value) == ("config log_level (or PIXRAG_LOG_LEVEL): Input should be one of "
+                              "DEBUG, INFO, WARNING, ERROR, CRITICAL (any case)")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('log_level = "verbose"\n')
+    with pytest.raises(ConfigError, match="log_level"):
+        load_settings(cfg, environ={})
+
+
 def test_a_number_or_auto_key_names_the_key_and_both_forms() -> None:
     for key in ("EMBEDDING__BATCH_SIZE", "EMBEDDING__QUEUE_SIZE", "INDEX__OCR_WORKERS"):
         with pytest.raises(ConfigError) as err:

@@ -123,3 +123,18 @@ def test_index_stops_at_once_when_the_store_dies(tmp_path: Path, tiny_clip: Path
     assert len(lines) == 1 and "vector store" in lines[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and proc.stdout.count("FAILED") == 0
     assert StoreError  # the CLI's one line comes from this family
+
+
+def test_a_chroma_server_that_refuses_says_what_the_network_said(tmp_path: Path) -> None:
+    # "not reachable (ValueError)" named chromadb's wrapper, not the refused connection.
+    import socket
+
+    from core.library.vectors import _client
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StoreUnavailable) as err:
+        _client(f"http://127.0.0.1:{port}", tmp_path, 5.0)
+    assert str(err.value) == (f"the vector store at http://127.0.0.1:{port} is not reachable "
+                              "(Connection refused)")

@@ -90,6 +90,17 @@ def test_broken_local_folder_is_a_model_error(tmp_path: Path) -> None:
         MiniLMEmbedder(str(tmp_path)).embed_batch(["hello"])
 
 
+def test_a_missing_local_folder_is_named(tmp_path: Path) -> None:
+    # It used to fail with the Hub's rules for repository ids ("Repo id must use ...").
+    missing = tmp_path / "minilm-typo"
+    with pytest.raises(ModelError) as err:
+        MiniLMEmbedder(str(missing)).embed_batch(["hello"])
+    assert str(err.value) == (
+        f"text model {str(missing)!r} could not be loaded: folder {missing} does not exist; "
+        "set [text] model (or PIXRAG_TEXT__MODEL) to a sentence-transformers folder, or to "
+        "\"\" for the bundled all-MiniLM-L6-v2")
+
+
 def test_concurrent_calls_are_safe(minilm: MiniLMEmbedder) -> None:
     texts = [f"sentence number {i}" for i in range(12)]
     expected = minilm.embed_batch(texts)

@@ -53,6 +53,7 @@ class FakeDiscord:
         self.history: dict[int, list[dict[str, Any]]] = {}
         self.threads: dict[int, dict[str, Any]] = {}  # thread payloads (with guild_id)
         self.private_threads_forbidden = False
+        self.guild_sync_forbidden = False  # PUT of guild commands answers 403 Missing Access
         # (method, path regex, how many more times to answer 429)
         self.rate_limits: list[list[Any]] = []
         self.cdn_hold: asyncio.Event | None = None  # when set, CDN downloads wait for it
@@ -305,6 +306,9 @@ class FakeDiscord:
             if m == "DELETE":
                 return web.Response(status=204)
             return self._json(self._message(rec))
+        if re.fullmatch(r"/applications/\d+/guilds/\d+/commands", p) and m == "PUT" \
+                and self.guild_sync_forbidden:  # a server the bot is not in
+            return self._json({"code": 50001, "message": "Missing Access"}, 403)
         if re.fullmatch(r"/applications/\d+(/guilds/\d+)?/commands", p) and m == "PUT":
             cmds = [{"description": "", **c, "id": str(self.next_id()),
                      "application_id": str(APP_ID), "version": "1"}

@@ -365,6 +365,19 @@ async def test_sync_is_explicit(start_bot, fake) -> None:
     assert fake.matching("PUT", f"^/applications/{APP_ID}/guilds/123/commands$")
 
 
+async def test_sync_to_a_server_the_bot_is_not_in_names_the_setting(start_bot, fake) -> None:
+    # discord.py syncs while logging in: the 403 used to read "Discord answered HTTP 403 to
+    # the login; try again later".
+    from core.errors import ConfigError
+
+    fake.guild_sync_forbidden = True
+    with pytest.raises(ConfigError) as err:
+        await start_bot(sync=True, sync_guild="456")
+    assert str(err.value).startswith(
+        "config discord.sync_guild (or PIXRAG_DISCORD__SYNC_GUILD): Discord refused the "
+        "commands for server 456 (403 Missing Access): is the bot in that server")
+
+
 async def test_dm_is_a_private_space_per_user(h) -> None:
     gid = P.next_id()
     ch = P.channel(P.next_id(), gid)

@@ -45,3 +45,17 @@ def test_compose_file_brings_up_the_whole_server_mode() -> None:
     assert env["AWS_SECRET_ACCESS_KEY"] == env["MINIO_ROOT_PASSWORD"]
     bucket = env["PIXRAG_BLOBS__URL"].removeprefix("s3://").split("/")[0]
     assert f"local/{bucket}" in services["minio-bucket"]["command"][0]
+
+
+def test_the_bots_volumes_are_writable_by_the_images_user() -> None:
+    # A named volume takes its owner from the image's folder: one still owned by root leaves
+    # uid 1000 unable to write there (the CLIP download into HF_HOME=/models, say).
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        text = (ROOT / dockerfile).read_text()
+        owned = next(line for line in text.splitlines() if "chown pixrag" in line)
+        owned_paths = owned.split("chown pixrag", 1)[1].split()
+        for name in ("discord", "slack"):
+            for volume in compose["services"][name]["volumes"]:
+                target = volume.split(":")[1]
+                assert target in owned_paths, f"{dockerfile}: {target} not owned by uid 1000"

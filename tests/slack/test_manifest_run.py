@@ -51,6 +51,24 @@ async def test_run_slack_names_missing_env_var(mode, env, missing, settings: Set
     assert err.value.key == missing and missing in str(err.value)
 
 
+async def test_http_mode_on_a_taken_port_is_a_config_error(settings: Settings):
+    # Used to end `pixrag slack` with "internal error (OSError: [Errno 98] ...)".
+    import socket
+
+    from bot.slack.app import serve_http
+
+    secrets = Secrets({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"})
+    app = build_app(object(), settings, secrets)  # type: ignore[arg-type]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as err:
+            await serve_http(app, "127.0.0.1", port)
+    assert str(err.value).startswith(f"config slack.port (or PIXRAG_SLACK__PORT): cannot listen "
+                                     f"on 127.0.0.1:{port} (")
+
+
 def test_build_app_without_token_is_a_config_error(settings: Settings):
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN"):
         build_app(object(), settings, Secrets({}))  # type: ignore[arg-type]
