@@ -13,6 +13,7 @@
     │   └── ProviderUnavailable      timeouts / 429 / 5xx until the retry budget ran out
     └── OperationalError             the machine, not the user: a store, a disk, a model
         ├── ModelError               the embedding model cannot be loaded or does not fit
+        │   ├── ModelUnavailable     a model cannot be loaded at all: a run stops at once
         │   └── ModelMismatch        the index was built by another model: re-index
         ├── StoreError               the vector store / catalog / keyword index / blobs failed
         │   └── StoreUnavailable     a store does not answer (down, frozen, unreachable)
@@ -85,6 +86,11 @@ class OperationalError(PixragError):
 
 class ModelError(OperationalError):
     public = "the search model is not available right now; the operator has the details."
+
+
+class ModelUnavailable(ModelError):
+    """A model cannot be loaded at all (a wrong path, a missing package, no way to download
+    it): every item would fail the same way, so an index run stops with this one error."""
 
 
 class ModelMismatch(ModelError):

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from core.components import Components
-from core.errors import DiskFull, PixragError, StoreError, UnsupportedInput
+from core.errors import DiskFull, ModelUnavailable, PixragError, StoreError, UnsupportedInput
 from core.glossary import annotated_passages
 from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
@@ -288,7 +288,9 @@ class Ingestor:
             nonlocal done
             try:
                 results[i] = await self._file(job, space)
-            except (StoreError, DiskFull) as exc:  # the store is gone: stop the whole run
+            except (StoreError, DiskFull, ModelUnavailable) as exc:
+                # The store is gone, or a model cannot load: every file would fail the same
+                # way, so the whole run stops with this one error.
                 if not stop:
                     stop.append(exc)
                     log.debug("stopping the run: %s", exc)
@@ -348,7 +350,7 @@ class Ingestor:
                 fut = self._inflight.pop(key)
                 # The path the content is indexed under, which a twin's message names.
                 fut.set_result((already or job.source) if ok else None)
-        except (StoreError, DiskFull):
+        except (StoreError, DiskFull, ModelUnavailable):
             raise
         except PixragError as exc:
             report.failed.append(Failed(job.source, _reason(exc, job.name)))

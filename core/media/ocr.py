@@ -45,7 +45,7 @@ from typing import Any, cast
 import numpy as np
 from PIL import Image
 
-from core.errors import ModelError
+from core.errors import ModelError, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
 def _bundled_models() -> Path:
     spec = find_spec("rapidocr")
     if spec is None or spec.origin is None:
-        raise ModelError("OCR is unavailable: the rapidocr package is not installed")
+        raise ModelUnavailable("OCR is unavailable: the rapidocr package is not installed")
     return Path(spec.origin).parent / "models"
 
 
@@ -135,7 +135,8 @@ class RapidReader:
             models = _bundled_models()
             for name in (_DET, _REC):
                 if not (models / name).is_file():
-                    raise ModelError(f"OCR model {models / name} is missing: reinstall rapidocr")
+                    raise ModelUnavailable(
+                        f"OCR model {models / name} is missing: reinstall rapidocr")
             params = {
                 # RapidOCR logs through its own handler (propagate=False) and warns on
                 # every image without text: keep it to errors.
@@ -153,13 +154,13 @@ class RapidReader:
                 self._engine = _start_engine(params, cuda=cuda)
             except Exception as exc:  # a broken install surfaces as many different types
                 if not cuda:
-                    raise ModelError(f"OCR engine could not start: {exc}") from exc
+                    raise ModelUnavailable(f"OCR engine could not start: {exc}") from exc
                 log.info("OCR on CUDA failed to start (%s): using the CPU", exc)
                 cuda = False
                 try:
                     self._engine = _start_engine(params, cuda=False)
                 except Exception as exc2:
-                    raise ModelError(f"OCR engine could not start: {exc2}") from exc2
+                    raise ModelUnavailable(f"OCR engine could not start: {exc2}") from exc2
             self._gate_session = self._start_gate_session(models, cuda)
             log.info("OCR engine ready (RapidOCR, %s, gate detector %s)",
                      "cuda" if cuda else "cpu", self.gate_detector)

