@@ -56,7 +56,7 @@ def _path(text: str) -> Path:
     # Path("") is the current folder: never what an empty argument (an unset variable) meant.
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
-    return Path(text)
+    return Path(text).expanduser()  # also "~/c.toml" in quotes, which no shell expanded
 
 
 def _version() -> str:
@@ -195,6 +195,10 @@ def _setup_logging(verbose: int, settings: Settings | None, command: str) -> Non
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING if verbose
                                               else logging.ERROR if noisy == "huggingface_hub"
                                               else logging.WARNING))
+    if not (verbose or long_running):
+        # A short command reports a server it cannot reach in one line of its own; the pool's
+        # retry warnings (several lines each) before it would only bury that line.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def _quiet_libraries() -> None:

@@ -432,3 +432,19 @@ def test_check_of_a_folder_without_an_index_says_so_and_leaves_none(
     assert rc == 0 and json.loads(out)  # the usual document
     assert f"there is no index at {env}: nothing indexed there yet" in err
     assert not env.exists()
+
+
+def test_an_unreachable_postgres_is_one_line_and_a_quoted_tilde_config_is_found(
+        tmp_path: Path) -> None:
+    # The pool's retry warnings (several lines each) used to come before the one error line;
+    # and "~/c.toml" in quotes, which no shell expanded, was "not found".
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "c.toml").write_text('[catalog]\nurl = "postgresql://u:secret@127.0.0.1:9/db"\n',
+                                 encoding="utf-8")
+    env = cli_env(tmp_path / "data", "unused", HOME=str(home))
+    proc = subprocess.run([*pixrag_cmd(), "--config", "~/c.toml", "stats"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "Connection refused" in lines[0] and "secret" not in lines[0]
