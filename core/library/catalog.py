@@ -12,8 +12,10 @@ several processes on one host share the file. All methods block: call them from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StoreError
+from core.library.walmode import use_wal
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,53 @@ def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
     return db
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Create the schema, or bring an older one up to date, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            have = {r[1] for r in db.execute("PRAGMA table_info(items)")}
+            # Statement by statement: executescript() would COMMIT the transaction.
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if have:  # an older catalog: add what it lacks
+                for col, definition in _ADDED_COLUMNS.items():
+                    if col not in have:
+                        db.execute(f"ALTER TABLE items ADD COLUMN {col} {definition}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _create(path: Path, timeout_s: float) -> None:
+    """Create a new catalog file complete (schema, WAL mode) under another name and link it
+    into place. SQLite creates a file empty and writes it at the first commit: another
+    process opening the data folder at that moment (two commands started together) took the
+    empty file for a catalog that lost its data and asked for a repair on every run."""
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}-{threading.get_ident()}")
+    try:
+        db = _connect(tmp, timeout_s)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            _migrate(db)
+        finally:
+            db.close()  # the last connection: the WAL is checkpointed into the file
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            log.debug("another process created %s first", path)
+        except OSError as exc:  # no hard links here (some network or FUSE file systems)
+            log.debug("creating %s in place: %s", path, exc)
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{tmp}{suffix}")
+
+
 class Catalog:
     def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
         self.path = Path(path)
@@ -139,38 +189,22 @@ class Catalog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             #: A catalog file that exists but is empty lost its data (a crash during a copy, a
-            #: truncation): the library compares it with the vectors and says so.
+            #: truncation): the library compares it with the vectors and says so. A new
+            #: catalog is never seen empty (see _create), so this is never a process that is
+            #: creating it at this moment.
             self.was_empty_file = self.path.exists() and self.path.stat().st_size == 0
+            if not self.path.exists():
+                _create(self.path, timeout_s)
             self._db = _connect(self.path, timeout_s)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db, timeout_s)
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the catalog {self.path}: {exc}") from exc
         self._lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
-
-    def _migrate(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
-                have = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
-                # Statement by statement: executescript() would COMMIT the transaction.
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                if have:  # an older catalog: add what it lacks
-                    for col, definition in _ADDED_COLUMNS.items():
-                        if col not in have:
-                            self._db.execute(f"ALTER TABLE items ADD COLUMN {col} {definition}")
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     # connections ------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:

@@ -1,0 +1,85 @@
+"""Several processes on one embedded data folder: opening it at the same moment, and the
+embedded vector store, which only one process may have open."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.library.catalog import Catalog
+from core.library.keyword import KeywordIndex
+
+
+def _held_by_another_opener(path: Path, seconds: float) -> threading.Timer:
+    """A new database file whose lock another connection holds for ``seconds``, as when a
+    second ``pixrag`` process creates the same new file at the same moment."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS other_process (x)")
+
+    def done() -> None:
+        other.execute("COMMIT")
+        other.close()
+
+    timer = threading.Timer(seconds, done)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize(("name", "open_part"), [
+    ("catalog.sqlite", lambda p: Catalog(p, timeout_s=10)),
+    ("keyword.sqlite", lambda p: KeywordIndex(p, busy_timeout_s=10)),
+], ids=["catalog", "keyword"])
+def test_a_new_file_being_set_up_by_another_process_is_waited_for(
+        tmp_path: Path, name: str, open_part: Callable[[Path], Catalog | KeywordIndex]) -> None:
+    # Switching a file to WAL mode does not wait for a busy lock (SQLite fails at once with
+    # "database is locked"): two commands started together on a new data folder made one
+    # of them fail before doing anything.
+    timer = _held_by_another_opener(tmp_path / name, 0.3)
+    try:
+        part = open_part(tmp_path / name)
+    finally:
+        timer.join()
+    part.close()
+    with sqlite3.connect(tmp_path / name) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _open_catalog(folder: str, start: Any, results: Any) -> None:
+    start.wait()
+    try:
+        catalog = Catalog(Path(folder) / "catalog.sqlite", timeout_s=10)
+        results.put("found empty" if catalog.was_empty_file else "ok")
+        catalog.close()
+    except Exception as exc:  # reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_the_catalog_together_all_open_it_and_see_no_damage(
+        tmp_path: Path) -> None:
+    # SQLite creates a file empty and fills it at its first commit: a process opening the
+    # folder in that moment took it for a catalog that lost its data ("run pixrag check
+    # --repair" on every later run), or failed with "database is locked".
+    ctx = multiprocessing.get_context("fork")
+    outcomes: list[str] = []
+    for round_ in range(8):
+        folder = tmp_path / str(round_)
+        folder.mkdir()
+        start, results = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_catalog, args=(str(folder), start, results))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        outcomes += [results.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        left = {n for n in os.listdir(folder) if not n.endswith(("-wal", "-shm"))}
+        assert left == {"catalog.sqlite"}  # nothing half-made left behind
+    assert set(outcomes) == {"ok"}, outcomes
