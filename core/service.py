@@ -58,7 +58,13 @@ class PixRAG:
     async def start_background(self) -> None:
         """Resume text enrichment left over from an earlier run (bots call this at start), and
         import torch in the background: a long-running process will index (chat uploads) and
-        answer many queries, which torch runs faster than numpy (core.models.lighttext)."""
+        answer many queries, which torch runs faster than numpy (core.models.lighttext).
+
+        An embedded vector store is opened now: it serves one process at a time, so a bot
+        started while another process has it open stops at start with that error instead of
+        answering every chat message with it."""
+        if not self.c.settings.store.url:
+            await self.library.vectors()
         if await self.library.pending() > 0:
             self.enricher.kick()
         if self._torch_import is None:

@@ -22,7 +22,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from core.errors import ModelMismatch, StoreError, StoreUnavailable
+from core.errors import ModelMismatch, StoreError, StoreUnavailable, from_os_error
+from core.library.folderlock import FolderLock
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,6 @@ def _client(url: str, path: Path, timeout_s: float) -> Any:
         if url:
             return http_client(url, timeout_s)
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-        path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except StoreError:
         raise
@@ -119,6 +119,14 @@ def _client(url: str, path: Path, timeout_s: float) -> Any:
             raise StoreUnavailable(f"the vector store at {where} is not reachable "
                                    f"({type(exc).__name__})") from exc
         raise StoreError(f"cannot open the vector store at {where}: {exc}") from exc
+
+
+def _lock_folder(path: Path) -> FolderLock:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return FolderLock(path)
+    except OSError as exc:
+        raise from_os_error(exc, f"opening the vector store at {path}") from exc
 
 
 def _set_timeouts(client: Any, timeout_s: float) -> None:
@@ -137,7 +145,14 @@ class VectorStore:
                  timeout_s: float = 30.0) -> None:
         self.location = url or str(path)
         self.remote = bool(url)
-        self._client = _client(url, path, timeout_s)
+        # Embedded: this process alone, from before Chroma opens the folder (two processes
+        # creating it at once also failed with "database is locked") until close().
+        self._folder_lock = None if url else _lock_folder(path)
+        try:
+            self._client = _client(url, path, timeout_s)
+        except BaseException:
+            self._release_folder()
+            raise
         self.prefix = prefix
         self._specs: dict[str, tuple[str, str]] = {}  # channel -> (collection name, model)
         self._cols: dict[str, Any] = {}
@@ -358,6 +373,11 @@ class VectorStore:
         nothing else uses them): close them, or their sockets leak (ResourceWarning)."""
         client, self._cols = self._client, {}
         close_client(client)
+        self._release_folder()
+
+    def _release_folder(self) -> None:
+        if self._folder_lock is not None:
+            self._folder_lock.release()
 
 
 def close_client(client: Any) -> None:

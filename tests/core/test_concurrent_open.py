@@ -3,9 +3,12 @@ embedded vector store, which only one process may have open."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -83,3 +86,51 @@ def test_processes_creating_the_catalog_together_all_open_it_and_see_no_damage(
         left = {n for n in os.listdir(folder) if not n.endswith(("-wal", "-shm"))}
         assert left == {"catalog.sqlite"}  # nothing half-made left behind
     assert set(outcomes) == {"ok"}, outcomes
+
+
+_HOLD_STORE = """
+import sys, time
+from pathlib import Path
+from core.library.vectors import VectorStore
+store = VectorStore(path=Path(sys.argv[1]))
+print("open", flush=True)
+time.sleep(120)
+"""
+
+
+async def test_a_second_process_on_an_embedded_vector_store_gets_a_clear_error(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # Embedded Chroma keeps its graph in each process's memory and writes it back whole: two
+    # processes writing one folder lost each other's vectors ("Error finding id"). The second
+    # one is now refused, naming the first (a bot at its start); a killed holder leaves no
+    # stale lock.
+    from core.app import open_service
+    from core.config import Secrets
+    from core.errors import StoreBusy
+    from core.library.vectors import VectorStore
+    from tests.cli.helpers import make_settings
+
+    data = tmp_path / "data"
+    folder = data / "chroma"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_STORE, str(folder)],
+                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreBusy) as busy:
+            VectorStore(path=folder)
+        assert f"in use by another PixRAG process (pid {holder.pid}" in str(busy.value)
+        assert "[store] url" in str(busy.value)
+        async with open_service(make_settings(data, tiny_clip), Secrets({})) as svc:
+            assert (await svc.stats("local")).items == 0  # no vectors needed: works
+            with pytest.raises(StoreBusy):
+                await svc.start_background()  # a bot stops at start
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    first = VectorStore(path=folder)  # kill -9 released it
+    second = VectorStore(path=folder)  # one process shares its own store
+    second.close()
+    first.close()
+    with contextlib.closing(VectorStore(path=folder)):
+        pass
