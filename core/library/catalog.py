@@ -30,7 +30,7 @@ from core.library.walmode import use_wal
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -84,6 +84,12 @@ CREATE TABLE IF NOT EXISTS enrich (
     lease REAL NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS enrich_space ON enrich(space);
+-- Items whose removal began (their row is gone) and is not finished yet: vectors, keyword
+-- rows or blobs may remain, and `pixrag check --repair` must drop them, never rebuild a row
+-- from them.
+CREATE TABLE IF NOT EXISTS forgotten (
+    item_id TEXT PRIMARY KEY, space TEXT NOT NULL, created REAL NOT NULL
+);
 """
 
 #: The small tables ``pixrag migrate`` copies besides the items.
@@ -280,6 +286,8 @@ class Catalog:
         with self._write() as db:
             db.executemany(f"INSERT OR REPLACE INTO items ({_COLS}) VALUES ({marks})",  # noqa: S608
                            [tuple(getattr(r, c) for c in COLUMNS) for r in rows])
+            # Indexed again after a forget that was interrupted: the item is live again.
+            db.executemany("DELETE FROM forgotten WHERE item_id=?", [(r.id,) for r in rows])
             db.executemany(
                 "INSERT INTO enrich (item_id, space, created) VALUES (?,?,?) "
                 "ON CONFLICT(item_id) DO UPDATE SET attempts=0, lease=0, error=''",
@@ -342,14 +350,31 @@ class Catalog:
         return [(r[0], r[1]) for r in self._exec(sql, params)]
 
     def delete(self, space: str, ids: Sequence[str]) -> None:
+        """Remove rows and record them as forgotten (until :meth:`clear_forgotten`), in one
+        transaction."""
         ids = list(ids)
+        now = time.time()
         with self._write() as db:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 q = ",".join("?" * len(chunk))
+                gone = [r[0] for r in db.execute(
+                    f"SELECT id FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
+                    [space, *chunk])]
                 db.execute(f"DELETE FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
                            [space, *chunk])
                 db.execute(f"DELETE FROM enrich WHERE item_id IN ({q})", chunk)  # noqa: S608
+                db.executemany("INSERT OR REPLACE INTO forgotten VALUES (?,?,?)",
+                               [(i, space, now) for i in gone])
+
+    def forgotten(self) -> set[str]:
+        """Items whose removal is not finished (see :meth:`delete`)."""
+        return {r[0] for r in self._exec("SELECT item_id FROM forgotten")}
+
+    def clear_forgotten(self, ids: Sequence[str]) -> None:
+        """Their removal is finished: nothing of them is left to drop."""
+        with self._write() as db:
+            db.executemany("DELETE FROM forgotten WHERE item_id=?", [(i,) for i in ids])
 
     def sha_in_use(self, sha: str) -> bool:
         rows = self._exec("SELECT 1 FROM items WHERE image_sha=? OR file_sha=? LIMIT 1",

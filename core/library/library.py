@@ -8,8 +8,10 @@ one place:
 - **Write order.** Blobs, then vectors, then keyword passages, then the catalog row, which is
   the commit marker: a crash at any moment leaves nothing half-shown, and a re-run overwrites
   (every id is derived from space + content).
-- **Forget order.** The catalog row first (from then on nothing shows it), then vectors,
-  keyword passages, the thumbnail, and blobs no other item uses.
+- **Forget order.** The catalog row first (from then on nothing shows it), recorded as
+  forgotten in the same transaction, then vectors, keyword passages, the thumbnail, and blobs
+  no other item uses, then the record: what an interrupted forget leaves is dropped by
+  ``pixrag check --repair``, never mistaken for a lost row and rebuilt.
 - **One writer, a read pool.** Writes run on one thread; reads run on a small pool with their
   own connections, so a search never queues behind indexing.
 - **Tenancy.** Every read takes a :class:`~core.types.Scope`; rows another scope may not see
@@ -306,7 +308,11 @@ class Library:
 
         rows = await self.write("forgetting", work)
         await self._call(self._io, "removing originals", self._drop_blobs, rows)
-        return [r.id for r in rows]
+        gone = [r.id for r in rows]
+        # Only now is nothing of them left: until here `pixrag check --repair` drops what an
+        # interrupted removal left behind instead of rebuilding the rows from it.
+        await self.write("forgetting", self.catalog.clear_forgotten, gone)
+        return gone
 
     def _drop_blobs(self, rows: list[ItemRow]) -> None:
         for r in rows:

@@ -107,6 +107,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS enrich_space ON enrich (space);
     """,
+    """
+    CREATE TABLE IF NOT EXISTS forgotten (
+        item_id text PRIMARY KEY, space text NOT NULL, created double precision NOT NULL
+    );
+    """,
 ]
 
 
@@ -169,6 +174,8 @@ class PgCatalog:
                     f"ON CONFLICT (id) DO UPDATE SET {updates}",
                     [_clean([getattr(r, c) for c in _COLUMNS])
                      for _, r in sorted(latest.items())])
+            if latest:  # indexed again after an interrupted forget: live again
+                cur.execute("DELETE FROM forgotten WHERE item_id = ANY(%s)", [sorted(latest)])
             if queue:
                 cur.executemany(
                     "INSERT INTO enrich (item_id, space, created) VALUES (%s, %s, %s) "
@@ -230,12 +237,31 @@ class PgCatalog:
         return [(r[0], r[1]) for r in self._db.fetch("catalog phashes", sql, params)]
 
     def delete(self, space: str, ids: Sequence[str]) -> None:
+        """Remove rows and record them as forgotten (until :meth:`clear_forgotten`), in one
+        transaction."""
         ids = sorted(set(ids))
         if ids:
             with self._db.connection("catalog delete") as conn, conn.transaction():
-                conn.execute("DELETE FROM items WHERE space = %s AND id = ANY(%s)",
-                             [space, ids])
+                gone = [r[0] for r in conn.execute(
+                    "DELETE FROM items WHERE space = %s AND id = ANY(%s) RETURNING id",
+                    [space, ids]).fetchall()]
                 conn.execute("DELETE FROM enrich WHERE item_id = ANY(%s)", [ids])
+                if gone:
+                    conn.execute(
+                        "INSERT INTO forgotten (item_id, space, created) "
+                        "SELECT unnest(%s::text[]), %s, %s ON CONFLICT (item_id) DO NOTHING",
+                        [sorted(gone), space, time.time()])
+
+    def forgotten(self) -> set[str]:
+        """Items whose removal is not finished (see :meth:`delete`)."""
+        return {r[0] for r in self._db.fetch("catalog list", "SELECT item_id FROM forgotten")}
+
+    def clear_forgotten(self, ids: Sequence[str]) -> None:
+        """Their removal is finished: nothing of them is left to drop."""
+        ids = sorted(set(ids))
+        if ids:
+            with self._db.connection("catalog forgotten") as conn, conn.transaction():
+                conn.execute("DELETE FROM forgotten WHERE item_id = ANY(%s)", [ids])
 
     def live_ids(self, ids: Sequence[str]) -> set[str]:
         ids = list(dict.fromkeys(ids))

@@ -207,6 +207,49 @@ async def test_check_reports_and_repairs(tmp_path: Path, tiny_clip: Path) -> Non
         assert "keyword" in after[0].signals and not any("keyword" in h.signals for h in before)
 
 
+async def test_an_interrupted_forget_is_finished_by_repair_never_undone(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # A forget killed after the catalog rows went but before the vectors did: the repair
+    # took the vectors for rows lost by accident and brought the forgotten items back.
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 2)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text(TXT, encoding="utf-8")
+    settings = make_settings(data, tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths([*images, docs], "local")
+        store = await svc.library.vectors()
+
+        def crash(space: str, items: object) -> None:
+            raise KeyboardInterrupt  # the process dies here
+
+        store.delete_items = crash  # type: ignore[method-assign]
+        for path in (images[0], docs / "notes.txt"):
+            with pytest.raises(KeyboardInterrupt):
+                await svc.forget("local", str(path))
+    async with open_service(settings, Secrets({})) as svc:
+        assert (await svc.stats("local")).items == 1
+        report = await svc.check()
+        assert report["counts"] == {"interrupted_forget": 2, "orphan_keyword_rows": 1,
+                                    "orphan_original": 2}, report
+        assert {p["source"] for p in report["problems"]
+                if p["kind"] == "interrupted_forget"} == {
+            str(images[0].resolve()), str((docs / "notes.txt").resolve())}
+        fixed = await svc.check(repair=True)
+        assert fixed["items"] == 1 and all(p["repaired"] for p in fixed["problems"])
+        assert (await svc.check())["ok"]
+        assert (await svc.stats("local")).items == 1
+        assert not await svc.search("Berlin office", Scope("local", admin=True))
+        assert sorted(p.name for p in (data / "blobs" / "thumbs").iterdir()) == [
+            f"{r.id}.jpg" for r in svc.library.catalog.all("local")]
+        # Indexing them again brings them back for good.
+        again = await svc.index_paths([images[0], docs], "local")
+        assert len(again.indexed) == 2
+        assert (await svc.check())["ok"]
+        assert (await svc.stats("local")).items == 3
+
+
 async def test_empty_catalog_file_is_rebuilt_from_vectors(tmp_path: Path, tiny_clip: Path,
                                                           caplog: pytest.LogCaptureFixture
                                                           ) -> None:

@@ -429,3 +429,20 @@ def test_two_processes_writing_at_once(pg_url: str) -> None:
     finally:
         cat.close()
         kw.close()
+
+
+def test_forgotten_items_are_recorded_until_their_removal_is_finished(pg_url: str) -> None:
+    # The same record as the SQLite catalog: `pixrag check --repair` drops what a forget
+    # interrupted midway left, instead of rebuilding rows from it.
+    cat = PgCatalog(pg_url)
+    try:
+        cat.add([_row(1, "h"), _row(2, "h")])
+        cat.delete("s", ["s:0001", "s:0099"])
+        assert cat.forgotten() >= {"s:0001"} and "s:0099" not in cat.forgotten()
+        cat.add([_row(1, "h")])  # indexed again: live, not forgotten
+        assert "s:0001" not in cat.forgotten()
+        cat.delete("s", ["s:0002"])
+        cat.clear_forgotten(["s:0002"])
+        assert "s:0002" not in cat.forgotten()
+    finally:
+        cat.close()
