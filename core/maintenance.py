@@ -238,6 +238,7 @@ class _Scan:
     text: dict[str, list[VectorRecord]] = field(default_factory=dict)
     keyword: set[str] = field(default_factory=set)
     blobs: set[str] = field(default_factory=set)
+    thumbnails: set[str] = field(default_factory=set)  # item ids
     files: list[tuple[str, str, str, int]] = field(default_factory=list)
     forgotten: set[str] = field(default_factory=set)  # removals begun, not finished
 
@@ -258,6 +259,7 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                 into.setdefault(str(rec.metadata.get("item", rec.id)), []).append(rec)
         s.keyword = lib.keyword.item_ids()
         s.blobs = lib.blobs.shas()
+        s.thumbnails = lib.blobs.thumbnail_keys()
         s.files = lib.catalog.files()
         s.forgotten = lib.catalog.forgotten()
         return s
@@ -363,6 +365,10 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
     for sha in stray_blobs:
         problems.append(Problem("orphan_original", sha, "",
                                 "a stored original no item uses", repaired=repair))
+    stray_thumbnails = sorted(s.thumbnails - known - set(unfinished))
+    for key in stray_thumbnails:
+        problems.append(Problem("orphan_thumbnail", key, "",
+                                "a thumbnail no item uses", repaired=repair))
     have_files = {(r.space, r.file_sha) for r in [*s.rows.values(), *restored]}
     stale_files = [(sp, sha) for sp, sha, _, _ in s.files if (sp, sha) not in have_files]
     for sp, sha in stale_files:
@@ -376,7 +382,7 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                                  stray_keyword, stray_blobs, stale_files)
         # Every removal begun is finished now: vectors, keyword rows and unused originals
         # were dropped above; thumbnails are per item.
-        for item in unfinished:
+        for item in [*unfinished, *stray_thumbnails]:
             await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
         await lib.write("recording the repair", lib.catalog.clear_forgotten, unfinished)
         await lib.write("recording the repair", lib.catalog.set_meta, "needs_repair", None)

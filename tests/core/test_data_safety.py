@@ -250,6 +250,24 @@ async def test_an_interrupted_forget_is_finished_by_repair_never_undone(
         assert (await svc.stats("local")).items == 3
 
 
+async def test_a_thumbnail_without_an_item_is_found_and_dropped(tmp_path: Path,
+                                                              tiny_clip: Path) -> None:
+    # A crash between a thumbnail's write and its item's commit left it for good: no check
+    # saw it.
+    data = tmp_path / "data"
+    settings = make_settings(data, tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths(write_images(tmp_path / "imgs", 2), "local")
+        thumbs = data / "blobs" / "thumbs"
+        (thumbs / "local~0123456789abcdef.jpg").write_bytes(b"\xff\xd8 left by a crash")
+        report = await svc.check()
+        assert report["counts"] == {"orphan_thumbnail": 1}, report
+        assert report["problems"][0]["item"] == "local:0123456789abcdef"
+        assert (await svc.check(repair=True))["problems"][0]["repaired"]
+        assert (await svc.check())["ok"]
+        assert len(list(thumbs.iterdir())) == 2
+
+
 async def test_empty_catalog_file_is_rebuilt_from_vectors(tmp_path: Path, tiny_clip: Path,
                                                           caplog: pytest.LogCaptureFixture
                                                           ) -> None:
