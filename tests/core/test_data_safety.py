@@ -313,6 +313,34 @@ async def test_lost_original_is_reported(tmp_path: Path, tiny_clip: Path,
         assert (await svc.stats("local")).items == 2  # the dead item is gone, not counted
 
 
+async def test_an_almost_full_disk_is_refused_before_the_vector_store_freezes_on_it(
+        tmp_path: Path, tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Embedded Chroma retries forever, holding the interpreter lock, when the disk fills
+    # during its write: `pixrag index` froze for good (not even SIGTERM got through).
+    from core.errors import DiskFull
+
+    images = write_images(tmp_path / "imgs", 3)
+    real = shutil.disk_usage
+
+    def almost_full(path: object) -> object:
+        usage = real(path)  # type: ignore[arg-type]
+        return type(usage)(usage.total, usage.total - 4096 * 1024, 4096 * 1024)
+
+    async with open_service(make_settings(tmp_path / "data", tiny_clip), Secrets({})) as svc:
+        await svc.index_paths(images[:1], "local")
+        monkeypatch.setattr(shutil, "disk_usage", almost_full)
+        with pytest.raises(DiskFull, match="4096 KiB free .* needs at least 64 MiB"):
+            await svc.index_paths(images[1:], "local")
+        with pytest.raises(DiskFull):
+            await svc.forget("local", str(images[0]))
+        monkeypatch.undo()
+        assert (await svc.stats("local")).items == 0  # forgotten, the rest by --repair
+        assert (await svc.check(repair=True))["counts"] == {
+            "interrupted_forget": 1, "orphan_original": 3, "orphan_thumbnail": 2}
+        report = await svc.index_paths(images, "local")
+        assert len(report.indexed) == 3 and (await svc.check())["ok"]
+
+
 async def test_a_full_disk_stops_indexing_with_one_clear_error(
         tmp_path: Path, tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
