@@ -466,6 +466,12 @@ class Catalog:
             db.executemany("UPDATE enrich SET lease=0, attempts=MAX(attempts-1, 0) "
                            "WHERE item_id=?", [(i,) for i in ids])
 
+    def reclaim_leases(self) -> int:
+        """Free every lease at once; how many there were. Only for a process that knows no
+        other one can be working on the queue (their holders were killed)."""
+        with self._write() as db:
+            return db.execute("UPDATE enrich SET lease=0 WHERE lease > 0").rowcount
+
     def fail_enrich(self, item_id: str, error: str) -> None:
         with self._write() as db:
             db.execute("UPDATE enrich SET error=?, lease=0 WHERE item_id=?", [error, item_id])

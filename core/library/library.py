@@ -107,6 +107,7 @@ class Library:
         timeout_s: float = 30.0,
         read_workers: int = 3,
         check_models: bool = True,
+        sole_user: bool = False,
     ) -> None:
         self.catalog = catalog
         self.keyword = keyword
@@ -117,6 +118,9 @@ class Library:
         self.models = dict(models)  # channel -> configured model id
         self.timeout_s = timeout_s
         self.check_models = check_models
+        #: Every part is embedded: once the vector store is open, this process is the only
+        #: one on the data folder (core.library.folderlock).
+        self.sole_user = sole_user
         self._recorded: set[str] = set()  # channels whose model is known to be recorded
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pixrag-write")
         self._readers = ThreadPoolExecutor(read_workers, thread_name_prefix="pixrag-read")
@@ -171,6 +175,13 @@ class Library:
                 store.attach(channel, name, model=model)
                 if self.check_models:
                     store.check(channel)
+            if self.sole_user:
+                # Leases held now are a killed process's (no other one can be at the queue):
+                # its items are free at once instead of after the lease (a minute).
+                n = self.catalog.reclaim_leases()
+                if n:
+                    log.info("%d item(s) a stopped process was reading the text of are "
+                             "queued again", n)
         except BaseException:
             store.close()
             raise
@@ -432,6 +443,8 @@ class Library:
 
     async def claim_enrich(self, limit: int, lease_s: float, max_attempts: int
                            ) -> list[ItemRow]:
+        if self.sole_user:
+            await self.vectors()  # needed for the text anyway; frees a killed run's leases
         return await self.write("reading the queue", self.catalog.claim_enrich, limit, lease_s,
                                 max_attempts)
 

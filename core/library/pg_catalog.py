@@ -335,6 +335,12 @@ class PgCatalog:
         self._db.run("queue release", "UPDATE enrich SET lease = 0, "
                      "attempts = GREATEST(attempts - 1, 0) WHERE item_id = ANY(%s)", [list(ids)])
 
+    def reclaim_leases(self) -> int:
+        """Free every lease at once; how many there were. Only for a process that knows no
+        other one can be working on the queue (their holders were killed)."""
+        with self._db.connection("queue reclaim") as conn, conn.transaction():
+            return conn.execute("UPDATE enrich SET lease = 0 WHERE lease > 0").rowcount
+
     def fail_enrich(self, item_id: str, error: str) -> None:
         self._db.run("queue failure", "UPDATE enrich SET error = %s, lease = 0 "
                      "WHERE item_id = %s", [error, item_id])

@@ -3,6 +3,7 @@ embedded vector store, which only one process may have open."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,29 @@ async def test_a_second_process_on_an_embedded_vector_store_gets_a_clear_error(
     first.close()
     with contextlib.closing(VectorStore(path=folder)):
         pass
+
+
+async def test_text_a_killed_run_was_reading_is_taken_over_at_once(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # A `pixrag index` killed during its text phase held its batch for the lease's minute:
+    # the next run sat at "read the text of 0 of 1 items" that long. With every part
+    # embedded, no other process can be at the queue, so its leases are freed at once.
+    from core.app import open_service
+    from core.config import Secrets
+    from tests.cli.helpers import make_settings
+    from tests.corpus import png_bytes, text_image
+
+    data = tmp_path / "data"
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(png_bytes(text_image("Error 0x80070005\nAccess denied")))
+    settings = make_settings(data, tiny_clip, PIXRAG_INDEX__OCR="true")
+    async with open_service(settings, Secrets({})) as svc:
+        svc.enricher.kick = lambda: None  # type: ignore[method-assign]
+        await svc.index_paths([shot], "local", wait=False)
+    with contextlib.closing(sqlite3.connect(data / "catalog.sqlite")) as db, db:
+        # as a killed worker leaves it: leased for the next minute, one attempt spent
+        db.execute("UPDATE enrich SET lease = ?, attempts = 1", [time.time() + 60])
+    async with open_service(settings, Secrets({})) as svc:
+        async with asyncio.timeout(30):
+            await svc.index_paths([shot], "local")
+        assert (await svc.stats("local")).waiting_for_text == 0

@@ -446,3 +446,16 @@ def test_forgotten_items_are_recorded_until_their_removal_is_finished(pg_url: st
         assert "s:0002" not in cat.forgotten()
     finally:
         cat.close()
+
+
+def test_leases_of_stopped_workers_are_reclaimed(pg_url: str) -> None:
+    cat = PgCatalog(pg_url)
+    try:
+        cat.add([_row(7, "h")], enrich=["s:0007"])
+        assert [r.id for r in cat.claim_enrich(8, 60.0, 3)] == ["s:0007"]
+        assert cat.claim_enrich(8, 60.0, 3) == []  # leased
+        assert cat.reclaim_leases() >= 1
+        assert [r.id for r in cat.claim_enrich(8, 60.0, 3)] == ["s:0007"]
+    finally:
+        cat.delete("s", ["s:0007"])
+        cat.close()
