@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StoreError
+from core.library.folderlock import FolderUse
 from core.library.walmode import use_wal
 
 log = logging.getLogger(__name__)
@@ -192,8 +193,10 @@ class Catalog:
         self.path = Path(path)
         self.location = str(self.path)
         self._timeout = timeout_s
+        self._use: FolderUse | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._use = FolderUse(self.path.parent)
             #: A catalog file that exists but is empty lost its data (a crash during a copy, a
             #: truncation): the library compares it with the vectors and says so. A new
             #: catalog is never seen empty (see _create), so this is never a process that is
@@ -206,6 +209,8 @@ class Catalog:
             self._db.execute("PRAGMA synchronous=NORMAL")
             _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
+            if self._use is not None:
+                self._use.release()
             raise StoreError(f"cannot open the catalog {self.path}: {exc}") from exc
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -271,6 +276,8 @@ class Catalog:
                 except sqlite3.Error as exc:  # closing must not mask the error that ended a run
                     log.debug("closing the catalog: %s", exc)
             self._readers.clear()
+            if self._use is not None:
+                self._use.release()
 
     # items -------------------------------------------------------------------------------
     def add(self, rows: Iterable[ItemRow], *, enrich: Iterable[str] = ()) -> None:

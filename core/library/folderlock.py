@@ -1,4 +1,6 @@
-"""One process at a time on an embedded vector store folder.
+"""Locks between processes on the embedded data folder: one process at a time on the
+vector store (:class:`FolderLock`), and a shared hold on the folder while its catalog is open
+(:class:`FolderUse`).
 
 Embedded Chroma is not safe for several processes: each one keeps the HNSW graph in its own
 memory and writes it back to the folder as a whole, so two processes writing at once overwrite
@@ -21,6 +23,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import StoreBusy
@@ -96,3 +99,56 @@ class FolderLock:
                 _held[self.file] = (fd, users - 1)
             elif fd >= 0:
                 os.close(fd)  # closing the descriptor releases the flock
+
+
+#: Held shared by every process that has a data folder's catalog open.
+USE_LOCK_NAME = "catalog.sqlite.lock"
+
+
+class FolderUse:
+    """A shared hold on a data folder while a process has its catalog open.
+
+    A first run that fails cleans up the data folder it created (a mistyped data folder leaves
+    nothing behind): that cleanup must not delete a folder another process started filling at
+    the same moment (two commands started together on a new folder, one of them refused).
+    The cleanup takes this lock exclusively and leaves the folder alone when it cannot.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._fd = -1
+        if fcntl is None:
+            return
+        fd = os.open(Path(folder) / USE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # exclusive holders only check, then remove
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def unused(folder: Path) -> Iterator[bool]:
+    """Whether no process has ``folder``'s catalog open, held true while the body runs."""
+    if fcntl is None:
+        yield True
+        return
+    try:
+        fd = os.open(Path(folder) / USE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -85,7 +85,7 @@ def test_processes_creating_the_catalog_together_all_open_it_and_see_no_damage(
         outcomes += [results.get(timeout=30) for _ in procs]
         for p in procs:
             p.join(timeout=30)
-        left = {n for n in os.listdir(folder) if not n.endswith(("-wal", "-shm"))}
+        left = {n for n in os.listdir(folder) if not n.endswith(("-wal", "-shm", ".lock"))}
         assert left == {"catalog.sqlite"}  # nothing half-made left behind
     assert set(outcomes) == {"ok"}, outcomes
 
@@ -162,3 +162,34 @@ async def test_text_a_killed_run_was_reading_is_taken_over_at_once(
         async with asyncio.timeout(30):
             await svc.index_paths([shot], "local")
         assert (await svc.stats("local")).waiting_for_text == 0
+
+
+_HOLD_CATALOG = """
+import sys, time
+from pathlib import Path
+from core.library.catalog import Catalog
+catalog = Catalog(Path(sys.argv[1]) / "catalog.sqlite")
+print("open", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_failed_first_run_does_not_delete_a_folder_another_process_is_filling(
+        tmp_path: Path) -> None:
+    # Two commands started together on a new data folder: the one refused cleaned up "its"
+    # new, still empty folder, deleting the index the other one was writing.
+    from core.app import remove_if_empty_index
+
+    data = tmp_path / "data"
+    other = subprocess.Popen([sys.executable, "-c", _HOLD_CATALOG, str(data)],
+                             cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "open"
+        remove_if_empty_index(data)
+        assert (data / "catalog.sqlite").is_file()
+    finally:
+        other.kill()
+        other.communicate(timeout=30)
+    remove_if_empty_index(data)  # nobody else: an empty new folder is still cleaned up
+    assert not data.exists()
