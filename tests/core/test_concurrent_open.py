@@ -193,3 +193,35 @@ def test_a_failed_first_run_does_not_delete_a_folder_another_process_is_filling(
         other.communicate(timeout=30)
     remove_if_empty_index(data)  # nobody else: an empty new folder is still cleaned up
     assert not data.exists()
+
+
+async def test_waiting_for_text_while_another_process_has_the_store_is_an_error_not_a_hang(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # `pixrag index` of files already indexed, while a bot has the store open and text is
+    # still queued: its text phase retried every few seconds for ever.
+    from core.app import open_service
+    from core.config import Secrets
+    from core.errors import StoreBusy
+    from tests.cli.helpers import make_settings
+    from tests.corpus import png_bytes, text_image
+
+    data = tmp_path / "data"
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(png_bytes(text_image("Quarterly review\nRevenue grew")))
+    settings = make_settings(data, tiny_clip, PIXRAG_INDEX__OCR="true")
+    async with open_service(settings, Secrets({})) as svc:
+        svc.enricher.kick = lambda: None  # type: ignore[method-assign]
+        await svc.index_paths([shot], "local", wait=False)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_STORE, str(data / "chroma")],
+                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        async with open_service(settings, Secrets({})) as svc:
+            with pytest.raises(StoreBusy):
+                async with asyncio.timeout(20):
+                    await svc.index_paths([shot], "local")
+            assert (await svc.stats("local")).waiting_for_text == 1  # still queued
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
