@@ -261,7 +261,7 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
         s.blobs = lib.blobs.shas()
         s.thumbnails = lib.blobs.thumbnail_keys()
         s.files = lib.catalog.files()
-        s.forgotten = lib.catalog.forgotten()
+        s.forgotten = set(lib.catalog.forgotten())
         return s
 
     s = await lib.read("scanning the index", scan)

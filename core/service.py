@@ -227,6 +227,9 @@ class PixRAG:
         if view.space != space:
             raise PermissionDenied("cannot forget items of another space")
         lib = self.library
+        # A forget that was interrupted (kill -9) is finished by the next one: re-running the
+        # same command, which now finds nothing, still removes what was left of it.
+        await lib.finish_forgets(space)
         safe = display_text(ref)  # names are stored in their display form
         rows = list((await lib.rows(view, [safe])).values()) or await lib.find(view, source=safe)
         # Paths are the operator's: a chat user (a scope) cannot probe the host's files.

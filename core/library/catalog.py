@@ -374,9 +374,9 @@ class Catalog:
                 db.executemany("INSERT OR REPLACE INTO forgotten VALUES (?,?,?)",
                                [(i, space, now) for i in gone])
 
-    def forgotten(self) -> set[str]:
-        """Items whose removal is not finished (see :meth:`delete`)."""
-        return {r[0] for r in self._exec("SELECT item_id FROM forgotten")}
+    def forgotten(self) -> dict[str, str]:
+        """Items whose removal is not finished (see :meth:`delete`): id -> space."""
+        return {i: sp for i, sp in self._exec("SELECT item_id, space FROM forgotten")}
 
     def clear_forgotten(self, ids: Sequence[str]) -> None:
         """Their removal is finished: nothing of them is left to drop."""

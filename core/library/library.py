@@ -325,6 +325,40 @@ class Library:
         await self.write("forgetting", self.catalog.clear_forgotten, gone)
         return gone
 
+    async def finish_forgets(self, space: str) -> int:
+        """Finish the removals interrupted forgets of ``space`` left: vectors, keyword rows,
+        thumbnails and the originals no other item uses (their digests are read from the
+        vectors' metadata first). Returns how many items they were."""
+        left = [i for i, sp in (await self.read("reading the catalog",
+                                                 self.catalog.forgotten)).items()
+                if sp == space]
+        if not left:
+            return 0
+        store = await self.vectors()
+
+        def work() -> set[str]:
+            shas: set[str] = set()
+            for channel in CHANNELS:
+                for rec in store.records(channel, items=left):
+                    shas |= {str(rec.metadata.get(k) or "") for k in ("file_sha", "image_sha")}
+            store.delete_items(space, left)
+            self.keyword.delete_items(left)
+            return shas - {""}
+
+        shas = await self.write("forgetting", work)
+
+        def drop() -> None:
+            for item in left:
+                self.blobs.delete_thumbnail(item)
+            for sha in shas:
+                if not self.catalog.sha_in_use(sha):
+                    self.blobs.delete(sha)
+
+        await self._call(self._io, "removing originals", drop)
+        await self.write("forgetting", self.catalog.clear_forgotten, left)
+        log.info("finished removing %d item(s) an interrupted forget left", len(left))
+        return len(left)
+
     def _drop_blobs(self, rows: list[ItemRow]) -> None:
         for r in rows:
             self.blobs.delete_thumbnail(r.id)

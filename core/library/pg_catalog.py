@@ -252,9 +252,10 @@ class PgCatalog:
                         "SELECT unnest(%s::text[]), %s, %s ON CONFLICT (item_id) DO NOTHING",
                         [sorted(gone), space, time.time()])
 
-    def forgotten(self) -> set[str]:
-        """Items whose removal is not finished (see :meth:`delete`)."""
-        return {r[0] for r in self._db.fetch("catalog list", "SELECT item_id FROM forgotten")}
+    def forgotten(self) -> dict[str, str]:
+        """Items whose removal is not finished (see :meth:`delete`): id -> space."""
+        return {r[0]: r[1] for r in self._db.fetch(
+            "catalog list", "SELECT item_id, space FROM forgotten")}
 
     def clear_forgotten(self, ids: Sequence[str]) -> None:
         """Their removal is finished: nothing of them is left to drop."""

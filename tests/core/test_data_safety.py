@@ -225,9 +225,10 @@ async def test_an_interrupted_forget_is_finished_by_repair_never_undone(
             raise KeyboardInterrupt  # the process dies here
 
         store.delete_items = crash  # type: ignore[method-assign]
-        for path in (images[0], docs / "notes.txt"):
-            with pytest.raises(KeyboardInterrupt):
-                await svc.forget("local", str(path))
+        ids = [r.id for p in (images[0], docs / "notes.txt")
+               for r in svc.library.catalog.find("local", source=str(p.resolve()))]
+        with pytest.raises(KeyboardInterrupt):
+            await svc.library.forget("local", ids)
     async with open_service(settings, Secrets({})) as svc:
         assert (await svc.stats("local")).items == 1
         report = await svc.check()
@@ -248,6 +249,37 @@ async def test_an_interrupted_forget_is_finished_by_repair_never_undone(
         assert len(again.indexed) == 2
         assert (await svc.check())["ok"]
         assert (await svc.stats("local")).items == 3
+
+
+async def test_running_an_interrupted_forget_again_finishes_it(tmp_path: Path,
+                                                               tiny_clip: Path) -> None:
+    # Re-running `pixrag forget PATH` after a kill found nothing ("not found") and left the
+    # original, thumbnail and vectors on disk until a `pixrag check --repair`.
+    from core.errors import NotFound
+
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 2)
+    settings = make_settings(data, tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths(images, "local")
+        gone = svc.library.catalog.find("local", source=str(images[0].resolve()))[0]
+        store = await svc.library.vectors()
+        real = store.delete_items
+
+        def crash(space: str, items: object) -> None:
+            raise KeyboardInterrupt  # the process dies here
+
+        store.delete_items = crash  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            await svc.forget("local", str(images[0]))
+        store.delete_items = real  # type: ignore[method-assign]
+    async with open_service(settings, Secrets({})) as svc:
+        with pytest.raises(NotFound):
+            await svc.forget("local", str(images[0]))
+        assert (await svc.check())["ok"]
+        assert not (data / "blobs" / "thumbs" / f"{gone.id}.jpg").exists()
+        assert gone.image_sha is not None and not svc.library.blobs.has(gone.image_sha)
+        assert (await svc.stats("local")).items == 1
 
 
 async def test_a_thumbnail_without_an_item_is_found_and_dropped(tmp_path: Path,
