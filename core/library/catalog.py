@@ -89,7 +89,8 @@ CREATE INDEX IF NOT EXISTS enrich_space ON enrich(space);
 -- rows or blobs may remain, and `pixrag check --repair` must drop them, never rebuild a row
 -- from them.
 CREATE TABLE IF NOT EXISTS forgotten (
-    item_id TEXT PRIMARY KEY, space TEXT NOT NULL, created REAL NOT NULL
+    item_id TEXT PRIMARY KEY, space TEXT NOT NULL, created REAL NOT NULL,
+    shas TEXT NOT NULL DEFAULT ''  -- its originals' digests, space-separated
 );
 """
 
@@ -365,18 +366,23 @@ class Catalog:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 q = ",".join("?" * len(chunk))
-                gone = [r[0] for r in db.execute(
-                    f"SELECT id FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
-                    [space, *chunk])]
+                gone = [(i, " ".join(sha for sha in (f, m) if sha)) for i, f, m in db.execute(
+                    f"SELECT id, file_sha, image_sha FROM items "  # noqa: S608
+                    f"WHERE +space=? AND id IN ({q})", [space, *chunk])]
                 db.execute(f"DELETE FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
                            [space, *chunk])
                 db.execute(f"DELETE FROM enrich WHERE item_id IN ({q})", chunk)  # noqa: S608
-                db.executemany("INSERT OR REPLACE INTO forgotten VALUES (?,?,?)",
-                               [(i, space, now) for i in gone])
+                db.executemany("INSERT OR REPLACE INTO forgotten VALUES (?,?,?,?)",
+                               [(i, space, now, shas) for i, shas in gone])
 
     def forgotten(self) -> dict[str, str]:
         """Items whose removal is not finished (see :meth:`delete`): id -> space."""
         return {i: sp for i, sp in self._exec("SELECT item_id, space FROM forgotten")}
+
+    def forgotten_shas(self, ids: Sequence[str]) -> set[str]:
+        """The originals' digests of these forgotten items."""
+        return {sha for (shas,) in self._exec_in(
+            "SELECT shas FROM forgotten WHERE item_id IN ({marks})", ids) for sha in shas.split()}
 
     def clear_forgotten(self, ids: Sequence[str]) -> None:
         """Their removal is finished: nothing of them is left to drop."""

@@ -327,8 +327,7 @@ class Library:
 
     async def finish_forgets(self, space: str) -> int:
         """Finish the removals interrupted forgets of ``space`` left: vectors, keyword rows,
-        thumbnails and the originals no other item uses (their digests are read from the
-        vectors' metadata first). Returns how many items they were."""
+        thumbnails and the originals no other item uses. Returns how many items they were."""
         left = [i for i, sp in (await self.read("reading the catalog",
                                                  self.catalog.forgotten)).items()
                 if sp == space]
@@ -337,13 +336,10 @@ class Library:
         store = await self.vectors()
 
         def work() -> set[str]:
-            shas: set[str] = set()
-            for channel in CHANNELS:
-                for rec in store.records(channel, items=left):
-                    shas |= {str(rec.metadata.get(k) or "") for k in ("file_sha", "image_sha")}
+            shas = self.catalog.forgotten_shas(left)
             store.delete_items(space, left)
             self.keyword.delete_items(left)
-            return shas - {""}
+            return shas
 
         shas = await self.write("forgetting", work)
 

@@ -109,7 +109,8 @@ MIGRATIONS: list[str] = [
     """,
     """
     CREATE TABLE IF NOT EXISTS forgotten (
-        item_id text PRIMARY KEY, space text NOT NULL, created double precision NOT NULL
+        item_id text PRIMARY KEY, space text NOT NULL, created double precision NOT NULL,
+        shas text NOT NULL DEFAULT ''
     );
     """,
 ]
@@ -242,20 +243,28 @@ class PgCatalog:
         ids = sorted(set(ids))
         if ids:
             with self._db.connection("catalog delete") as conn, conn.transaction():
-                gone = [r[0] for r in conn.execute(
-                    "DELETE FROM items WHERE space = %s AND id = ANY(%s) RETURNING id",
-                    [space, ids]).fetchall()]
+                gone = sorted(conn.execute(
+                    "DELETE FROM items WHERE space = %s AND id = ANY(%s) "
+                    "RETURNING id, file_sha, image_sha", [space, ids]).fetchall())
                 conn.execute("DELETE FROM enrich WHERE item_id = ANY(%s)", [ids])
-                if gone:
-                    conn.execute(
-                        "INSERT INTO forgotten (item_id, space, created) "
-                        "SELECT unnest(%s::text[]), %s, %s ON CONFLICT (item_id) DO NOTHING",
-                        [sorted(gone), space, time.time()])
+                now = time.time()
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO forgotten (item_id, space, created, shas) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (item_id) DO NOTHING",
+                        [(i, space, now, " ".join(sha for sha in (f, m) if sha))
+                         for i, f, m in gone])
 
     def forgotten(self) -> dict[str, str]:
         """Items whose removal is not finished (see :meth:`delete`): id -> space."""
         return {r[0]: r[1] for r in self._db.fetch(
             "catalog list", "SELECT item_id, space FROM forgotten")}
+
+    def forgotten_shas(self, ids: Sequence[str]) -> set[str]:
+        """The originals' digests of these forgotten items."""
+        rows = self._db.fetch("catalog list", "SELECT shas FROM forgotten "
+                              "WHERE item_id = ANY(%s)", [list(ids)])
+        return {sha for (shas,) in rows for sha in shas.split()}
 
     def clear_forgotten(self, ids: Sequence[str]) -> None:
         """Their removal is finished: nothing of them is left to drop."""

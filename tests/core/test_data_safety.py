@@ -263,16 +263,16 @@ async def test_running_an_interrupted_forget_again_finishes_it(tmp_path: Path,
     async with open_service(settings, Secrets({})) as svc:
         await svc.index_paths(images, "local")
         gone = svc.library.catalog.find("local", source=str(images[0].resolve()))[0]
-        store = await svc.library.vectors()
-        real = store.delete_items
+        keyword = svc.library.keyword
+        real = keyword.delete_items
 
-        def crash(space: str, items: object) -> None:
-            raise KeyboardInterrupt  # the process dies here
+        def crash(items: object) -> None:
+            raise KeyboardInterrupt  # the process dies here, its vectors already deleted
 
-        store.delete_items = crash  # type: ignore[method-assign]
+        keyword.delete_items = crash  # type: ignore[method-assign]
         with pytest.raises(KeyboardInterrupt):
             await svc.forget("local", str(images[0]))
-        store.delete_items = real  # type: ignore[method-assign]
+        keyword.delete_items = real  # type: ignore[method-assign]
     async with open_service(settings, Secrets({})) as svc:
         with pytest.raises(NotFound):
             await svc.forget("local", str(images[0]))

@@ -439,6 +439,7 @@ def test_forgotten_items_are_recorded_until_their_removal_is_finished(pg_url: st
         cat.add([_row(1, "h"), _row(2, "h")])
         cat.delete("s", ["s:0001", "s:0099"])
         assert cat.forgotten().get("s:0001") == "s" and "s:0099" not in cat.forgotten()
+        assert cat.forgotten_shas(["s:0001"]) == {f"{1:064x}"}  # what a re-run removes
         cat.add([_row(1, "h")])  # indexed again: live, not forgotten
         assert "s:0001" not in cat.forgotten()
         cat.delete("s", ["s:0002"])
