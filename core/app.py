@@ -109,14 +109,20 @@ def remove_if_empty_index(data: Path) -> None:
     folder did not exist before it started)."""
     if not data.is_dir():
         return
-    names = [p.name for p in data.iterdir()]
-    if any(not n.startswith(_FRESH_FILES) for n in names):
-        return
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{data / 'catalog.sqlite'}?mode=ro",
-                                                uri=True)) as db:
-            if db.execute("SELECT count(*) FROM items").fetchone()[0]:
-                return
-    except sqlite3.Error:
-        return
-    shutil.rmtree(data, ignore_errors=True)
+    from core.library.folderlock import unused
+
+    with unused(data) as free:
+        if not free:  # another process is filling it (started at the same moment)
+            log.debug("%s is in use by another process: kept", data)
+            return
+        names = [p.name for p in data.iterdir()]
+        if any(not n.startswith(_FRESH_FILES) for n in names):
+            return
+        try:
+            with contextlib.closing(sqlite3.connect(
+                    f"file:{data / 'catalog.sqlite'}?mode=ro", uri=True)) as db:
+                if db.execute("SELECT count(*) FROM items").fetchone()[0]:
+                    return
+        except sqlite3.Error:
+            return
+        shutil.rmtree(data, ignore_errors=True)

@@ -18,7 +18,7 @@ from dataclasses import replace
 from PIL import Image
 
 from core.components import Components
-from core.errors import DiskFull, PixragError, StoreError
+from core.errors import DiskFull, PixragError, StoreBusy, StoreError
 from core.glossary import annotated_passages
 from core.library.catalog import ItemRow
 from core.library.library import ItemWrite
@@ -121,6 +121,9 @@ class Enricher:
             self._wake.clear()
             try:
                 n = await self.step()
+            except StoreBusy as exc:  # another process has the store: no retry helps here
+                log.warning("text enrichment stopped: %s", exc)
+                return
             except (StoreError, DiskFull) as exc:
                 log.error("text enrichment paused: %s", exc)
                 n = 0
@@ -276,6 +279,10 @@ class Enricher:
                 progress(total - len(waiting), total)
             if not waiting:
                 return
+            if self.lib.sole_user:
+                # The work needs the embedded vector store: when another process has it open,
+                # say so now (the worker would retry every few seconds, for ever).
+                await self.lib.vectors()
             ids = list(waiting)
             self.kick()
             async with self._progress:

@@ -16,7 +16,8 @@
         │   ├── ModelUnavailable     a model cannot be loaded at all: a run stops at once
         │   └── ModelMismatch        the index was built by another model: re-index
         ├── StoreError               the vector store / catalog / keyword index / blobs failed
-        │   └── StoreUnavailable     a store does not answer (down, frozen, unreachable)
+        │   ├── StoreUnavailable     a store does not answer (down, frozen, unreachable)
+        │   └── StoreBusy            another process has the embedded vector store open
         └── DiskFull                 no space left on device
 
 User errors (everything but ``OperationalError``) are safe to show anywhere: their message
@@ -103,6 +104,10 @@ class StoreError(OperationalError):
 
 class StoreUnavailable(StoreError):
     public = "the index is not responding right now; please try again in a minute."
+
+
+class StoreBusy(StoreError):
+    public = "the index is busy with another PixRAG process; please try again later."
 
 
 class DiskFull(OperationalError):

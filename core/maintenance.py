@@ -238,7 +238,9 @@ class _Scan:
     text: dict[str, list[VectorRecord]] = field(default_factory=dict)
     keyword: set[str] = field(default_factory=set)
     blobs: set[str] = field(default_factory=set)
+    thumbnails: set[str] = field(default_factory=set)  # item ids
     files: list[tuple[str, str, str, int]] = field(default_factory=list)
+    forgotten: set[str] = field(default_factory=set)  # removals begun, not finished
 
 
 def _fix(repair: bool, done: str, todo: str) -> str:
@@ -257,7 +259,9 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                 into.setdefault(str(rec.metadata.get("item", rec.id)), []).append(rec)
         s.keyword = lib.keyword.item_ids()
         s.blobs = lib.blobs.shas()
+        s.thumbnails = lib.blobs.thumbnail_keys()
         s.files = lib.catalog.files()
+        s.forgotten = set(lib.catalog.forgotten())
         return s
 
     s = await lib.read("scanning the index", scan)
@@ -267,6 +271,7 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
     orphans = (set(s.clip) | set(s.text)) - set(s.rows)
     restored: list[ItemRow] = []
     drop_vectors: list[tuple[str, str]] = []  # (space, item)
+    sources: dict[str, str] = {}  # forgotten item -> its file, where its vectors say
     for item in sorted(orphans):
         recs = s.clip.get(item) or s.text.get(item) or []
         # The row's text is the item's own passages (annotations repeat them with additions).
@@ -274,8 +279,11 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                  if not is_glossary_passage(r.id)]
         row = row_from_meta(recs[0].metadata, "\n".join(t for t in texts if t)) if recs \
             else None
-        if row is not None and (row.image_sha is None or row.image_sha in s.blobs
-                                or row.kind == "chunk"):
+        if item in s.forgotten:  # an interrupted forget: finish it, never bring it back
+            drop_vectors.append((str(recs[0].metadata.get("space", "")) if recs else "", item))
+            sources[item] = row.source if row else ""
+        elif row is not None and (row.image_sha is None or row.image_sha in s.blobs
+                                  or row.kind == "chunk"):
             problems.append(Problem("missing_catalog_row", item, row.source,
                                     "vectors without a catalog row"
                                     + _fix(repair, "row rebuilt from them",
@@ -288,6 +296,15 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                                     "vectors of an item that is not in the catalog",
                                     repaired=repair))
             drop_vectors.append((space, item))
+
+    unfinished = sorted(s.forgotten - set(s.rows))
+    for item in unfinished:
+        problems.append(Problem("interrupted_forget", item, sources.get(item, ""),
+                                "a forgotten item whose removal was interrupted"
+                                + _fix(repair, "what was left of it is dropped",
+                                       "drops what is left of it (vectors, keyword rows, "
+                                       "thumbnail, original)"),
+                                repaired=repair))
 
     # every catalog row --------------------------------------------------------------------
     reembed: list[ItemRow] = []
@@ -348,6 +365,10 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
     for sha in stray_blobs:
         problems.append(Problem("orphan_original", sha, "",
                                 "a stored original no item uses", repaired=repair))
+    stray_thumbnails = sorted(s.thumbnails - known - set(unfinished))
+    for key in stray_thumbnails:
+        problems.append(Problem("orphan_thumbnail", key, "",
+                                "a thumbnail no item uses", repaired=repair))
     have_files = {(r.space, r.file_sha) for r in [*s.rows.values(), *restored]}
     stale_files = [(sp, sha) for sp, sha, _, _ in s.files if (sp, sha) not in have_files]
     for sp, sha in stale_files:
@@ -359,6 +380,11 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
     if repair:
         requeued = await _repair(c, restored, drop_vectors, reembed, retext, rethumb, remove,
                                  stray_keyword, stray_blobs, stale_files)
+        # Every removal begun is finished now: vectors, keyword rows and unused originals
+        # were dropped above; thumbnails are per item.
+        for item in [*unfinished, *stray_thumbnails]:
+            await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
+        await lib.write("recording the repair", lib.catalog.clear_forgotten, unfinished)
         await lib.write("recording the repair", lib.catalog.set_meta, "needs_repair", None)
     counts: dict[str, int] = defaultdict(int)
     for p in problems:

@@ -58,7 +58,13 @@ class PixRAG:
     async def start_background(self) -> None:
         """Resume text enrichment left over from an earlier run (bots call this at start), and
         import torch in the background: a long-running process will index (chat uploads) and
-        answer many queries, which torch runs faster than numpy (core.models.lighttext)."""
+        answer many queries, which torch runs faster than numpy (core.models.lighttext).
+
+        An embedded vector store is opened now: it serves one process at a time, so a bot
+        started while another process has it open stops at start with that error instead of
+        answering every chat message with it."""
+        if not self.c.settings.store.url:
+            await self.library.vectors()
         if await self.library.pending() > 0:
             self.enricher.kick()
         if self._torch_import is None:
@@ -224,6 +230,9 @@ class PixRAG:
         if view.space != space:
             raise PermissionDenied("cannot forget items of another space")
         lib = self.library
+        # A forget that was interrupted (kill -9) is finished by the next one: re-running the
+        # same command, which now finds nothing, still removes what was left of it.
+        await lib.finish_forgets(space)
         safe = display_text(ref)  # names are stored in their display form
         rows = list((await lib.rows(view, [safe])).values()) or await lib.find(view, source=safe)
         # Paths are the operator's: a chat user (a scope) cannot probe the host's files.

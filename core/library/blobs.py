@@ -45,6 +45,11 @@ def thumbnail_name(key: str) -> str:
     return key.replace(":", "~") + ".jpg"
 
 
+def thumbnail_key(name: str) -> str:
+    """The key a thumbnail file name stands for (the inverse of :func:`thumbnail_name`)."""
+    return name.removesuffix(".jpg").replace("~", ":")
+
+
 def is_sha(name: str) -> bool:
     return bool(_SHA.fullmatch(name))
 
@@ -114,6 +119,13 @@ class BlobStore:
             return self.thumbnail_path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def thumbnail_keys(self) -> set[str]:
+        """The key of every stored thumbnail (for consistency checks; lists the folder)."""
+        if not self._thumbs.is_dir():
+            return set()
+        keys = {thumbnail_key(p.name) for p in self._thumbs.iterdir() if p.suffix == ".jpg"}
+        return {k for k in keys if _KEY.fullmatch(k) and ".." not in k}  # not .tmp- files
 
     def prefetch(self, shas: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
         """Nothing to fetch: the files are here (a remote store downloads into its cache)."""

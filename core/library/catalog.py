@@ -12,8 +12,10 @@ several processes on one host share the file. All methods block: call them from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -24,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StoreError
+from core.library.folderlock import FolderUse
+from core.library.walmode import use_wal
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -81,6 +85,13 @@ CREATE TABLE IF NOT EXISTS enrich (
     lease REAL NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS enrich_space ON enrich(space);
+-- Items whose removal began (their row is gone) and is not finished yet: vectors, keyword
+-- rows or blobs may remain, and `pixrag check --repair` must drop them, never rebuild a row
+-- from them.
+CREATE TABLE IF NOT EXISTS forgotten (
+    item_id TEXT PRIMARY KEY, space TEXT NOT NULL, created REAL NOT NULL,
+    shas TEXT NOT NULL DEFAULT ''  -- its originals' digests, space-separated
+);
 """
 
 #: The small tables ``pixrag migrate`` copies besides the items.
@@ -131,46 +142,81 @@ def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
     return db
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Create the schema, or bring an older one up to date, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            have = {r[1] for r in db.execute("PRAGMA table_info(items)")}
+            # Statement by statement: executescript() would COMMIT the transaction.
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if have:  # an older catalog: add what it lacks
+                for col, definition in _ADDED_COLUMNS.items():
+                    if col not in have:
+                        db.execute(f"ALTER TABLE items ADD COLUMN {col} {definition}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _create(path: Path, timeout_s: float) -> None:
+    """Create a new catalog file complete (schema, WAL mode) under another name and link it
+    into place. SQLite creates a file empty and writes it at the first commit: another
+    process opening the data folder at that moment (two commands started together) took the
+    empty file for a catalog that lost its data and asked for a repair on every run."""
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}-{threading.get_ident()}")
+    try:
+        db = _connect(tmp, timeout_s)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            _migrate(db)
+        finally:
+            db.close()  # the last connection: the WAL is checkpointed into the file
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            log.debug("another process created %s first", path)
+        except OSError as exc:  # no hard links here (some network or FUSE file systems)
+            log.debug("creating %s in place: %s", path, exc)
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{tmp}{suffix}")
+
+
 class Catalog:
     def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.location = str(self.path)
         self._timeout = timeout_s
+        self._use: FolderUse | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._use = FolderUse(self.path.parent)
             #: A catalog file that exists but is empty lost its data (a crash during a copy, a
-            #: truncation): the library compares it with the vectors and says so.
+            #: truncation): the library compares it with the vectors and says so. A new
+            #: catalog is never seen empty (see _create), so this is never a process that is
+            #: creating it at this moment.
             self.was_empty_file = self.path.exists() and self.path.stat().st_size == 0
+            if not self.path.exists():
+                _create(self.path, timeout_s)
             self._db = _connect(self.path, timeout_s)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            use_wal(self._db, timeout_s)
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            _migrate(self._db)
         except (OSError, sqlite3.Error) as exc:
+            if self._use is not None:
+                self._use.release()
             raise StoreError(f"cannot open the catalog {self.path}: {exc}") from exc
         self._lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
-
-    def _migrate(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
-                have = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
-                # Statement by statement: executescript() would COMMIT the transaction.
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                if have:  # an older catalog: add what it lacks
-                    for col, definition in _ADDED_COLUMNS.items():
-                        if col not in have:
-                            self._db.execute(f"ALTER TABLE items ADD COLUMN {col} {definition}")
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     # connections ------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -231,6 +277,8 @@ class Catalog:
                 except sqlite3.Error as exc:  # closing must not mask the error that ended a run
                     log.debug("closing the catalog: %s", exc)
             self._readers.clear()
+            if self._use is not None:
+                self._use.release()
 
     # items -------------------------------------------------------------------------------
     def add(self, rows: Iterable[ItemRow], *, enrich: Iterable[str] = ()) -> None:
@@ -246,6 +294,8 @@ class Catalog:
         with self._write() as db:
             db.executemany(f"INSERT OR REPLACE INTO items ({_COLS}) VALUES ({marks})",  # noqa: S608
                            [tuple(getattr(r, c) for c in COLUMNS) for r in rows])
+            # Indexed again after a forget that was interrupted: the item is live again.
+            db.executemany("DELETE FROM forgotten WHERE item_id=?", [(r.id,) for r in rows])
             db.executemany(
                 "INSERT INTO enrich (item_id, space, created) VALUES (?,?,?) "
                 "ON CONFLICT(item_id) DO UPDATE SET attempts=0, lease=0, error=''",
@@ -308,14 +358,36 @@ class Catalog:
         return [(r[0], r[1]) for r in self._exec(sql, params)]
 
     def delete(self, space: str, ids: Sequence[str]) -> None:
+        """Remove rows and record them as forgotten (until :meth:`clear_forgotten`), in one
+        transaction."""
         ids = list(ids)
+        now = time.time()
         with self._write() as db:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 q = ",".join("?" * len(chunk))
+                gone = [(i, " ".join(sha for sha in (f, m) if sha)) for i, f, m in db.execute(
+                    f"SELECT id, file_sha, image_sha FROM items "  # noqa: S608
+                    f"WHERE +space=? AND id IN ({q})", [space, *chunk])]
                 db.execute(f"DELETE FROM items WHERE +space=? AND id IN ({q})",  # noqa: S608
                            [space, *chunk])
                 db.execute(f"DELETE FROM enrich WHERE item_id IN ({q})", chunk)  # noqa: S608
+                db.executemany("INSERT OR REPLACE INTO forgotten VALUES (?,?,?,?)",
+                               [(i, space, now, shas) for i, shas in gone])
+
+    def forgotten(self) -> dict[str, str]:
+        """Items whose removal is not finished (see :meth:`delete`): id -> space."""
+        return {i: sp for i, sp in self._exec("SELECT item_id, space FROM forgotten")}
+
+    def forgotten_shas(self, ids: Sequence[str]) -> set[str]:
+        """The originals' digests of these forgotten items."""
+        return {sha for (shas,) in self._exec_in(
+            "SELECT shas FROM forgotten WHERE item_id IN ({marks})", ids) for sha in shas.split()}
+
+    def clear_forgotten(self, ids: Sequence[str]) -> None:
+        """Their removal is finished: nothing of them is left to drop."""
+        with self._write() as db:
+            db.executemany("DELETE FROM forgotten WHERE item_id=?", [(i,) for i in ids])
 
     def sha_in_use(self, sha: str) -> bool:
         rows = self._exec("SELECT 1 FROM items WHERE image_sha=? OR file_sha=? LIMIT 1",
@@ -406,6 +478,12 @@ class Catalog:
         with self._write() as db:
             db.executemany("UPDATE enrich SET lease=0, attempts=MAX(attempts-1, 0) "
                            "WHERE item_id=?", [(i,) for i in ids])
+
+    def reclaim_leases(self) -> int:
+        """Free every lease at once; how many there were. Only for a process that knows no
+        other one can be working on the queue (their holders were killed)."""
+        with self._write() as db:
+            return db.execute("UPDATE enrich SET lease=0 WHERE lease > 0").rowcount
 
     def fail_enrich(self, item_id: str, error: str) -> None:
         with self._write() as db:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import StoreError
+from core.library.walmode import use_wal
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class KeywordIndex:
                 isolation_level=None,
             )
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            use_wal(self._db, busy_timeout_s)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
         except (OSError, sqlite3.Error) as exc:

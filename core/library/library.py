@@ -8,8 +8,10 @@ one place:
 - **Write order.** Blobs, then vectors, then keyword passages, then the catalog row, which is
   the commit marker: a crash at any moment leaves nothing half-shown, and a re-run overwrites
   (every id is derived from space + content).
-- **Forget order.** The catalog row first (from then on nothing shows it), then vectors,
-  keyword passages, the thumbnail, and blobs no other item uses.
+- **Forget order.** The catalog row first (from then on nothing shows it), recorded as
+  forgotten in the same transaction, then vectors, keyword passages, the thumbnail, and blobs
+  no other item uses, then the record: what an interrupted forget leaves is dropped by
+  ``pixrag check --repair``, never mistaken for a lost row and rebuilt.
 - **One writer, a read pool.** Writes run on one thread; reads run on a small pool with their
   own connections, so a search never queues behind indexing.
 - **Tenancy.** Every read takes a :class:`~core.types.Scope`; rows another scope may not see
@@ -106,6 +108,7 @@ class Library:
         timeout_s: float = 30.0,
         read_workers: int = 3,
         check_models: bool = True,
+        sole_user: bool = False,
     ) -> None:
         self.catalog = catalog
         self.keyword = keyword
@@ -116,6 +119,9 @@ class Library:
         self.models = dict(models)  # channel -> configured model id
         self.timeout_s = timeout_s
         self.check_models = check_models
+        #: Every part is embedded: once the vector store is open, this process is the only
+        #: one on the data folder (core.library.folderlock).
+        self.sole_user = sole_user
         self._recorded: set[str] = set()  # channels whose model is known to be recorded
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pixrag-write")
         self._readers = ThreadPoolExecutor(read_workers, thread_name_prefix="pixrag-read")
@@ -170,6 +176,13 @@ class Library:
                 store.attach(channel, name, model=model)
                 if self.check_models:
                     store.check(channel)
+            if self.sole_user:
+                # Leases held now are a killed process's (no other one can be at the queue):
+                # its items are free at once instead of after the lease (a minute).
+                n = self.catalog.reclaim_leases()
+                if n:
+                    log.info("%d item(s) a stopped process was reading the text of are "
+                             "queued again", n)
         except BaseException:
             store.close()
             raise
@@ -314,7 +327,41 @@ class Library:
 
         rows = await self.write("forgetting", work)
         await self._call(self._io, "removing originals", self._drop_blobs, rows)
-        return [r.id for r in rows]
+        gone = [r.id for r in rows]
+        # Only now is nothing of them left: until here `pixrag check --repair` drops what an
+        # interrupted removal left behind instead of rebuilding the rows from it.
+        await self.write("forgetting", self.catalog.clear_forgotten, gone)
+        return gone
+
+    async def finish_forgets(self, space: str) -> int:
+        """Finish the removals interrupted forgets of ``space`` left: vectors, keyword rows,
+        thumbnails and the originals no other item uses. Returns how many items they were."""
+        left = [i for i, sp in (await self.read("reading the catalog",
+                                                 self.catalog.forgotten)).items()
+                if sp == space]
+        if not left:
+            return 0
+        store = await self.vectors()
+
+        def work() -> set[str]:
+            shas = self.catalog.forgotten_shas(left)
+            store.delete_items(space, left)
+            self.keyword.delete_items(left)
+            return shas
+
+        shas = await self.write("forgetting", work)
+
+        def drop() -> None:
+            for item in left:
+                self.blobs.delete_thumbnail(item)
+            for sha in shas:
+                if not self.catalog.sha_in_use(sha):
+                    self.blobs.delete(sha)
+
+        await self._call(self._io, "removing originals", drop)
+        await self.write("forgetting", self.catalog.clear_forgotten, left)
+        log.info("finished removing %d item(s) an interrupted forget left", len(left))
+        return len(left)
 
     def _drop_blobs(self, rows: list[ItemRow]) -> None:
         for r in rows:
@@ -434,6 +481,8 @@ class Library:
 
     async def claim_enrich(self, limit: int, lease_s: float, max_attempts: int
                            ) -> list[ItemRow]:
+        if self.sole_user:
+            await self.vectors()  # needed for the text anyway; frees a killed run's leases
         return await self.write("reading the queue", self.catalog.claim_enrich, limit, lease_s,
                                 max_attempts)
 

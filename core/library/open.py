@@ -100,7 +100,8 @@ async def open_library(settings: Settings, models: Mapping[str, str], *,
     library = Library(catalog=catalog, keyword=keyword, blobs=blobs,
                       open_vectors=vector_opener(settings), models=models,
                       timeout_s=settings.store.timeout_s,
-                      read_workers=settings.store.read_workers, check_models=check_models)
+                      read_workers=settings.store.read_workers, check_models=check_models,
+                      sole_user=not settings.catalog.url and not settings.store.url)
     try:
         if catalog.was_empty_file:  # remembered until a repair, not only on this open
             await library.write("recording damage", catalog.set_meta, "needs_repair",

@@ -107,6 +107,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS enrich_space ON enrich (space);
     """,
+    """
+    CREATE TABLE IF NOT EXISTS forgotten (
+        item_id text PRIMARY KEY, space text NOT NULL, created double precision NOT NULL,
+        shas text NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 
@@ -169,6 +175,8 @@ class PgCatalog:
                     f"ON CONFLICT (id) DO UPDATE SET {updates}",
                     [_clean([getattr(r, c) for c in _COLUMNS])
                      for _, r in sorted(latest.items())])
+            if latest:  # indexed again after an interrupted forget: live again
+                cur.execute("DELETE FROM forgotten WHERE item_id = ANY(%s)", [sorted(latest)])
             if queue:
                 cur.executemany(
                     "INSERT INTO enrich (item_id, space, created) VALUES (%s, %s, %s) "
@@ -230,12 +238,40 @@ class PgCatalog:
         return [(r[0], r[1]) for r in self._db.fetch("catalog phashes", sql, params)]
 
     def delete(self, space: str, ids: Sequence[str]) -> None:
+        """Remove rows and record them as forgotten (until :meth:`clear_forgotten`), in one
+        transaction."""
         ids = sorted(set(ids))
         if ids:
             with self._db.connection("catalog delete") as conn, conn.transaction():
-                conn.execute("DELETE FROM items WHERE space = %s AND id = ANY(%s)",
-                             [space, ids])
+                gone = sorted(conn.execute(
+                    "DELETE FROM items WHERE space = %s AND id = ANY(%s) "
+                    "RETURNING id, file_sha, image_sha", [space, ids]).fetchall())
                 conn.execute("DELETE FROM enrich WHERE item_id = ANY(%s)", [ids])
+                now = time.time()
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO forgotten (item_id, space, created, shas) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (item_id) DO NOTHING",
+                        [(i, space, now, " ".join(sha for sha in (f, m) if sha))
+                         for i, f, m in gone])
+
+    def forgotten(self) -> dict[str, str]:
+        """Items whose removal is not finished (see :meth:`delete`): id -> space."""
+        return {r[0]: r[1] for r in self._db.fetch(
+            "catalog list", "SELECT item_id, space FROM forgotten")}
+
+    def forgotten_shas(self, ids: Sequence[str]) -> set[str]:
+        """The originals' digests of these forgotten items."""
+        rows = self._db.fetch("catalog list", "SELECT shas FROM forgotten "
+                              "WHERE item_id = ANY(%s)", [list(ids)])
+        return {sha for (shas,) in rows for sha in shas.split()}
+
+    def clear_forgotten(self, ids: Sequence[str]) -> None:
+        """Their removal is finished: nothing of them is left to drop."""
+        ids = sorted(set(ids))
+        if ids:
+            with self._db.connection("catalog forgotten") as conn, conn.transaction():
+                conn.execute("DELETE FROM forgotten WHERE item_id = ANY(%s)", [ids])
 
     def live_ids(self, ids: Sequence[str]) -> set[str]:
         ids = list(dict.fromkeys(ids))
@@ -308,6 +344,12 @@ class PgCatalog:
         at once, and the interrupted attempt does not count."""
         self._db.run("queue release", "UPDATE enrich SET lease = 0, "
                      "attempts = GREATEST(attempts - 1, 0) WHERE item_id = ANY(%s)", [list(ids)])
+
+    def reclaim_leases(self) -> int:
+        """Free every lease at once; how many there were. Only for a process that knows no
+        other one can be working on the queue (their holders were killed)."""
+        with self._db.connection("queue reclaim") as conn, conn.transaction():
+            return conn.execute("UPDATE enrich SET lease = 0 WHERE lease > 0").rowcount
 
     def fail_enrich(self, item_id: str, error: str) -> None:
         self._db.run("queue failure", "UPDATE enrich SET error = %s, lease = 0 "

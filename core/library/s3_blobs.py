@@ -260,6 +260,23 @@ class S3BlobStore:
         self._call("list originals", listing)
         return out
 
+    def thumbnail_keys(self) -> set[str]:
+        """The key of every stored thumbnail (lists the bucket under the prefix)."""
+        out: set[str] = set()
+        start = self._key("thumbs") + "/"
+
+        def listing() -> None:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    name = str(obj["Key"])[len(start):]
+                    if name.endswith(".jpg") and "/" not in name:
+                        out.add(name.removesuffix(".jpg"))
+
+        self._call("list thumbnails", listing)
+        return out
+
     def ensure_local(self, sha: str) -> Path | None:
         """The original in the local cache, downloaded if needed; None if the bucket has no
         such blob."""

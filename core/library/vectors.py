@@ -13,6 +13,7 @@ them from an executor.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,11 +23,18 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from core.errors import ModelMismatch, StoreError, StoreUnavailable
+from core.errors import DiskFull, ModelMismatch, StoreError, StoreUnavailable, from_os_error
+from core.library.folderlock import FolderLock
 
 log = logging.getLogger(__name__)
 
 Metadata = Mapping[str, str | int | float | bool]
+
+#: Free space an embedded store must have before it writes. Embedded Chroma does not fail
+#: when the disk fills during its own write: its native code retries forever while holding
+#: Python's interpreter lock, so the whole process freezes (no time limit, no Ctrl-C or
+#: SIGTERM gets through). Refusing to write with this little room left is the only defence.
+MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,6 @@ def _client(url: str, path: Path, timeout_s: float) -> Any:
         if url:
             return http_client(url, timeout_s)
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-        path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except StoreError:
         raise
@@ -129,6 +136,14 @@ def _client(url: str, path: Path, timeout_s: float) -> Any:
             raise StoreUnavailable(f"the vector store at {where} is not reachable "
                                    f"({_connect_reason(exc)})") from exc
         raise StoreError(f"cannot open the vector store at {where}: {exc}") from exc
+
+
+def _lock_folder(path: Path) -> FolderLock:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return FolderLock(path)
+    except OSError as exc:
+        raise from_os_error(exc, f"opening the vector store at {path}") from exc
 
 
 def _set_timeouts(client: Any, timeout_s: float) -> None:
@@ -147,7 +162,15 @@ class VectorStore:
                  timeout_s: float = 30.0) -> None:
         self.location = url or str(path)
         self.remote = bool(url)
-        self._client = _client(url, path, timeout_s)
+        self._path = path
+        # Embedded: this process alone, from before Chroma opens the folder (two processes
+        # creating it at once also failed with "database is locked") until close().
+        self._folder_lock = None if url else _lock_folder(path)
+        try:
+            self._client = _client(url, path, timeout_s)
+        except BaseException:
+            self._release_folder()
+            raise
         self.prefix = prefix
         self._specs: dict[str, tuple[str, str]] = {}  # channel -> (collection name, model)
         self._cols: dict[str, Any] = {}
@@ -166,6 +189,21 @@ class VectorStore:
                     f"{type(exc).__name__}") from exc
             raise StoreError(f"{what} in the vector store at {self.location} failed: "
                              f"{exc}") from exc
+
+    def _room(self, what: str) -> None:
+        """DiskFull, before embedded Chroma writes, when its disk has almost no room left
+        (see :data:`MIN_FREE_BYTES`)."""
+        if self.remote:
+            return
+        try:
+            free = shutil.disk_usage(self._path).free
+        except OSError as exc:
+            raise from_os_error(exc, what) from exc
+        if free < MIN_FREE_BYTES:
+            raise DiskFull(
+                f"no space left on device while {what}: {free // 1024} KiB free under "
+                f"{self._path}, and the embedded vector store needs at least "
+                f"{MIN_FREE_BYTES // (1024 * 1024)} MiB to write safely")
 
     # collections ----------------------------------------------------------------------------
     def default_name(self, channel: str) -> str:
@@ -263,6 +301,7 @@ class VectorStore:
             if "space" not in m or "item" not in m:
                 raise StoreError("every vector needs 'space' and 'item' metadata")
         vectors = np.asarray(vectors, dtype=np.float32)
+        self._room("writing vectors")
         col = self._col(channel, create_dim=int(vectors.shape[1]))
         for start in range(0, len(ids), self.max_batch):
             end = start + self.max_batch
@@ -353,6 +392,7 @@ class VectorStore:
     def delete_items(self, space: str, items: Sequence[str]) -> None:
         if not items:
             return
+        self._room("deleting vectors")  # a delete writes too
         for channel in list(self._specs):
             col = self._col(channel)
             if col is None:
@@ -366,6 +406,7 @@ class VectorStore:
         col = self._col(channel)
         if col is None or not ids:
             return
+        self._room("deleting vectors")
         for start in range(0, len(ids), 500):
             self._guard(f"deleting from the {channel} index", col.delete,
                         ids=list(ids[start:start + 500]))
@@ -380,6 +421,11 @@ class VectorStore:
         nothing else uses them): close them, or their sockets leak (ResourceWarning)."""
         client, self._cols = self._client, {}
         close_client(client)
+        self._release_folder()
+
+    def _release_folder(self) -> None:
+        if self._folder_lock is not None:
+            self._folder_lock.release()
 
 
 def close_client(client: Any) -> None:

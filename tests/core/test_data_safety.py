@@ -222,6 +222,99 @@ async def test_check_reports_and_repairs(tmp_path: Path, tiny_clip: Path) -> Non
         assert "keyword" in after[0].signals and not any("keyword" in h.signals for h in before)
 
 
+async def test_an_interrupted_forget_is_finished_by_repair_never_undone(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # A forget killed after the catalog rows went but before the vectors did: the repair
+    # took the vectors for rows lost by accident and brought the forgotten items back.
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 2)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text(TXT, encoding="utf-8")
+    settings = make_settings(data, tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths([*images, docs], "local")
+        store = await svc.library.vectors()
+
+        def crash(space: str, items: object) -> None:
+            raise KeyboardInterrupt  # the process dies here
+
+        store.delete_items = crash  # type: ignore[method-assign]
+        ids = [r.id for p in (images[0], docs / "notes.txt")
+               for r in svc.library.catalog.find("local", source=str(p.resolve()))]
+        with pytest.raises(KeyboardInterrupt):
+            await svc.library.forget("local", ids)
+    async with open_service(settings, Secrets({})) as svc:
+        assert (await svc.stats("local")).items == 1
+        report = await svc.check()
+        assert report["counts"] == {"interrupted_forget": 2, "orphan_keyword_rows": 1,
+                                    "orphan_original": 2}, report
+        assert {p["source"] for p in report["problems"]
+                if p["kind"] == "interrupted_forget"} == {
+            str(images[0].resolve()), str((docs / "notes.txt").resolve())}
+        fixed = await svc.check(repair=True)
+        assert fixed["items"] == 1 and all(p["repaired"] for p in fixed["problems"])
+        assert (await svc.check())["ok"]
+        assert (await svc.stats("local")).items == 1
+        assert not await svc.search("Berlin office", Scope("local", admin=True))
+        assert sorted(p.name for p in (data / "blobs" / "thumbs").iterdir()) == [
+            f"{r.id}.jpg" for r in svc.library.catalog.all("local")]
+        # Indexing them again brings them back for good.
+        again = await svc.index_paths([images[0], docs], "local")
+        assert len(again.indexed) == 2
+        assert (await svc.check())["ok"]
+        assert (await svc.stats("local")).items == 3
+
+
+async def test_running_an_interrupted_forget_again_finishes_it(tmp_path: Path,
+                                                               tiny_clip: Path) -> None:
+    # Re-running `pixrag forget PATH` after a kill found nothing ("not found") and left the
+    # original, thumbnail and vectors on disk until a `pixrag check --repair`.
+    from core.errors import NotFound
+
+    data = tmp_path / "data"
+    images = write_images(tmp_path / "imgs", 2)
+    settings = make_settings(data, tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths(images, "local")
+        gone = svc.library.catalog.find("local", source=str(images[0].resolve()))[0]
+        keyword = svc.library.keyword
+        real = keyword.delete_items
+
+        def crash(items: object) -> None:
+            raise KeyboardInterrupt  # the process dies here, its vectors already deleted
+
+        keyword.delete_items = crash  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            await svc.forget("local", str(images[0]))
+        keyword.delete_items = real  # type: ignore[method-assign]
+    async with open_service(settings, Secrets({})) as svc:
+        with pytest.raises(NotFound):
+            await svc.forget("local", str(images[0]))
+        assert (await svc.check())["ok"]
+        assert not (data / "blobs" / "thumbs" / f"{gone.id}.jpg").exists()
+        assert gone.image_sha is not None and not svc.library.blobs.has(gone.image_sha)
+        assert (await svc.stats("local")).items == 1
+
+
+async def test_a_thumbnail_without_an_item_is_found_and_dropped(tmp_path: Path,
+                                                              tiny_clip: Path) -> None:
+    # A crash between a thumbnail's write and its item's commit left it for good: no check
+    # saw it.
+    data = tmp_path / "data"
+    settings = make_settings(data, tiny_clip)
+    async with open_service(settings, Secrets({})) as svc:
+        await svc.index_paths(write_images(tmp_path / "imgs", 2), "local")
+        thumbs = data / "blobs" / "thumbs"
+        (thumbs / "local~0123456789abcdef.jpg").write_bytes(b"\xff\xd8 left by a crash")
+        report = await svc.check()
+        assert report["counts"] == {"orphan_thumbnail": 1}, report
+        assert report["problems"][0]["item"] == "local:0123456789abcdef"
+        assert (await svc.check(repair=True))["problems"][0]["repaired"]
+        assert (await svc.check())["ok"]
+        assert len(list(thumbs.iterdir())) == 2
+
+
 async def test_empty_catalog_file_is_rebuilt_from_vectors(tmp_path: Path, tiny_clip: Path,
                                                           caplog: pytest.LogCaptureFixture
                                                           ) -> None:
@@ -265,6 +358,34 @@ async def test_lost_original_is_reported(tmp_path: Path, tiny_clip: Path,
         assert report["counts"] == {"missing_original": 1, "unfindable_item": 1}
         await svc.check(repair=True)
         assert (await svc.stats("local")).items == 2  # the dead item is gone, not counted
+
+
+async def test_an_almost_full_disk_is_refused_before_the_vector_store_freezes_on_it(
+        tmp_path: Path, tiny_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Embedded Chroma retries forever, holding the interpreter lock, when the disk fills
+    # during its write: `pixrag index` froze for good (not even SIGTERM got through).
+    from core.errors import DiskFull
+
+    images = write_images(tmp_path / "imgs", 3)
+    real = shutil.disk_usage
+
+    def almost_full(path: object) -> object:
+        usage = real(path)  # type: ignore[arg-type]
+        return type(usage)(usage.total, usage.total - 4096 * 1024, 4096 * 1024)
+
+    async with open_service(make_settings(tmp_path / "data", tiny_clip), Secrets({})) as svc:
+        await svc.index_paths(images[:1], "local")
+        monkeypatch.setattr(shutil, "disk_usage", almost_full)
+        with pytest.raises(DiskFull, match="4096 KiB free .* needs at least 64 MiB"):
+            await svc.index_paths(images[1:], "local")
+        with pytest.raises(DiskFull):
+            await svc.forget("local", str(images[0]))
+        monkeypatch.undo()
+        assert (await svc.stats("local")).items == 0  # forgotten, the rest by --repair
+        assert (await svc.check(repair=True))["counts"] == {
+            "interrupted_forget": 1, "orphan_original": 3, "orphan_thumbnail": 2}
+        report = await svc.index_paths(images, "local")
+        assert len(report.indexed) == 3 and (await svc.check())["ok"]
 
 
 async def test_a_full_disk_stops_indexing_with_one_clear_error(

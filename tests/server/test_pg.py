@@ -431,3 +431,34 @@ def test_two_processes_writing_at_once(pg_url: str) -> None:
     finally:
         cat.close()
         kw.close()
+
+
+def test_forgotten_items_are_recorded_until_their_removal_is_finished(pg_url: str) -> None:
+    # The same record as the SQLite catalog: `pixrag check --repair` drops what a forget
+    # interrupted midway left, instead of rebuilding rows from it.
+    cat = PgCatalog(pg_url)
+    try:
+        cat.add([_row(1, "h"), _row(2, "h")])
+        cat.delete("s", ["s:0001", "s:0099"])
+        assert cat.forgotten().get("s:0001") == "s" and "s:0099" not in cat.forgotten()
+        assert cat.forgotten_shas(["s:0001"]) == {f"{1:064x}"}  # what a re-run removes
+        cat.add([_row(1, "h")])  # indexed again: live, not forgotten
+        assert "s:0001" not in cat.forgotten()
+        cat.delete("s", ["s:0002"])
+        cat.clear_forgotten(["s:0002"])
+        assert "s:0002" not in cat.forgotten()
+    finally:
+        cat.close()
+
+
+def test_leases_of_stopped_workers_are_reclaimed(pg_url: str) -> None:
+    cat = PgCatalog(pg_url)
+    try:
+        cat.add([_row(7, "h")], enrich=["s:0007"])
+        assert [r.id for r in cat.claim_enrich(8, 60.0, 3)] == ["s:0007"]
+        assert cat.claim_enrich(8, 60.0, 3) == []  # leased
+        assert cat.reclaim_leases() >= 1
+        assert [r.id for r in cat.claim_enrich(8, 60.0, 3)] == ["s:0007"]
+    finally:
+        cat.delete("s", ["s:0007"])
+        cat.close()

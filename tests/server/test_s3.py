@@ -28,6 +28,7 @@ def test_object_layout(s3_url: str, s3_endpoint: str, tmp_path: Path) -> None:
     keys = sorted(o["Key"] for o in listed["Contents"])
     assert keys == [f"{prefix}/blobs/{sha[:2]}/{sha[2:4]}/{sha}",
                     f"{prefix}/thumbs/slack:T1:abc.jpg"]
+    assert "slack:T1:abc" in store.thumbnail_keys()  # what `pixrag check` compares
     assert parse_s3_url("s3://b") == ("b", "")
     with pytest.raises(ValueError, match="s3://"):
         parse_s3_url("http://b/p")
