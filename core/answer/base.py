@@ -16,6 +16,7 @@ from core.answer.images import downscale, prepare_images
 from core.answer.prompt import (
     NO_SOURCES_TEXT,
     UNAVAILABLE_TEXT,
+    CitationFilter,
     Prompt,
     build_prompt,
     parse_citations,
@@ -168,6 +169,18 @@ def _log_cut(backend: Backend, settings: AnswerSettings) -> None:
                 backend.provider, backend.model, settings.max_tokens, max_chars(settings))
 
 
+def _take(text: str, shown: bool, room: int) -> tuple[str, int, bool]:
+    """What of a piece of the answer to show, the room left after it, and whether the answer
+    is cut there (longer than ``max_tokens`` allows)."""
+    if not shown:
+        # Blanks before the answer are dropped: a reply of only blanks is then the empty
+        # reply it is, not blanks shown in front of the "unavailable" note.
+        text = text.lstrip()
+    if len(text) > room:
+        return text[:room] + CUT_NOTE, 0, True
+    return text, room - len(text), False
+
+
 def _empty(backend: Backend) -> TransientFailure:
     """A reply that ended without any text (some servers answer a stream this way when the
     model crashed, or a proxy dropped the body): an outage like any other."""
@@ -269,24 +282,26 @@ class ModelAnswerer:
         while True:
             try:
                 bounded = _bounded(self._backend, prompt, s, deadline)
+                cited = CitationFilter(len(hits))
                 async with contextlib.aclosing(bounded) as items:
                     async for item in items:
                         if isinstance(item, Usage):
                             usage = item
                             continue
-                        if not chunks:
-                            # Leading blank text is held back (dropped): a reply of only
-                            # blanks is then an empty reply, retried, not shown-and-stuck.
-                            item = item.lstrip()
-                        if len(item) > room:  # the rest is not read: closing drops it
+                        text, room, cut = _take(cited.feed(item), bool(chunks), room)
+                        if text:
+                            chunks.append(text)
+                            yield text
+                        if cut:  # the rest is not read: closing drops it
                             _log_cut(self._backend, s)
-                            chunks.append(item[:room] + CUT_NOTE)
-                            yield chunks[-1]
                             break
-                        elif item:
-                            room -= len(item)
-                            chunks.append(item)
-                            yield item
+                    else:
+                        text, room, cut = _take(cited.flush(), bool(chunks), room)
+                        if text:
+                            chunks.append(text)
+                            yield text
+                        if cut:
+                            _log_cut(self._backend, s)
                 if not "".join(chunks).strip():
                     raise _empty(self._backend)
                 break

@@ -234,6 +234,114 @@ def parse_citations(text: str, n_sources: int) -> list[int]:
     return seen
 
 
+_CITATION_START = re.compile(r"\[[\d,\s]*")  # what a citation may begin as
+_TICKS = re.compile(r"`+")
+_OPEN = re.compile(r"[`\[]")
+
+
+class CitationFilter:
+    """Takes citations of sources that do not exist (``[7]`` with three sources, ``[0]``) out of
+    streamed text, so no one is pointed at a source that is not there; ``[1, 7]`` becomes
+    ``[1]``. Code is left alone (inside backticks, and ``arr[0]``: a bracket right after a
+    word). Text is fed as it streams; what may still turn out to be a citation (from a ``[`` to
+    its ``]``, at most :data:`HOLD` characters, with the blanks before it in the same piece,
+    which go with a dropped one) or a run of backticks is held back until the next piece, or
+    :meth:`flush`, tells. Other text passes through as it came."""
+
+    HOLD = 40  # longer than any citation: such a bracket is text
+
+    def __init__(self, n_sources: int) -> None:
+        self.n_sources = n_sources
+        self._held = ""
+        self._fence = 0  # the backtick run that opened the code we are in; 0 = not in code
+        self._last = ""  # the last character shown
+
+    def feed(self, text: str) -> str:
+        """What of the text fed so far can be shown now."""
+        rest, self._held = self._held + text, ""
+        out: list[str] = []
+        while rest:
+            if self._fence:
+                rest = self._in_code(rest, out)
+                continue
+            m = _OPEN.search(rest)
+            if m is None:
+                out.append(rest)
+                break
+            k = m.start()
+            if rest[k] == "`":
+                run = _TICKS.match(rest, k)
+                assert run is not None
+                if run.end() == len(rest):  # the run may go on in the next piece
+                    out.append(rest[:k])
+                    self._held = rest[k:]
+                    break
+                self._fence = run.end() - k
+                out.append(rest[:run.end()])
+                rest = rest[run.end():]
+                continue
+            after = self._bracket(rest, k, out)
+            if after is None:
+                break
+            rest = after
+        shown = "".join(out)
+        self._last = shown[-1:] or self._last
+        return shown
+
+    def flush(self) -> str:
+        """What is still held back, at the end of the text."""
+        held, self._held = self._held, ""
+        return held
+
+    def _in_code(self, rest: str, out: list[str]) -> str:
+        m = _TICKS.search(rest)
+        if m is None:
+            out.append(rest)
+            return ""
+        if m.end() == len(rest):
+            out.append(rest[:m.start()])
+            self._held = rest[m.start():]
+            return ""
+        out.append(rest[:m.end()])
+        if m.end() - m.start() == self._fence:
+            self._fence = 0
+        return rest[m.end():]
+
+    def _bracket(self, rest: str, k: int, out: list[str]) -> str | None:
+        """Handle the ``[`` at ``k``: what is left to scan, or None when it is held back."""
+        before = rest[:k]
+        body = before.rstrip()
+        blanks = before[len(body):]
+        previous = (body or "".join(out) or self._last)[-1:]
+        out.append(body)
+        if not blanks and (previous.isalnum() or previous == "_"):
+            out.append(rest[k])  # code (arr[0]), not a citation
+            return rest[k + 1:]
+        candidate = rest[k:]
+        close = candidate.find("]")
+        if close < 0:
+            if len(candidate) <= self.HOLD and _CITATION_START.fullmatch(candidate):
+                self._held = blanks + candidate  # may still become a citation
+                return None
+            out.append(blanks + "[")
+            return candidate[1:]
+        match = _CITATION.fullmatch(candidate[:close + 1])
+        if match is None:
+            out.append(blanks + "[")
+            return candidate[1:]
+        out.append(self._kept(blanks, match))
+        return candidate[close + 1:]
+
+    def _kept(self, blanks: str, match: re.Match[str]) -> str:
+        numbers = [int(n) for n in match.group(1).split(",")]
+        good = [n for n in numbers if 1 <= n <= self.n_sources]
+        if good == numbers:
+            return blanks + match.group(0)
+        if not good:
+            return ""  # the blanks before it go too: "20% [7]." -> "20%."
+        return blanks + "[" + ", ".join(str(n) for n in good) + "]"
+
+
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

@@ -112,6 +112,17 @@ async def test_citations_and_usage_are_parsed(provider: str, make: Make, fake: F
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_citations_of_sources_that_do_not_exist_leave_the_answer(
+        provider: str, make: Make, fake: FakeLLM, hits: list[Hit]) -> None:
+    # Three sources: [7] points at nothing, so it is not shown either (the deltas still add
+    # up to the answer's text).
+    fake.script(Reply(deltas=["Quota [3", "] and [1, 7", "]; not [7]", "."]))
+    deltas, answer = await collect(make(provider), "q", hits)
+    assert answer.text == "Quota [3] and [1]; not." == "".join(deltas)
+    assert answer.citations == [3, 1]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
 async def test_deltas_stream_before_the_model_finishes(provider: str, make: Make,
                                                        fake: FakeLLM, hits: list[Hit]) -> None:
     gate = asyncio.Event()

@@ -14,6 +14,7 @@ from core.answer.images import prepare_images, to_jpeg
 from core.answer.prompt import (
     MAX_SOURCE_CHARS,
     SYSTEM_PROMPT,
+    CitationFilter,
     ImagePart,
     TextPart,
     build_prompt,
@@ -162,3 +163,33 @@ def test_other_peoples_thread_messages_are_quoted_context_not_turns() -> None:
     assert last.count("</thread_message>") == 2
     assert "<thread_message> tags" in prompt.system
     assert last.rindex("Question: and the colours?") > last.rindex("</thread_message>")
+
+
+def _filtered(text: str, n_sources: int) -> str:
+    """The filter's output for ``text`` in one piece; streamed in any split into three pieces
+    it is the same but for the blanks before a dropped citation that came in an earlier piece
+    (already shown: text passes through as it came)."""
+    f = CitationFilter(n_sources)
+    whole = f.feed(text) + f.flush()
+    for a in range(len(text) + 1):
+        for b in range(a, len(text) + 1):
+            f = CitationFilter(n_sources)
+            split = f.feed(text[:a]) + f.feed(text[a:b]) + f.feed(text[b:]) + f.flush()
+            assert "".join(split.split()) == "".join(whole.split()), (a, b, split)
+    return whole
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Sources that do not exist are not cited, with the blanks before them.
+    ("See [7] and [0] and [1].", "See and and [1]."),
+    ("grew 20% [7].", "grew 20%."),
+    ("[1, 7] ok [2][9]", "[1] ok [2]"),
+    # Everything else is left as it is: text in brackets, code, an unfinished bracket.
+    ("a [b] c [ 3 ] d [12", "a [b] c [ 3 ] d [12"),
+    ("arr[0] = 1 and `x = [1, 7]`", "arr[0] = 1 and `x = [1, 7]`"),
+    ("```\ny = [9]\n```\nthen [9].", "```\ny = [9]\n```\nthen."),
+    ("trailing blanks  \n", "trailing blanks  \n"),
+    ("long [" + "1," * 30 + "]", "long [" + "1," * 30 + "]"),
+])
+def test_citations_of_sources_that_do_not_exist_are_dropped(text: str, expected: str) -> None:
+    assert _filtered(text, 3) == expected
