@@ -90,6 +90,18 @@ def test_processes_creating_the_catalog_together_all_open_it_and_see_no_damage(
     assert set(outcomes) == {"ok"}, outcomes
 
 
+def _holding(script: str, path: str) -> subprocess.Popen[str]:
+    """Another process running ``script`` on ``path``, once it says it has it open."""
+    proc = subprocess.Popen([sys.executable, "-c", script, path],
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "open":
+        proc.kill()
+        pytest.fail(f"the other process did not start: exit {proc.wait(timeout=30)}")
+    return proc
+
+
 _HOLD_STORE = """
 import sys, time
 from pathlib import Path
@@ -114,11 +126,8 @@ async def test_a_second_process_on_an_embedded_vector_store_gets_a_clear_error(
 
     data = tmp_path / "data"
     folder = data / "chroma"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_STORE, str(folder)],
-                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    holder = _holding(_HOLD_STORE, str(folder))
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         with pytest.raises(StoreBusy) as busy:
             VectorStore(path=folder)
         assert f"in use by another PixRAG process (pid {holder.pid}" in str(busy.value)
@@ -138,11 +147,10 @@ async def test_a_second_process_on_an_embedded_vector_store_gets_a_clear_error(
         pass
 
 
-async def test_text_a_killed_run_was_reading_is_taken_over_at_once(
-        tmp_path: Path, tiny_clip: Path) -> None:
-    # A `pixrag index` killed during its text phase held its batch for the lease's minute:
-    # the next run sat at "read the text of 0 of 1 items" that long. With every part
-    # embedded, no other process can be at the queue, so its leases are freed at once.
+async def _queued_screenshot(tmp_path: Path, tiny_clip: Path,
+                             text: str) -> tuple[Path, Path, Any]:
+    """A data folder holding one screenshot indexed without its text (left in the queue, as a
+    run stopped after its first phase leaves it): the folder, the screenshot, the settings."""
     from core.app import open_service
     from core.config import Secrets
     from tests.cli.helpers import make_settings
@@ -150,11 +158,24 @@ async def test_text_a_killed_run_was_reading_is_taken_over_at_once(
 
     data = tmp_path / "data"
     shot = tmp_path / "shot.png"
-    shot.write_bytes(png_bytes(text_image("Error 0x80070005\nAccess denied")))
+    shot.write_bytes(png_bytes(text_image(text)))
     settings = make_settings(data, tiny_clip, PIXRAG_INDEX__OCR="true")
     async with open_service(settings, Secrets({})) as svc:
         svc.enricher.kick = lambda: None  # type: ignore[method-assign]
         await svc.index_paths([shot], "local", wait=False)
+    return data, shot, settings
+
+
+async def test_text_a_killed_run_was_reading_is_taken_over_at_once(
+        tmp_path: Path, tiny_clip: Path) -> None:
+    # A `pixrag index` killed during its text phase held its batch for the lease's minute:
+    # the next run sat at "read the text of 0 of 1 items" that long. With every part
+    # embedded, no other process can be at the queue, so its leases are freed at once.
+    from core.app import open_service
+    from core.config import Secrets
+
+    data, shot, settings = await _queued_screenshot(tmp_path, tiny_clip,
+                                                    "Error 0x80070005\nAccess denied")
     with contextlib.closing(sqlite3.connect(data / "catalog.sqlite")) as db, db:
         # as a killed worker leaves it: leased for the next minute, one attempt spent
         db.execute("UPDATE enrich SET lease = ?, attempts = 1", [time.time() + 60])
@@ -181,11 +202,8 @@ def test_a_failed_first_run_does_not_delete_a_folder_another_process_is_filling(
     from core.app import remove_if_empty_index
 
     data = tmp_path / "data"
-    other = subprocess.Popen([sys.executable, "-c", _HOLD_CATALOG, str(data)],
-                             cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    other = _holding(_HOLD_CATALOG, str(data))
     try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "open"
         remove_if_empty_index(data)
         assert (data / "catalog.sqlite").is_file()
     finally:
@@ -202,21 +220,11 @@ async def test_waiting_for_text_while_another_process_has_the_store_is_an_error_
     from core.app import open_service
     from core.config import Secrets
     from core.errors import StoreBusy
-    from tests.cli.helpers import make_settings
-    from tests.corpus import png_bytes, text_image
 
-    data = tmp_path / "data"
-    shot = tmp_path / "shot.png"
-    shot.write_bytes(png_bytes(text_image("Quarterly review\nRevenue grew")))
-    settings = make_settings(data, tiny_clip, PIXRAG_INDEX__OCR="true")
-    async with open_service(settings, Secrets({})) as svc:
-        svc.enricher.kick = lambda: None  # type: ignore[method-assign]
-        await svc.index_paths([shot], "local", wait=False)
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_STORE, str(data / "chroma")],
-                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    data, shot, settings = await _queued_screenshot(tmp_path, tiny_clip,
+                                                    "Quarterly review\nRevenue grew")
+    holder = _holding(_HOLD_STORE, str(data / "chroma"))
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         async with open_service(settings, Secrets({})) as svc:
             with pytest.raises(StoreBusy):
                 async with asyncio.timeout(20):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.app import open_service
-from core.config import Secrets
+from core.config import Secrets, Settings
 from core.errors import UnsupportedInput
 from core.ingest import read_limited, read_query_file
 from core.maintenance import reindex
@@ -185,13 +185,19 @@ def test_a_query_file_is_read_up_to_the_limit_even_without_an_end(tmp_path: Path
         read_query_file(tmp_path, 1000)
 
 
-async def test_check_reports_and_repairs(tmp_path: Path, tiny_clip: Path) -> None:
-    data = tmp_path / "data"
-    images = write_images(tmp_path / "imgs", 4)
+def _images_and_notes(tmp_path: Path, tiny_clip: Path, n_images: int
+                      ) -> tuple[Path, list[Path], Path, Settings]:
+    """A data folder to be, ``n_images`` images, a folder with a text file, and settings."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "notes.txt").write_text(TXT, encoding="utf-8")
-    settings = make_settings(data, tiny_clip)
+    data = tmp_path / "data"
+    return (data, write_images(tmp_path / "imgs", n_images), docs,
+            make_settings(data, tiny_clip))
+
+
+async def test_check_reports_and_repairs(tmp_path: Path, tiny_clip: Path) -> None:
+    data, images, docs, settings = _images_and_notes(tmp_path, tiny_clip, 4)
     async with open_service(settings, Secrets({})) as svc:
         await svc.index_paths([*images, docs], "local")
         assert (await svc.check())["ok"]
@@ -226,12 +232,7 @@ async def test_an_interrupted_forget_is_finished_by_repair_never_undone(
         tmp_path: Path, tiny_clip: Path) -> None:
     # A forget killed after the catalog rows went but before the vectors did: the repair
     # took the vectors for rows lost by accident and brought the forgotten items back.
-    data = tmp_path / "data"
-    images = write_images(tmp_path / "imgs", 2)
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "notes.txt").write_text(TXT, encoding="utf-8")
-    settings = make_settings(data, tiny_clip)
+    data, images, docs, settings = _images_and_notes(tmp_path, tiny_clip, 2)
     async with open_service(settings, Secrets({})) as svc:
         await svc.index_paths([*images, docs], "local")
         store = await svc.library.vectors()
