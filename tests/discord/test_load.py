@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from bot.discord import messages
 from tests.cli.helpers import noise_bytes
 from tests.discord import payloads as P
 from tests.discord.conftest import eventually
-from tests.discord.test_e2e import autoindexed_channel
+from tests.discord.test_e2e import EPHEMERAL, autoindexed_channel, reply_json
 
 
 async def test_message_deleted_while_its_files_are_indexed_stays_forgotten(h) -> None:
@@ -64,3 +65,57 @@ async def test_admin_commands_are_acknowledged_while_the_index_is_busy(h) -> Non
 
 async def _has_autoindex(h, gid: int, ch: dict) -> bool:
     return ch["id"] in await h.service.autoindex_channels(f"discord:{gid}")
+
+
+async def test_same_file_posted_in_many_messages_at_once(h) -> None:
+    gid, ch = await autoindexed_channel(h)
+    space = f"discord:{gid}"
+    data = noise_bytes(5)
+    h.fake.cdn_gate = asyncio.Event()
+    posts = []
+    for _ in range(12):
+        url = h.fake.add_cdn("same.png", data)
+        posts.append(P.message(P.next_id(), int(ch["id"]), gid, 7,
+                               [P.attachment(url, "same.png", len(data))]))
+    for msg in posts:
+        await h.fake.dispatch("MESSAGE_CREATE", msg)
+    await eventually(lambda: h.fake.cdn_in_flight == len(posts))
+    h.fake.cdn_gate.set()
+    await eventually(lambda: h.service.admission.files_in_flight == 0
+                     and len(h.fake.cdn_hits) == len(posts))
+    await asyncio.sleep(0.5)
+    assert (await h.service.stats(space)).items == 1
+    assert h.fake.matching("PUT", r"/reactions/")  # at least the first one is marked
+
+
+async def test_stopping_bot_finishes_uploads_in_hand_then_cancels_stalled_ones(
+        h) -> None:
+    """A restart in the middle of uploads: what can finish in the grace period is indexed
+    and marked; a stalled download is cancelled; nothing fails on the closed connection."""
+    h.bot.deps.drain_s = 1.0
+    gid, ch = await autoindexed_channel(h)
+    h.fake.cdn_allow = 2  # two downloads answer, the third stalls
+    posts = []
+    for seed in range(3):
+        data = noise_bytes(seed)
+        url = h.fake.add_cdn(f"f{seed}.png", data)
+        posts.append(P.message(P.next_id(), int(ch["id"]), gid, 7,
+                               [P.attachment(url, f"f{seed}.png", len(data))]))
+        await h.fake.dispatch("MESSAGE_CREATE", posts[-1])
+    await eventually(lambda: len(h.fake.cdn_hits) == 3)
+    started = asyncio.get_running_loop().time()
+    stopping = asyncio.create_task(h.bot.close())
+    await eventually(lambda: h.bot.deps.closing)
+    # A question while it stops is told so, privately, instead of never being answered.
+    late = P.command("search", [P.string_opt("query", "x")], guild_id=gid, channel_data=ch,
+                     uid=5)
+    told = reply_json(await h.reply(late))
+    assert told["content"] == messages.STOPPING and told["flags"] & EPHEMERAL
+    await stopping
+    assert asyncio.get_running_loop().time() - started < 5
+    marked = {m["id"] for m in posts
+              if h.fake.matching("PUT", rf"/messages/{m['id']}/reactions/")}
+    assert len(marked) == 2
+    assert h.service.admission.files_in_flight == 0
+    assert (await h.service.stats(f"discord:{gid}")).items == 2
+    h.fake.cdn_more.set()
