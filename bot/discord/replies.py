@@ -77,7 +77,8 @@ async def similar_to(
 ) -> None:
     """Reverse search by an attachment (after a defer); the download waits for room."""
     cfg = deps.settings.discord
-    async with download.admitted(deps.service.admission, [image], cfg) as (data,):
+    async with download.admitted(deps.service.admission, [image], cfg,
+                                  query=True) as (data,):
         scope = convert.scope_for(interaction)
         hits = await deps.service.similar(data, scope, name=image.filename)
     await send_results(deps, interaction, f"similar to {image.filename}", hits)
@@ -94,7 +95,8 @@ async def ask(
         await stream_answer(deps, interaction, question, scope, image=None, image_name="image")
         return
     cfg = deps.settings.discord
-    async with download.admitted(deps.service.admission, [image], cfg) as (data,):
+    async with download.admitted(deps.service.admission, [image], cfg,
+                                  query=True) as (data,):
         await stream_answer(
             deps, interaction, question, scope, image=data, image_name=image.filename
         )

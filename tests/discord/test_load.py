@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from bot.discord import messages
+from core.admission import Admission
 from tests.cli.helpers import noise_bytes
 from tests.discord import payloads as P
 from tests.discord.conftest import eventually
@@ -119,3 +120,26 @@ async def test_stopping_bot_finishes_uploads_in_hand_then_cancels_stalled_ones(
     assert h.service.admission.files_in_flight == 0
     assert (await h.service.stats(f"discord:{gid}")).items == 2
     h.fake.cdn_more.set()
+
+
+async def test_image_questions_go_ahead_of_queued_uploads(h) -> None:
+    """A flood of auto-indexed uploads fills the upload budget: a user's /similar waits for
+    room, but ahead of the uploads queued before it, not behind all of them."""
+    h.service.admission = Admission(max_files=2, max_bytes=64 * 1024 * 1024)
+    gid, ch = await autoindexed_channel(h)
+    h.fake.cdn_gate = asyncio.Event()
+    for seed in range(6):
+        data = noise_bytes(seed)
+        url = h.fake.add_cdn(f"f{seed}.png", data)
+        await h.fake.dispatch("MESSAGE_CREATE", P.message(
+            P.next_id(), int(ch["id"]), gid, 7, [P.attachment(url, f"f{seed}.png", len(data))]))
+    await eventually(lambda: h.fake.cdn_in_flight == 2 and h.service.admission.waiting == 4)
+    data = noise_bytes(99)
+    att = P.attachment(h.fake.add_cdn("query.png", data), "query.png", len(data))
+    ask = P.command("similar", [P.attachment_opt("image", att)], guild_id=gid,
+                    channel_data=ch, uid=5, attachments={att["id"]: att})
+    start = await h.send(ask)
+    await eventually(lambda: h.service.admission.waiting == 5)
+    h.fake.cdn_gate.set()
+    await h.wait_followup(ask, start)
+    assert h.fake.cdn_hits[2].endswith("/query.png"), h.fake.cdn_hits
