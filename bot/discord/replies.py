@@ -228,6 +228,7 @@ async def forget(deps: Deps, interaction: discord.Interaction, ref: str) -> list
 async def record_feedback(
     deps: Deps, interaction: discord.Interaction, verdict: Literal["up", "down"], token: str
 ) -> None:
+    deps.check_rate(interaction)  # a click is a request: spam must not flood the feedback
     shown = deps.shown.get(token) or shown_from_message(interaction.message)
     if shown is None or not shown.ids:
         await interaction.response.send_message(messages.FEEDBACK_EXPIRED, ephemeral=True)

@@ -10,7 +10,14 @@ from core.admission import Admission
 from tests.cli.helpers import noise_bytes
 from tests.discord import payloads as P
 from tests.discord.conftest import eventually
-from tests.discord.test_e2e import EPHEMERAL, autoindexed_channel, reply_json
+from tests.discord.fakediscord import BOT_ID
+from tests.discord.test_e2e import (
+    EPHEMERAL,
+    autoindexed_channel,
+    post_image,
+    reply_json,
+    search,
+)
 
 
 async def test_message_deleted_while_its_files_are_indexed_stays_forgotten(h) -> None:
@@ -143,3 +150,22 @@ async def test_image_questions_go_ahead_of_queued_uploads(h) -> None:
     h.fake.cdn_gate.set()
     await h.wait_followup(ask, start)
     assert h.fake.cdn_hits[2].endswith("/query.png"), h.fake.cdn_hits
+
+
+async def test_feedback_button_spam_is_rate_limited(start_bot) -> None:
+    h = await start_bot(rate_per_minute=3)
+    gid, ch = await autoindexed_channel(h)
+    await post_image(h, gid, ch)
+    body = reply_json(await search(h, gid, ch, uid=8))  # 1 of this user's 3 requests
+    up = next(c for row in body["components"] for c in row["components"]
+              if c["custom_id"].startswith("pxr:fb:up:"))
+    shown = P.message(P.next_id(), int(ch["id"]), gid, BOT_ID, [])
+    shown.update(content=body["content"], embeds=body["embeds"], components=body["components"])
+    replies = []
+    for _ in range(4):
+        press = P.button(up["custom_id"], shown, guild_id=gid, channel_data=ch, uid=8)
+        replies.append(reply_json(await h.callback(press))["content"])
+    assert replies[:2] == [messages.FEEDBACK_THANKS] * 2
+    assert all(r.startswith("Easy there!") for r in replies[2:]), replies
+    await asyncio.sleep(0.2)
+    assert len(await h.service.export_feedback(f"discord:{gid}")) == 2
