@@ -41,7 +41,8 @@ class Deps:
     autoindex_limiter: RateLimiter = field(init=False)
     _autoindex: dict[str, tuple[float, set[str]]] = field(default_factory=dict, init=False)
     #: Handler tasks at work (commands, buttons, auto-index), so a stop can let them finish.
-    _work: set[asyncio.Task[object]] = field(default_factory=set, init=False)
+    _work: dict[asyncio.Task[object], discord.Interaction | None] = field(
+        default_factory=dict, init=False)
     closing: bool = field(default=False, init=False)
     drain_s: float = DRAIN_S
 
@@ -66,30 +67,34 @@ class Deps:
             return False
         return True
 
-    def track(self) -> None:
-        """Count the running handler as work in hand until it ends (see :meth:`drain`)."""
+    def track(self, interaction: discord.Interaction | None = None) -> None:
+        """Count the running handler (answering ``interaction``, if any) as work in hand
+        until it ends (see :meth:`drain`)."""
         task = asyncio.current_task()
         if task is not None and task not in self._work:
-            self._work.add(task)
-            task.add_done_callback(self._work.discard)
+            self._work[task] = interaction
+            task.add_done_callback(lambda t: self._work.pop(t, None))
 
-    async def drain(self) -> None:
+    async def drain(self) -> list[discord.Interaction]:
         """Stop taking new work, let the work in hand finish for up to ``drain_s``, then
-        cancel the rest. Called before the connection closes: a handler that outlived it
-        would fail on the closed session (no reply, no mark, an error in the log)."""
+        cancel the rest; returns the interactions of what was cancelled (still to be told).
+        Called before the connection closes: a handler that outlived it would fail on the
+        closed session (no reply, no mark, an error in the log)."""
         self.closing = True
-        work = self._work - {asyncio.current_task()}
+        work = {t: i for t, i in self._work.items() if t is not asyncio.current_task()}
         if not work:
-            return
+            return []
         grace_s = self.drain_s
         log.info("stopping: waiting up to %.0f s for %d request(s) in hand", grace_s, len(work))
         _, late = await asyncio.wait(work, timeout=grace_s)
+        if not late:
+            return []
         for task in late:
             task.cancel()
-        if late:
-            log.warning("stopping: cancelled %d request(s) still running after %.0f s",
-                        len(late), grace_s)
-            await asyncio.wait(late, timeout=grace_s)
+        log.warning("stopping: cancelled %d request(s) still running after %.0f s",
+                    len(late), grace_s)
+        await asyncio.wait(late, timeout=grace_s)
+        return [i for t, i in work.items() if t in late and i is not None]
 
     async def autoindex_channels(self, space: str) -> set[str]:
         cached = self._autoindex.get(space)

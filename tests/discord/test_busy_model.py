@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.discord import messages
 from core.app import open_service
 from core.config import Secrets, Settings
 from tests.discord import payloads as P
 from tests.discord.conftest import Harness
 from tests.discord.fakediscord import APP_ID
-from tests.discord.test_e2e import autoindexed_channel, post_image
+from tests.discord.test_e2e import EPHEMERAL, autoindexed_channel, post_image
 
 
 @pytest.fixture
@@ -105,3 +106,18 @@ async def test_stuck_answers_do_not_hold_up_other_users(h: Harness, stuck) -> No
         assert "answer for stuck" in _final(h, p).json["content"]
     tick.cancel()
     assert lag < 1.0, lag
+
+
+async def test_answer_cut_off_by_a_restart_is_told_so(h: Harness) -> None:
+    h.bot.deps.drain_s = 0.5
+    gid, ch = await autoindexed_channel(h)
+    await post_image(h, gid, ch)  # something to answer from: the model is asked
+    ask = P.command("ask", [P.string_opt("question", "STUCK forever")], guild_id=gid,
+                    channel_data=ch, uid=7)
+    start = await h.send(ask)
+    await h.fake.wait_for(lambda r: r.path.startswith(f"/interactions/{ask['id']}/"),
+                          start=start)
+    await asyncio.sleep(0.3)  # the model has the question and is stuck on it
+    await h.bot.close()
+    told = await h.wait_followup(ask, start)
+    assert told.json["content"] == messages.STOPPING and told.json["flags"] & EPHEMERAL
