@@ -3,8 +3,10 @@
 Chat adapters take a ticket *before* downloading attachments and hold it until indexing
 has finished with the bytes, so a flood of uploads waits here instead of filling memory.
 Waiters are served strictly in arrival order (a large request is not starved by a stream
-of small ones), and a request larger than the whole budget is clamped to it, so it runs
-alone rather than never.
+of small ones), except that a user's question (``urgent``: the image of a reverse search or
+of a question, someone waiting for the answer) goes ahead of the uploads queued for indexing,
+so a flood of uploads delays it by the files in flight only. A request larger than the whole
+budget is clamped to it, so it runs alone rather than never.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class _Waiter:
     files: int
     nbytes: int
     future: asyncio.Future[None]
+    urgent: bool = False
 
 
 class Admission:
@@ -70,15 +73,21 @@ class Admission:
     def _fits(self, files: int, nbytes: int) -> bool:
         return self._files + files <= self.max_files and self._bytes + nbytes <= self.max_bytes
 
-    async def acquire(self, files: int, nbytes: int) -> Ticket:
-        """Wait until ``files`` files of ``nbytes`` bytes in total may be in flight."""
+    async def acquire(self, files: int, nbytes: int, *, urgent: bool = False) -> Ticket:
+        """Wait until ``files`` files of ``nbytes`` bytes in total may be in flight.
+        ``urgent``: someone waits for the answer; queue ahead of the non-urgent waiters."""
         files, nbytes = self._clamp(files, nbytes)
-        if not self._waiters and self._fits(files, nbytes):
+        ahead = [w for w in self._waiters if w.urgent] if urgent else self._waiters
+        if not ahead and self._fits(files, nbytes):
             self._files += files
             self._bytes += nbytes
             return Ticket(files, nbytes, self)
-        waiter = _Waiter(files, nbytes, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
+        waiter = _Waiter(files, nbytes, asyncio.get_running_loop().create_future(), urgent)
+        if urgent:
+            # Behind the other urgent ones (FIFO among questions), ahead of every upload.
+            self._waiters.insert(len(ahead), waiter)
+        else:
+            self._waiters.append(waiter)
         log.debug("admission: waiting for %d file(s), %d byte(s) (%d queued)",
                   files, nbytes, len(self._waiters))
         try:
@@ -94,9 +103,10 @@ class Admission:
         return Ticket(files, nbytes, self)
 
     @asynccontextmanager
-    async def admit(self, files: int, nbytes: int) -> AsyncIterator[Ticket]:
+    async def admit(self, files: int, nbytes: int, *, urgent: bool = False
+                    ) -> AsyncIterator[Ticket]:
         """``async with admission.admit(n, size):`` hold the budget for the block."""
-        ticket = await self.acquire(files, nbytes)
+        ticket = await self.acquire(files, nbytes, urgent=urgent)
         try:
             yield ticket
         finally:

@@ -19,18 +19,32 @@ from core.admission import Admission
 from core.answer import Answerer
 from core.components import Components
 from core.config import RetrievalSettings
+from core.deletions import RecentDeletions
 from core.enrich import MAX_ATTEMPTS, Enricher, QueryGate
 from core.errors import ConfigError, NotFound, PermissionDenied, PixragError, UnsupportedInput
 from core.ingest import Ingestor, discover, display_text, upload_job
 from core.models.lighttext import batches_in_torch
 from core.retrieve import Retriever
 from core.textnorm import normalize_name, normalize_text
-from core.types import Answer, Failed, Hit, IndexedItem, IndexReport, Scope, Stats, Turn, Upload
+from core.types import (
+    Answer,
+    Failed,
+    Hit,
+    IndexedItem,
+    IndexReport,
+    Origin,
+    Scope,
+    Skipped,
+    Stats,
+    Turn,
+    Upload,
+)
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (done, total)
 MAX_QUESTION_CHARS = 4000
+DELETED_MEANWHILE = "its message or file was deleted while it was being indexed"
 
 
 class PixRAG:
@@ -47,6 +61,8 @@ class PixRAG:
         # download until indexing is done with the bytes.
         idx = self.settings.index
         self.admission = Admission(idx.inflight_files, int(idx.inflight_mb * 1024 * 1024))
+        # Messages and files deleted on the platform while their uploads were in flight.
+        self._deleted = RecentDeletions()
         self._torch_import: asyncio.Future[None] | None = None
 
     async def aclose(self) -> None:
@@ -99,10 +115,36 @@ class PixRAG:
     async def index_uploads(self, uploads: Sequence[Upload], space: str, *,
                             wait: bool = False) -> IndexReport:
         """Index chat attachments (bytes + origin). Same report semantics as index_paths, but
-        returns as soon as the items are findable; their text follows in the background."""
-        report = await self._ingestor.run([upload_job(u) for u in uploads], space)
+        returns as soon as the items are findable; their text follows in the background.
+
+        An upload whose message or file was deleted on the platform (``forget_origin``)
+        before or while it was indexed is left out: ``skipped``, its items removed."""
+        gone: list[Upload] = []
+        live: list[Upload] = []
+        for u in uploads:
+            (gone if self._deleted.covers(space, u.origin) else live).append(u)
+        report = await self._ingestor.run([upload_job(u) for u in live], space)
+        # Checked again after the commit: a delete that arrived meanwhile found nothing yet.
+        late = [u for u in live if self._deleted.covers(space, u.origin)]
+        if late:
+            await self._drop_deleted(space, [u.origin for u in late], report)
+        report.skipped.extend(Skipped(display_text(u.source), DELETED_MEANWHILE)
+                              for u in [*gone, *late])
         await self._after_phase1(report, wait, None)
         return report
+
+    async def _drop_deleted(self, space: str, origins: list[Origin],
+                            report: IndexReport) -> None:
+        view = Scope(space=space, admin=True)
+        ids: set[str] = set()
+        for o in origins:
+            rows = await self.library.find(view, message=o.message or None,
+                                           attachment=o.attachment or None,
+                                           channel=o.channel or None)
+            ids.update(r.id for r in rows)
+        if ids:
+            await self._remove(space, sorted(ids))
+        report.indexed = [i for i in report.indexed if i.id not in ids]
 
     async def _after_phase1(self, report: IndexReport, wait: bool,
                             text_progress: Progress | None, *, backlog: bool = False) -> None:
@@ -262,6 +304,12 @@ class PixRAG:
             raise PixragError("forget_origin needs a message or an attachment")
         if scope is not None and scope.space != space:
             raise PermissionDenied("cannot forget items of another space")
+        if scope is None:
+            # The platform deleted it: uploads of it still in flight must not outlive it.
+            # Recorded before the catalog is read, so an upload committing meanwhile either
+            # is found here or finds this record (see index_uploads).
+            self._deleted.record(space, message=message, attachment=attachment,
+                                 channel=channel, keep=keep_attachments)
         rows = await self.library.find(scope or Scope(space=space, admin=True),
                                        message=message, attachment=attachment, channel=channel)
         keep = set(keep_attachments)

@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 import aiohttp
 import discord
+from discord import app_commands
 from discord.ext import commands
 
-from bot.discord import backfill, failure, replies, views
+from bot.discord import backfill, failure, messages, replies, views
 from bot.discord.commands import PixragCommands
 from bot.discord.deps import Deps
 from bot.discord.events import IndexEvents
@@ -35,6 +36,17 @@ def intents_for(settings: Settings) -> discord.Intents:
     return intents
 
 
+class PixragTree(app_commands.CommandTree[discord.Client]):
+    """Counts every slash command and context menu as work in hand (see ``Deps.drain``)."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        deps: Deps = interaction.client.deps  # type: ignore[attr-defined]
+        if deps.closing:
+            raise failure.Stopping()  # the failure handler asks to try again in a minute
+        deps.track(interaction)
+        return True
+
+
 class PixragBot(commands.Bot):
     def __init__(self, service: PixRAG, settings: Settings, *, sync: bool = False) -> None:
         # The bot never joins voice: the "PyNaCl / davey is not installed" start-up notices
@@ -46,6 +58,7 @@ class PixragBot(commands.Bot):
             intents=intents_for(settings),
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=PixragTree,
         )
         self.deps = Deps(service, settings)
         self.sync_commands = sync
@@ -99,6 +112,10 @@ class PixragBot(commands.Bot):
             log.info("synced %d global command(s) (may take up to an hour to appear)", len(synced))
 
     async def close(self) -> None:
+        # Requests in hand first, while the connection can still carry their replies; who
+        # was cut off (a stuck answer) is told so rather than left "thinking…".
+        for interaction in await self.deps.drain():
+            await failure.send_ephemeral(interaction, messages.STOPPING)
         await self.deps.backfills.aclose()  # each run's cursor stays at its last finished page
         await super().close()
 
@@ -119,9 +136,11 @@ class PixragBot(commands.Bot):
     async def on_feedback(
         self, interaction: discord.Interaction, verdict: Literal["up", "down"], token: str
     ) -> None:
+        self.deps.track(interaction)
         await replies.record_feedback(self.deps, interaction, verdict, token)
 
     async def on_more_like(self, interaction: discord.Interaction, item_id: str) -> None:
+        self.deps.track(interaction)
         await replies.more_like(self.deps, interaction, item_id)
 
 

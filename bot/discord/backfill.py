@@ -75,10 +75,13 @@ async def start(
     since_at = parse_since(since)
     space = convert.space_for(interaction.guild_id, interaction.user.id)
     key = str(target.id)
+    # Acknowledge before the claim (a catalog read and write): Discord drops an interaction
+    # not answered within 3 s, and the write may wait behind a flood of uploads.
+    await interaction.response.defer(ephemeral=True, thinking=True)
     if not await deps.backfills.reserve(deps.service, space, key):
         raise Refused(messages.BACKFILL_RUNNING.format(channel=target.mention))
     try:
-        await interaction.response.send_message(
+        await interaction.followup.send(
             messages.BACKFILL_STARTED.format(channel=target.mention), ephemeral=True)
         status = await target.send(
             messages.BACKFILL_STARTING.format(channel=target.mention),

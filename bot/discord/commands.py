@@ -166,6 +166,9 @@ class PixragCommands(commands.Cog):
         # A thread follows its parent channel's setting: switch the parent.
         channel = convert.autoindex_key(interaction.channel) or str(interaction.channel_id)
         on = state == "on"
+        # Acknowledge before writing: Discord drops an interaction not answered within 3 s,
+        # and the write may wait behind a flood of uploads being committed.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         await self.deps.set_autoindex(space, channel, on)
         mention = f"<#{channel}>"
         if on:
@@ -175,7 +178,7 @@ class PixragCommands(commands.Cog):
             )
         else:
             text = messages.AUTOINDEX_OFF.format(channel=mention)
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.followup.send(text, ephemeral=True)
 
     @pixrag.command(
         name="backfill", description="Index the images, PDFs and text documents already posted"

@@ -6,6 +6,7 @@ Handlers take a :class:`Deps`, never the bot class, so imports point one way:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 AUTOINDEX_TTL_S = 60.0  # other bot processes may change the channel list: re-read it this often
 STREAM_EDIT_INTERVAL_S = 1.5  # Discord rate-limits message edits; one edit per 1.5 s is safe
+#: How long a stopping bot lets requests in hand finish (replies sent, uploads indexed and
+#: marked) before it cancels them: within the 10 s ``docker stop`` waits before SIGKILL.
+DRAIN_S = 5.0
 
 
 @dataclass
@@ -36,6 +40,11 @@ class Deps:
     limiter: RateLimiter = field(init=False)
     autoindex_limiter: RateLimiter = field(init=False)
     _autoindex: dict[str, tuple[float, set[str]]] = field(default_factory=dict, init=False)
+    #: Handler tasks at work (commands, buttons, auto-index), so a stop can let them finish.
+    _work: dict[asyncio.Task[object], discord.Interaction | None] = field(
+        default_factory=dict, init=False)
+    closing: bool = field(default=False, init=False)
+    drain_s: float = DRAIN_S
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.discord.rate_per_minute)
@@ -57,6 +66,35 @@ class Deps:
         except RateLimited:
             return False
         return True
+
+    def track(self, interaction: discord.Interaction | None = None) -> None:
+        """Count the running handler (answering ``interaction``, if any) as work in hand
+        until it ends (see :meth:`drain`)."""
+        task = asyncio.current_task()
+        if task is not None and task not in self._work:
+            self._work[task] = interaction
+            task.add_done_callback(lambda t: self._work.pop(t, None))
+
+    async def drain(self) -> list[discord.Interaction]:
+        """Stop taking new work, let the work in hand finish for up to ``drain_s``, then
+        cancel the rest; returns the interactions of what was cancelled (still to be told).
+        Called before the connection closes: a handler that outlived it would fail on the
+        closed session (no reply, no mark, an error in the log)."""
+        self.closing = True
+        work = {t: i for t, i in self._work.items() if t is not asyncio.current_task()}
+        if not work:
+            return []
+        grace_s = self.drain_s
+        log.info("stopping: waiting up to %.0f s for %d request(s) in hand", grace_s, len(work))
+        _, late = await asyncio.wait(work, timeout=grace_s)
+        if not late:
+            return []
+        for task in late:
+            task.cancel()
+        log.warning("stopping: cancelled %d request(s) still running after %.0f s",
+                    len(late), grace_s)
+        await asyncio.wait(late, timeout=grace_s)
+        return [i for t, i in work.items() if t in late and i is not None]
 
     async def autoindex_channels(self, space: str) -> set[str]:
         cached = self._autoindex.get(space)

@@ -67,13 +67,15 @@ async def download(attachment: discord.Attachment, cfg: DiscordSettings) -> byte
 
 @asynccontextmanager
 async def admitted(
-    admission: Admission, attachments: Sequence[discord.Attachment], cfg: DiscordSettings
+    admission: Admission, attachments: Sequence[discord.Attachment], cfg: DiscordSettings,
+    *, query: bool = False,
 ) -> AsyncIterator[list[bytes]]:
     """``async with admitted(...) as datas``: every attachment's bytes, in order, held inside
-    one admission ticket until the block ends."""
+    one admission ticket until the block ends. ``query``: the image of a question someone
+    waits for, served ahead of queued uploads."""
     convert.check_attachments(attachments, cfg)
     total = sum(_cap(a, cfg) for a in attachments)
-    async with admission.admit(max(1, len(attachments)), total):
+    async with admission.admit(max(1, len(attachments)), total, urgent=query):
         yield [await download(a, cfg) for a in attachments]
 
 

@@ -39,6 +39,9 @@ class IndexEvents(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None or not message.attachments:
             return
+        if self.deps.closing:
+            return  # stopping: a backfill after the restart picks the post up
+        self.deps.track()
         space = convert.message_space(message)
         channel = convert.autoindex_key(message.channel)
         if channel not in await self.deps.autoindex_channels(space):

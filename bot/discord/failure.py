@@ -23,6 +23,10 @@ from core.errors import OperationalError, RateLimited, public_message
 log = logging.getLogger(__name__)
 
 
+class Stopping(app_commands.CheckFailure):
+    """A command that arrived while the bot is stopping (it would not be answered)."""
+
+
 def _unwrap(error: BaseException) -> BaseException:
     while isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
         cause = error.__cause__ or getattr(error, "original", None)
@@ -51,6 +55,8 @@ def user_message(error: BaseException, interaction: discord.Interaction) -> str 
     text = public_message(error)
     if text is not None:
         return escape(text)
+    if isinstance(error, Stopping):
+        return messages.STOPPING
     if isinstance(error, app_commands.NoPrivateMessage):
         return messages.DM_ONLY_GUILD
     if isinstance(error, app_commands.CheckFailure):

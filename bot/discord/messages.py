@@ -37,6 +37,7 @@ NOT_ALLOWED_FORGET = (
     "Only the person who posted it or a PixRAG manager can remove that from the index."
 )
 NOT_ALLOWED_HERE = "You cannot use that command here."
+STOPPING = "PixRAG is restarting; please try again in a minute."
 DM_ONLY_GUILD = "Auto-indexing is for server channels; in DMs use `/index` directly."
 FORGOT = "Removed {count} item(s) from the index."
 NOTHING_TO_FORGET = "Nothing indexed here matches {ref}."

@@ -77,7 +77,8 @@ async def similar_to(
 ) -> None:
     """Reverse search by an attachment (after a defer); the download waits for room."""
     cfg = deps.settings.discord
-    async with download.admitted(deps.service.admission, [image], cfg) as (data,):
+    async with download.admitted(deps.service.admission, [image], cfg,
+                                  query=True) as (data,):
         scope = convert.scope_for(interaction)
         hits = await deps.service.similar(data, scope, name=image.filename)
     await send_results(deps, interaction, f"similar to {image.filename}", hits)
@@ -94,7 +95,8 @@ async def ask(
         await stream_answer(deps, interaction, question, scope, image=None, image_name="image")
         return
     cfg = deps.settings.discord
-    async with download.admitted(deps.service.admission, [image], cfg) as (data,):
+    async with download.admitted(deps.service.admission, [image], cfg,
+                                  query=True) as (data,):
         await stream_answer(
             deps, interaction, question, scope, image=data, image_name=image.filename
         )
@@ -226,6 +228,7 @@ async def forget(deps: Deps, interaction: discord.Interaction, ref: str) -> list
 async def record_feedback(
     deps: Deps, interaction: discord.Interaction, verdict: Literal["up", "down"], token: str
 ) -> None:
+    deps.check_rate(interaction)  # a click is a request: spam must not flood the feedback
     shown = deps.shown.get(token) or shown_from_message(interaction.message)
     if shown is None or not shown.ids:
         await interaction.response.send_message(messages.FEEDBACK_EXPIRED, ephemeral=True)

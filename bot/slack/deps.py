@@ -63,20 +63,21 @@ class Deps:
 
     async def fetch(self, file: Mapping[str, Any]) -> bytes:
         """One query file's bytes, downloaded inside a ticket of the upload budget."""
-        async with self.fetched([file]) as (data,):
+        async with self.fetched([file], query=True) as (data,):
             if isinstance(data, UnsupportedInput):
                 raise data
             return data
 
     @asynccontextmanager
     async def fetched(
-        self, files: Sequence[Mapping[str, Any]]
+        self, files: Sequence[Mapping[str, Any]], *, query: bool = False
     ) -> AsyncIterator[list[bytes | UnsupportedInput]]:
         """Each file's bytes (or why not), downloaded inside one ticket of the process-wide
-        upload budget, held until the block ends: a flood of uploads waits for room."""
+        upload budget, held until the block ends: a flood of uploads waits for room.
+        ``query``: the file of a question someone waits for, served ahead of queued uploads."""
         max_mb = self.settings.slack.max_file_mb
         total = sum(download.byte_cap(f, max_mb) for f in files)
-        async with self.service.admission.admit(max(1, len(files)), total):
+        async with self.service.admission.admit(max(1, len(files)), total, urgent=query):
             out: list[bytes | UnsupportedInput] = []
             for file in files:
                 try:

@@ -120,6 +120,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         context: AsyncBoltContext,
     ) -> None:
         await ack()
+        # A click is a request: spam must not flood the stored feedback.
+        deps.check_rate(context.team_id or "", body["user"]["id"])
         ref = convert.parse_feedback(action["value"])
         await deps.service.record_feedback(
             convert.space_for(context.team_id or ""),

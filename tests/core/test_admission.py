@@ -98,6 +98,38 @@ async def test_cancel_right_after_grant_hands_the_budget_on() -> None:
     (await asyncio.wait_for(adm.acquire(1, 10), 1)).release()
 
 
+async def test_urgent_requests_go_ahead_of_queued_uploads_fifo_among_themselves() -> None:
+    adm = Admission(max_files=1, max_bytes=100)
+    held = await adm.acquire(1, 10)
+    order: list[str] = []
+
+    async def take(name: str, urgent: bool) -> None:
+        ticket = await adm.acquire(1, 10, urgent=urgent)
+        order.append(name)
+        ticket.release()
+
+    tasks = []
+    for name, urgent in (("up1", False), ("up2", False), ("q1", True), ("up3", False),
+                         ("q2", True)):
+        tasks.append(asyncio.create_task(take(name, urgent)))
+        await asyncio.sleep(0)
+    assert adm.waiting == 5
+    held.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert order == ["q1", "q2", "up1", "up2", "up3"]
+    # With room for it and only an upload queued (waiting for more bytes), a question is
+    # let in at once.
+    adm = Admission(max_files=2, max_bytes=100)
+    held = await adm.acquire(1, 10)
+    upload = asyncio.create_task(adm.acquire(1, 95))
+    await asyncio.sleep(0)
+    question = await asyncio.wait_for(adm.acquire(1, 10, urgent=True), 1)
+    assert not upload.done()
+    held.release()
+    question.release()
+    (await asyncio.wait_for(upload, 1)).release()
+
+
 def test_budget_must_allow_something() -> None:
     with pytest.raises(ValueError):
         Admission(0, 10)

@@ -53,9 +53,25 @@ async def test_forget_origin_removes_only_that_message(svc: PixRAG) -> None:
     hit = await svc.item("T2", other.indexed[0].id)
     assert hit is not None and Path(hit.blob or "").is_file()
     assert hit.origin.attachment == "F1" and hit.origin.author == "U1"
-    # and it can be indexed again afterwards
-    again = await svc.index_uploads([_att(1, "m1")], "T")
+    # and the same bytes can be indexed again afterwards, posted in another message (the
+    # deleted message itself stays deleted: see test_upload_of_a_deleted_message_is_dropped)
+    again = await svc.index_uploads([_att(1, "m9")], "T")
     assert [i.id for i in again.indexed] == [ids["F1"]]
+
+
+async def test_upload_of_a_deleted_message_is_dropped(svc: PixRAG) -> None:
+    """A platform deletion that arrives while the message's files are still downloading
+    finds nothing to forget yet; the upload arriving afterwards must not bring it back."""
+    assert await svc.forget_origin("T", message="m1", channel="c") == []
+    late = await svc.index_uploads([_att(1, "m1"), _att(2, "m2")], "T")
+    assert [i.source for i in late.indexed] == ["slack://m2/F2"]
+    assert [s.source for s in late.skipped] == ["slack://m1/F1"]
+    assert "deleted" in late.skipped[0].reason
+    # Another space, another channel, or a user's own /forget (a scope) block nothing.
+    assert len((await svc.index_uploads([_att(1, "m1")], "T2")).indexed) == 1
+    assert len((await svc.index_uploads([_att(3, "m1", channel="c2")], "T")).indexed) == 1
+    await svc.forget_origin("T", message="m4", scope=Scope("T", admin=True))
+    assert len((await svc.index_uploads([_att(4, "m4")], "T")).indexed) == 1
 
 
 async def test_autoindex_prefs(svc: PixRAG) -> None:

@@ -62,6 +62,16 @@ class Harness:
             lambda r: r.path.startswith(f"/interactions/{payload['id']}/"), start=start
         )
 
+    async def reply(self, payload: dict[str, Any]) -> Recorded:
+        """The user-visible answer: an immediate reply (callback type 4) or, after a defer,
+        the first followup (read both with ``reply_json``)."""
+        start = await self.send(payload)
+        hook = f"/webhooks/{APP_ID}/{payload['token']}"
+        return await self.fake.wait_for(
+            lambda r: (r.path.startswith(f"/interactions/{payload['id']}/")
+                       and (r.json or {}).get("type") == 4)
+            or (r.method == "POST" and r.path == hook), start=start)
+
     async def followup(self, payload: dict[str, Any]) -> Recorded:
         start = await self.send(payload)
         return await self.wait_followup(payload, start)

@@ -18,6 +18,7 @@ from core.types import Scope
 from tests.discord import payloads as P
 from tests.discord.conftest import eventually
 from tests.discord.fakediscord import BOT_ID, FakeDiscord
+from tests.discord.test_e2e import reply_json
 
 EPHEMERAL = 64
 MANAGER = P.MEMBER_PERMS | P.MANAGE_MESSAGES
@@ -142,9 +143,9 @@ async def test_backfill_resumes_after_restart_skips_what_is_indexed_and_survives
     h1 = await start_bot()
     await h1.add_guild(gid, [design])
     start = len(fake.requests)
-    cb = await h1.callback(backfill_payload(gid, design))
-    assert cb.json["data"]["flags"] & EPHEMERAL
-    assert design["id"] in cb.json["data"]["content"]
+    cb = await h1.reply(backfill_payload(gid, design))
+    assert reply_json(cb)["flags"] & EPHEMERAL
+    assert design["id"] in reply_json(cb)["content"]
     post = await fake.wait_for(lambda r: r.method == "POST"
                                and r.path == f"/channels/{cid}/messages", start=start)
     custom_ids = [c["custom_id"] for row in post.json["components"] for c in row["components"]]
@@ -223,18 +224,18 @@ async def test_private_channel_rule_permissions_and_cancel(h, fake: FakeDiscord,
     await h.add_guild(gid, [general, staff])
     space = f"discord:{gid}"
 
-    denied = await h.callback(backfill_payload(gid, general, channel=staff,
+    denied = await h.reply(backfill_payload(gid, general, channel=staff,
                                                perms=P.MEMBER_PERMS))
-    assert denied.json["data"]["content"] == messages.NOT_MANAGER_PERMISSION
-    bad = await h.callback(backfill_payload(gid, general, channel=staff, since="last week"))
-    assert bad.json["data"]["content"] == messages.BACKFILL_BAD_SINCE.format(since="last week")
+    assert reply_json(denied)["content"] == messages.NOT_MANAGER_PERMISSION
+    bad = await h.reply(backfill_payload(gid, general, channel=staff, since="last week"))
+    assert reply_json(bad)["content"] == messages.BACKFILL_BAD_SINCE.format(since="last week")
 
     # Another bot process sharing the catalog is backfilling #staff: refused; once its lease
     # is stale (that process died), it no longer counts.
     lease = f"backfill-lease:{sid}"
     await service.set_state(space, lease, json.dumps({"owner": "other:1", "at": time.time()}))
-    busy = await h.callback(backfill_payload(gid, general, channel=staff))
-    assert busy.json["data"]["content"] == messages.BACKFILL_RUNNING.format(channel=f"<#{sid}>")
+    busy = await h.reply(backfill_payload(gid, general, channel=staff))
+    assert reply_json(busy)["content"] == messages.BACKFILL_RUNNING.format(channel=f"<#{sid}>")
     await service.set_state(space, lease, json.dumps({"owner": "other:1",
                                                       "at": time.time() - 3600}))
 
@@ -245,8 +246,8 @@ async def test_private_channel_rule_permissions_and_cancel(h, fake: FakeDiscord,
     post = await fake.wait_for(lambda r: r.method == "POST" and r.path.endswith("/messages")
                                and r.path.startswith("/channels/"), start=start)
     assert post.path == f"/channels/{sid}/messages"
-    again = await h.callback(backfill_payload(gid, staff))
-    assert again.json["data"]["content"] == messages.BACKFILL_RUNNING.format(
+    again = await h.reply(backfill_payload(gid, staff))
+    assert reply_json(again)["content"] == messages.BACKFILL_RUNNING.format(
         channel=f"<#{sid}>")
 
     # The backfill runs in the background: a question meanwhile is answered as usual.

@@ -57,7 +57,7 @@ async def search(h, gid: int, ch: dict, query: str = "red square", uid: int = 5)
 async def autoindex(h, gid: int, ch: dict, state: str = "on", perms: int = P.MANAGE_GUILD):
     payload = P.command("pixrag", [P.subcommand("autoindex", [P.string_opt("state", state)])],
                         guild_id=gid, channel_data=ch, uid=1, perms=perms)
-    return await h.callback(payload)
+    return await h.reply(payload)
 
 
 async def test_autoindex_search_isolation_and_delete(h) -> None:
@@ -71,7 +71,7 @@ async def test_autoindex_search_isolation_and_delete(h) -> None:
     assert denied.json["data"]["content"] == messages.NOT_ADMIN
 
     ok = await autoindex(h, g1, c1)
-    assert "**on**" in ok.json["data"]["content"] and ok.json["data"]["flags"] & EPHEMERAL
+    assert "**on**" in reply_json(ok)["content"] and reply_json(ok)["flags"] & EPHEMERAL
     assert c1["id"] in await h.service.autoindex_channels(f"discord:{g1}")
 
     msg = await post_image(h, g1, c1)
