@@ -382,8 +382,11 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                                  stray_keyword, stray_blobs, stale_files)
         # Every removal begun is finished now: vectors, keyword rows and unused originals
         # were dropped above; thumbnails are per item.
-        for item in [*unfinished, *stray_thumbnails]:
-            await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
+        thumbs = [*unfinished, *stray_thumbnails]
+        live = await lib.read("reading the catalog", lib.catalog.live_ids, thumbs)
+        for item in thumbs:
+            if item not in live:  # else committed meanwhile (by another process)
+                await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
         await lib.write("recording the repair", lib.catalog.clear_forgotten, unfinished)
         await lib.write("recording the repair", lib.catalog.set_meta, "needs_repair", None)
     counts: dict[str, int] = defaultdict(int)
@@ -407,6 +410,14 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
     lib = c.library
     store = await lib.vectors()
     requeued = 0
+    # The scan is a snapshot, and other processes may have indexed since: whatever an item
+    # committed meanwhile uses is no orphan any more. Looked up again right before each
+    # removal (the writer puts back an original removed just before its commit).
+    now_live = await lib.read("reading the catalog", lib.catalog.live_ids, [
+        *(r.id for r in restored), *(item for _, item in drop_vectors), *stray_keyword])
+    restored = [r for r in restored if r.id not in now_live]
+    drop_vectors = [(sp, item) for sp, item in drop_vectors if item not in now_live]
+    stray_keyword = [item for item in stray_keyword if item not in now_live]
     if restored:
         # Rows with text are whole again; the others go back to the text queue (OCR).
         needs_text = [r.id for r in restored if not r.text and r.kind != "chunk"]
@@ -458,10 +469,18 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
         await lib.write("dropping orphan keyword rows", lib.keyword.delete_items,
                         stray_keyword)
     for sha in stray_blobs:
-        await lib.write("dropping an orphan original", lib.blobs.delete, sha)
+        await lib.write("dropping an orphan original", _delete_if_unused, lib, sha)
     by_space_files: dict[str, list[str]] = defaultdict(list)
     for sp, sha in stale_files:
-        by_space_files[sp].append(sha)
+        if not await lib.read("reading the catalog", lambda s=sp, h=sha: lib.catalog.find(
+                s, file_sha=h)):
+            by_space_files[sp].append(sha)
     for sp, shas in by_space_files.items():
         await lib.write("clearing file marks", lib.catalog.unmark_files, sp, shas)
     return requeued
+
+
+def _delete_if_unused(lib: Any, sha: str) -> None:
+    # One look-up right before the removal: an item committed since the scan keeps it.
+    if not lib.catalog.sha_in_use(sha):
+        lib.blobs.delete(sha)

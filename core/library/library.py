@@ -25,6 +25,7 @@ one place:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -227,6 +228,13 @@ class Library:
         await self._call(self._io, "storing originals", self._put_blobs, list(writes))
         async with asyncio.timeout(self.timeout_s * 2):
             await self._commits.submit(list(writes))
+        if not self.sole_user:
+            # Until the row above was committed, another process could take these blobs for
+            # unused ones and delete them (`check --repair`, or a forget of an item with the
+            # same bytes). From now on the row protects them, so one look afterwards puts
+            # back whatever went missing in between.
+            await self._call(self._io, "storing originals", self._restore_blobs,
+                             list(writes))
 
     def _put_blobs(self, writes: list[ItemWrite]) -> None:
         for w in writes:
@@ -234,6 +242,20 @@ class Library:
                 self.blobs.put(blob)
             if w.thumbnail is not None:
                 self.blobs.put_thumbnail(w.row.id, w.thumbnail)
+
+    def _restore_blobs(self, writes: list[ItemWrite]) -> None:
+        restored = 0
+        for w in writes:
+            for blob in w.blobs:
+                if not self.blobs.has(hashlib.sha256(blob).hexdigest()):
+                    self.blobs.put(blob)
+                    restored += 1
+            if w.thumbnail is not None and not self.blobs.has_thumbnail(w.row.id):
+                self.blobs.put_thumbnail(w.row.id, w.thumbnail)
+                restored += 1
+        if restored:
+            log.info("stored %d original(s) or thumbnail(s) again: another process removed "
+                     "them while their items were being committed", restored)
 
     def _commit_batch(self, batches: list[list[ItemWrite]]) -> list[None]:
         """Several callers' items in one go: one upsert per collection instead of one per file.
