@@ -81,6 +81,17 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return out
 
 
+def redact_url(url: str) -> str:
+    """A server URL fit for messages and logs: a password written into it
+    (``http://user:secret@host:8000``) is left out, the user stays."""
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.password is None:
+        return url
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    user = f"{parsed.username}@" if parsed.username else ""
+    return parsed._replace(netloc=user + host).geturl()
+
+
 def http_client(url: str, timeout_s: float) -> Any:
     """A client of the Chroma server at ``url`` whose every request has a time limit.
 
@@ -112,8 +123,8 @@ def http_client(url: str, timeout_s: float) -> Any:
     if failure:
         raise failure[0]
     if not result:
-        raise StoreUnavailable(f"the vector store at {url} is not responding (connecting: "
-                               f"no answer within {timeout_s:g} s)")
+        raise StoreUnavailable(f"the vector store at {redact_url(url)} is not responding "
+                               f"(connecting: no answer within {timeout_s:g} s)")
     client = result[0]
     _set_timeouts(client, timeout_s)
     return client
@@ -131,7 +142,7 @@ def _client(url: str, path: Path, timeout_s: float) -> Any:
     except StoreError:
         raise
     except Exception as exc:  # chromadb raises assorted types for connection problems
-        where = url or str(path)
+        where = redact_url(url) if url else str(path)
         if url and _is_unavailable(exc):
             raise StoreUnavailable(f"the vector store at {where} is not reachable "
                                    f"({_connect_reason(exc)})") from exc
@@ -160,7 +171,7 @@ def _set_timeouts(client: Any, timeout_s: float) -> None:
 class VectorStore:
     def __init__(self, *, url: str = "", path: Path, prefix: str = "pixrag",
                  timeout_s: float = 30.0) -> None:
-        self.location = url or str(path)
+        self.location = redact_url(url) if url else str(path)  # shown in messages and stats
         self.remote = bool(url)
         self._path = path
         # Embedded: this process alone, from before Chroma opens the folder (two processes
