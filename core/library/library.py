@@ -35,7 +35,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.errors import ModelError, ModelMismatch, StoreError, StoreUnavailable, from_os_error
+from core.errors import (
+    CollectionGone,
+    ModelError,
+    ModelMismatch,
+    StoreError,
+    StoreUnavailable,
+    from_os_error,
+)
 from core.library.catalog import ItemRow
 from core.library.keyword import KeywordDoc
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
@@ -134,6 +141,42 @@ class Library:
     # plumbing -------------------------------------------------------------------------------
     async def _call(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T],
                     *args: Any) -> T:
+        try:
+            return await self._call_once(pool, what, fn, *args)
+        except CollectionGone:
+            if not await self._follow_switch():
+                raise
+            return await self._call_once(pool, what, fn, *args)
+
+    async def _follow_switch(self) -> bool:
+        """After CollectionGone: whether another process switched a channel to a new
+        collection that this one now uses (the failed call is then worth one more try)."""
+        return await self._call_once(self._readers, "reading the catalog", self._reattach)
+
+    def _reattach(self) -> bool:
+        store = self._vectors
+        if store is None:
+            return False
+        changed = False
+        for channel in CHANNELS:
+            name = self.catalog.get_meta(f"collection:{channel}") or store.default_name(channel)
+            if name == store.spec(channel)[0]:
+                continue
+            recorded = self.catalog.get_meta(f"model:{channel}")
+            if self.check_models and recorded not in (None, self.models[channel]):
+                raise ModelMismatch(
+                    f"the {channel} index was re-embedded with model {recorded!r} (`pixrag "
+                    "reindex` in another process or on another host), but this process is "
+                    f"configured with {self.models[channel]!r}: set the new model in its "
+                    "config and restart it.")
+            store.attach(channel, name, model=self.models[channel])
+            changed = True
+            log.info("the %s index was switched to %s by another process: using it now",
+                     channel, name)
+        return changed
+
+    async def _call_once(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T],
+                         *args: Any) -> T:
         fut = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result and
@@ -226,8 +269,14 @@ class Library:
             return
         await self.vectors()
         await self._call(self._io, "storing originals", self._put_blobs, list(writes))
-        async with asyncio.timeout(self.timeout_s * 2):
-            await self._commits.submit(list(writes))
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                await self._commits.submit(list(writes))
+        except CollectionGone:
+            if not await self._follow_switch():
+                raise
+            async with asyncio.timeout(self.timeout_s * 2):
+                await self._commits.submit(list(writes))
         if not self.sole_user:
             # Until the row above was committed, another process could take these blobs for
             # unused ones and delete them (`check --repair`, or a forget of an item with the

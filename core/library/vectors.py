@@ -23,7 +23,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from core.errors import DiskFull, ModelMismatch, StoreError, StoreUnavailable, from_os_error
+from core.errors import (
+    CollectionGone,
+    DiskFull,
+    ModelMismatch,
+    StoreError,
+    StoreUnavailable,
+    from_os_error,
+)
 from core.library.folderlock import FolderLock
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,12 @@ def _is_unavailable(exc: BaseException) -> bool:
                          "PoolTimeout", "RemoteProtocolError", "ReadError", "WriteError",
                          "TimeoutException", "NetworkError", "ConnectionError",
                          "ConnectionRefusedError", "TimeoutError"})
+
+
+def _is_missing_collection(exc: BaseException) -> bool:
+    """Chroma's answer for a collection deleted under a client that still holds it."""
+    return type(exc).__name__ == "NotFoundError" or (
+        "collection" in str(exc).lower() and "does not exist" in str(exc))
 
 
 def _connect_reason(exc: BaseException) -> str:
@@ -198,6 +211,11 @@ class VectorStore:
                 raise StoreUnavailable(
                     f"the vector store at {self.location} is not responding ({what}): "
                     f"{type(exc).__name__}") from exc
+            if _is_missing_collection(exc):
+                with self._lock:
+                    self._cols.clear()  # cached handles of what may be gone
+                raise CollectionGone(f"{what} in the vector store at {self.location} failed: "
+                                     "the collection no longer exists") from exc
             raise StoreError(f"{what} in the vector store at {self.location} failed: "
                              f"{exc}") from exc
 
