@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 WINDOW = 16  # originals decoded at once while re-embedding
+CATCH_UP_ROUNDS = 5  # passes over what other processes indexed during a re-embedding
 
 
 # re-embedding ---------------------------------------------------------------------------------
@@ -88,15 +89,38 @@ async def reindex(c: Components, *, progress: Progress | None = None,
         target = _target_name(store.prefix, channel, lib.models[channel], force)
         next_channel = f"{channel}@next"
         store.attach(next_channel, target, model=lib.models[channel])
-        have = {r.id for r in await lib.read("reading the vector store", store.records,
-                                             next_channel)}
-
-        if channel == "clip":
-            await _reembed_images(c, next_channel, rows, have, failed, tick)
-        else:
-            await _reembed_text(c, channel, next_channel, rows, have, tick)
+        todo = list(rows)
+        done_ids: set[str] = set()
+        # Other processes may keep indexing with the old model meanwhile (a bot, another
+        # host): what they commit is re-embedded too, in rounds, until a round finds nothing
+        # new; only then does the switch happen.
+        for _ in range(CATCH_UP_ROUNDS):
+            have = {r.id for r in await lib.read("reading the vector store", store.records,
+                                                 next_channel)}
+            if channel == "clip":
+                await _reembed_images(c, next_channel, todo, have, failed, tick)
+                embedded = 0  # new images come with new catalog rows
+            else:  # the text phase adds passages to items committed long before
+                embedded = await _reembed_text(c, channel, next_channel, todo, have, tick)
+            done_ids |= {r.id for r in todo}
+            todo = [r for r in await lib.read("reading the catalog", lib.catalog.all, None)
+                    if r.id not in done_ids]
+            if not todo and not embedded:
+                break
+            total += len(todo)
+            known = {r.id for r in rows}
+            rows = [*rows, *(r for r in todo if r.id not in known)]
         await lib.write("switching to the new index", lib.switch_collection, channel, target)
         log.info("the %s index now uses %s (%s)", channel, target, lib.models[channel])
+        if channel == "clip":
+            # Items committed between the last round and the switch wrote their image vectors
+            # into the collection just dropped: one more pass, from their originals.
+            late = [r for r in await lib.read("reading the catalog", lib.catalog.all, None)
+                    if r.id not in done_ids]
+            if late:
+                total += len(late)
+                rows = [*rows, *late]
+                await _reembed_images(c, channel, late, set(), failed, tick)
     if c.settings.text.glossary:  # after the switch: embedded by the text model now in use
         await _sync_glossary(c)
     for r in rows:
@@ -202,8 +226,9 @@ async def _reembed_images(c: Components, channel: str, rows: Sequence[ItemRow],
 
 async def _reembed_text(c: Components, channel: str, next_channel: str,
                         rows: Sequence[ItemRow], have: set[str],
-                        tick: Callable[[int], None]) -> None:
-    """Re-embed the stored passages (the very text the old model saw) with the new model."""
+                        tick: Callable[[int], None]) -> int:
+    """Re-embed the stored passages (the very text the old model saw) with the new model;
+    returns how many."""
     lib = c.library
     records = await lib.vector_records(channel, documents=True)
     todo = [r for r in records if r.id not in have and r.document]
@@ -215,6 +240,7 @@ async def _reembed_text(c: Components, channel: str, next_channel: str,
             next_channel, [r.id for r in p], np.stack(v), [dict(r.metadata) for r in p],
             documents=[r.document or "" for r in p]))
     tick(len(rows))
+    return len(todo)
 
 
 # checking and repairing -----------------------------------------------------------------------

@@ -3,6 +3,7 @@ indexing with the old model, on the same servers."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -11,11 +12,48 @@ import pytest
 
 from core.app import open_service
 from core.config import Secrets
+from core.errors import ModelMismatch
 from core.maintenance import check, reindex
 from core.types import Scope
 from tests.cli.helpers import RELAXED, make_settings, write_images
+from tests.clipmodel import build_clip
+from tests.server.test_races import WAIT_S, _pause_after, _reached
 
 pytestmark = pytest.mark.slow
+
+
+async def test_items_indexed_during_a_reindex_are_in_the_new_index(
+        tmp_path: Path, tiny_clip: Path, chroma_url: str, pg_url: str, s3_url: str,
+        s3_endpoint: str) -> None:
+    new_clip = build_clip(tmp_path / "clip24", projection=24, seed=1)
+    env = {"PIXRAG_STORE__URL": chroma_url, "PIXRAG_CATALOG__URL": pg_url,
+           "PIXRAG_BLOBS__URL": s3_url, "PIXRAG_BLOBS__ENDPOINT_URL": s3_endpoint,
+           "PIXRAG_STORE__TIMEOUT_S": str(WAIT_S + 30),
+           "PIXRAG_STORE__PREFIX": "r" + uuid.uuid4().hex[:10], **RELAXED}
+    images = write_images(tmp_path / "imgs", 4)
+    async with AsyncExitStack() as stack:
+        old = await stack.enter_async_context(open_service(
+            make_settings(tmp_path / "old", tiny_clip, **env), Secrets({})))
+        await old.index_paths(images[:3], "team")
+        new = await stack.enter_async_context(open_service(
+            make_settings(tmp_path / "new", new_clip, **env), Secrets({}), check_models=False))
+        # The new host has read the catalog and is re-embedding; the old one indexes more.
+        reached, go = _pause_after(new.library.catalog, "all")
+        task = asyncio.ensure_future(reindex(new.c))
+        await _reached(reached)
+        await old.index_paths(images[3:], "team")
+        go.set()
+        report = await asyncio.wait_for(task, WAIT_S)
+        assert not report.failed
+        # The old host is told what happened, not "collection ... does not exist".
+        with pytest.raises(ModelMismatch, match="re-embedded with model .*set the new model"):
+            await old.similar(images[0].read_bytes(), Scope("team"), k=1)
+    async with open_service(make_settings(tmp_path / "fresh", new_clip, **env),
+                            Secrets({})) as fresh:
+        report = await check(fresh.c)
+        assert report["ok"], report["problems"]
+        hits = await fresh.similar(images[3].read_bytes(), Scope("team"), k=1)
+        assert hits[0].source == str(images[3].resolve())
 
 
 async def test_other_hosts_follow_a_forced_reindex(tmp_path: Path, tiny_clip: Path,
