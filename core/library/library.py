@@ -377,9 +377,25 @@ class Library:
                 self.keyword.add([KeywordDoc(pid, row.id, row.space, row.audience, text)
                                   for pid, _, text, row in passages
                                   if not is_derived_passage(pid)])
+                if not self.sole_user:
+                    self._drop_forgotten_meanwhile(store, todo)
             self.catalog.finish_enrich([w.row for w in writes])
 
         await self.write("storing text", work)
+
+    def _drop_forgotten_meanwhile(self, store: VectorStore, writes: Sequence[ItemWrite]) -> None:
+        """Another process may have forgotten some of ``writes`` between the look-up and the
+        writes just made: it removed the rows first and their vectors and keyword rows after,
+        so what it missed was written after its row removal, and one more look-up finds it."""
+        ids = [w.row.id for w in writes]
+        gone = set(ids) - self.catalog.live_ids(ids)
+        if not gone:
+            return
+        for space in {w.row.space for w in writes if w.row.id in gone}:
+            store.delete_items(space, [w.row.id for w in writes
+                                       if w.row.id in gone and w.row.space == space])
+        self.keyword.delete_items(sorted(gone))
+        log.info("dropped the text of %d item(s) forgotten while it was being read", len(gone))
 
     async def forget(self, space: str, ids: Sequence[str]) -> list[str]:
         """Remove items in the forget order; returns the ids that existed."""

@@ -19,7 +19,9 @@ from core.app import open_service
 from core.config import Secrets
 from core.maintenance import check
 from core.service import PixRAG
+from core.types import Scope
 from tests.cli.helpers import make_settings, write_images
+from tests.corpus import pdf_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +113,20 @@ async def test_repair_and_forget_never_take_what_another_host_is_committing(
     go.set()
     await asyncio.wait_for(indexing, WAIT_S)
     await _assert_complete(a, "new", 1)
+
+
+async def test_an_item_forgotten_while_another_host_reads_its_text_stays_forgotten(
+        hosts: tuple[PixRAG, PixRAG], tmp_path: Path) -> None:
+    a, b = hosts
+    pdf = tmp_path / "memo.pdf"
+    pdf.write_bytes(pdf_bytes(["quarterly zeppelin maintenance memo"]))
+    # B has checked that the page is still indexed and is about to store its text.
+    reached, go = _pause_after(b.library.catalog, "live_ids")
+    indexing = asyncio.ensure_future(b.index_paths([pdf], "team"))
+    await _reached(reached)
+    assert len(await a.forget("team", str(pdf.resolve()))) == 1
+    go.set()
+    await asyncio.wait_for(indexing, WAIT_S)
+    report = await check(a.c)
+    assert report["ok"], report["problems"]  # no text vectors or keyword rows left of it
+    assert await a.library.keyword_search(Scope("team"), "zeppelin", 5) == []
