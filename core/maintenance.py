@@ -76,6 +76,7 @@ async def reindex(c: Components, *, progress: Progress | None = None,
                                               "models"))
         return report
     failed: dict[str, str] = {}
+    forgotten: set[str] = set()  # by another process while this one worked
     done = 0
     total = len(rows) * len(changed)
 
@@ -112,23 +113,42 @@ async def reindex(c: Components, *, progress: Progress | None = None,
             rows = [*rows, *(r for r in todo if r.id not in known)]
         await lib.write("switching to the new index", lib.switch_collection, channel, target)
         log.info("the %s index now uses %s (%s)", channel, target, lib.models[channel])
+        now = await lib.read("reading the catalog", lib.catalog.all, None)
         if channel == "clip":
             # Items committed between the last round and the switch wrote their image vectors
             # into the collection just dropped: one more pass, from their originals.
-            late = [r for r in await lib.read("reading the catalog", lib.catalog.all, None)
-                    if r.id not in done_ids]
+            late = [r for r in now if r.id not in done_ids]
             if late:
                 total += len(late)
                 rows = [*rows, *late]
                 await _reembed_images(c, channel, late, set(), failed, tick)
+        # Items forgotten meanwhile (by another process, whose removal did not reach the new
+        # collection): their new vectors go too, or a repair could bring them back.
+        gone = done_ids - {r.id for r in now}
+        if gone:
+            await _drop_items(c, [r for r in rows if r.id in gone])
+            forgotten |= gone
     if c.settings.text.glossary:  # after the switch: embedded by the text model now in use
         await _sync_glossary(c)
     for r in rows:
+        if r.id in forgotten:
+            continue
         if r.id in failed:
             report.failed.append(Failed(r.source, failed[r.id]))
         else:
             report.indexed.append(IndexedItem(r.id, r.source, r.kind))  # type: ignore[arg-type]
     return report
+
+
+async def _drop_items(c: Components, rows: Sequence[ItemRow]) -> None:
+    """Remove the vectors of ``rows`` from every collection this process has attached."""
+    lib = c.library
+    store = await lib.vectors()
+    by_space: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        by_space[r.space].append(r.id)
+    for space, ids in by_space.items():
+        await lib.write("dropping vectors of forgotten items", store.delete_items, space, ids)
 
 
 async def _sync_glossary(c: Components) -> set[str]:

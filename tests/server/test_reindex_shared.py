@@ -22,7 +22,7 @@ from tests.server.test_races import WAIT_S, _pause_after, _reached
 pytestmark = pytest.mark.slow
 
 
-async def test_items_indexed_during_a_reindex_are_in_the_new_index(
+async def test_items_indexed_or_forgotten_during_a_reindex(
         tmp_path: Path, tiny_clip: Path, chroma_url: str, pg_url: str, s3_url: str,
         s3_endpoint: str) -> None:
     new_clip = build_clip(tmp_path / "clip24", projection=24, seed=1)
@@ -42,6 +42,7 @@ async def test_items_indexed_during_a_reindex_are_in_the_new_index(
         task = asyncio.ensure_future(reindex(new.c))
         await _reached(reached)
         await old.index_paths(images[3:], "team")
+        assert len(await old.forget("team", str(images[1].resolve()))) == 1
         go.set()
         report = await asyncio.wait_for(task, WAIT_S)
         assert not report.failed
@@ -51,7 +52,8 @@ async def test_items_indexed_during_a_reindex_are_in_the_new_index(
     async with open_service(make_settings(tmp_path / "fresh", new_clip, **env),
                             Secrets({})) as fresh:
         report = await check(fresh.c)
-        assert report["ok"], report["problems"]
+        assert report["ok"], report["problems"]  # nothing left of the forgotten image
+        assert (await fresh.stats("team")).items == 3
         hits = await fresh.similar(images[3].read_bytes(), Scope("team"), k=1)
         assert hits[0].source == str(images[3].resolve())
 
