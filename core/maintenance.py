@@ -151,6 +151,17 @@ async def _drop_items(c: Components, rows: Sequence[ItemRow]) -> None:
         await lib.write("dropping vectors of forgotten items", store.delete_items, space, ids)
 
 
+async def _drop_forgotten(c: Components, rows: Sequence[ItemRow]) -> set[str]:
+    """Another process may have forgotten some of ``rows`` while they were being re-made:
+    drop their vectors again (its removal may have come first). Returns their ids."""
+    lib = c.library
+    live = await lib.read("reading the catalog", lib.catalog.live_ids, [r.id for r in rows])
+    gone = [r for r in rows if r.id not in live]
+    if gone:
+        await _drop_items(c, gone)
+    return {r.id for r in gone}
+
+
 async def _sync_glossary(c: Components) -> set[str]:
     """Bring every item's glossary passages up to date with the glossary in use (built in,
     plus ``[text] glossary_file``): items indexed without them get them, items whose terms
@@ -460,10 +471,14 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
     # committed meanwhile uses is no orphan any more. Looked up again right before each
     # removal (the writer puts back an original removed just before its commit).
     now_live = await lib.read("reading the catalog", lib.catalog.live_ids, [
-        *(r.id for r in restored), *(item for _, item in drop_vectors), *stray_keyword])
+        *(r.id for r in restored), *(item for _, item in drop_vectors), *stray_keyword,
+        *(r.id for r in [*reembed, *rethumb])])
     restored = [r for r in restored if r.id not in now_live]
     drop_vectors = [(sp, item) for sp, item in drop_vectors if item not in now_live]
     stray_keyword = [item for item in stray_keyword if item not in now_live]
+    # ... and what was forgotten since is not re-made.
+    reembed = [r for r in reembed if r.id in now_live]
+    rethumb = [r for r in rethumb if r.id in now_live]
     if restored:
         # Rows with text are whole again; the others go back to the text queue (OCR).
         needs_text = [r.id for r in restored if not r.text and r.kind != "chunk"]
@@ -484,6 +499,7 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
         await lib.write("dropping orphan vectors", store.delete_items, sp, items)
     if reembed:
         await _reembed_images(c, "clip", reembed, set(), {}, lambda n: None)
+        await _drop_forgotten(c, reembed)
     if retext:
         ingest_passages = []
         for row in retext:
@@ -504,11 +520,18 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
         side = c.settings.index.thumbnail_px
         for row in rethumb:
             assert row.image_sha is not None
-            data = await lib.blob_bytes(row.image_sha)
+            try:
+                data = await lib.blob_bytes(row.image_sha)
+            except StoreError:
+                if await lib.read("reading the catalog", lib.catalog.live_ids, [row.id]):
+                    raise
+                continue  # forgotten meanwhile, original and all
             jpeg = await c.run(c.pools.decode, lambda d=data, r=row: to_jpeg(_thumb_source(
                 load_image(d, r.name, limits, max_side=max(LIGHT_SIDE, side)).image, side),
                 side))
             await lib.write("writing a thumbnail", lib.blobs.put_thumbnail, row.id, jpeg)
+        for item in await _drop_forgotten(c, rethumb):
+            await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
     for row in remove:
         await lib.forget(row.space, [row.id])
     if stray_keyword:

@@ -130,3 +130,22 @@ async def test_an_item_forgotten_while_another_host_reads_its_text_stays_forgott
     report = await check(a.c)
     assert report["ok"], report["problems"]  # no text vectors or keyword rows left of it
     assert await a.library.keyword_search(Scope("team"), "zeppelin", 5) == []
+
+
+async def test_a_repair_does_not_bring_back_what_another_host_forgot(
+        hosts: tuple[PixRAG, PixRAG], tmp_path: Path) -> None:
+    a, b = hosts
+    images = write_images(tmp_path / "imgs", 2)
+    await b.index_paths(images, "team")
+    rows = await a.library.find(Scope("team", admin=True), source=str(images[0].resolve()))
+    store = await a.library.vectors()
+    store.delete_ids("clip", [rows[0].id])  # lost: `check --repair` re-embeds it...
+    a.library.blobs.delete_thumbnail(rows[0].id)  # ... and re-makes this
+    reached, go = _pause_after(a.library.catalog, "forgotten")  # the scan's last step
+    repairing = asyncio.ensure_future(check(a.c, repair=True))
+    await _reached(reached)
+    assert len(await b.forget("team", str(images[0].resolve()))) == 1  # ... unless forgotten
+    go.set()
+    await asyncio.wait_for(repairing, WAIT_S)
+    report = await check(b.c)
+    assert report["ok"], report["problems"]
