@@ -149,15 +149,14 @@ class Library:
             return await self._call_once(pool, what, fn, *args)
 
     async def _follow_switch(self) -> bool:
-        """After CollectionGone: whether another process switched a channel to a new
-        collection that this one now uses (the failed call is then worth one more try)."""
+        """After CollectionGone: look the collections up again, following a switch another
+        process made; whether the failed call is worth one more try."""
         return await self._call_once(self._readers, "reading the catalog", self._reattach)
 
     def _reattach(self) -> bool:
         store = self._vectors
         if store is None:
             return False
-        changed = False
         for channel in CHANNELS:
             name = self.catalog.get_meta(f"collection:{channel}") or store.default_name(channel)
             if name == store.spec(channel)[0]:
@@ -170,10 +169,12 @@ class Library:
                     f"configured with {self.models[channel]!r}: set the new model in its "
                     "config and restart it.")
             store.attach(channel, name, model=self.models[channel])
-            changed = True
             log.info("the %s index was switched to %s by another process: using it now",
                      channel, name)
-        return changed
+        # Also under the same name: a Chroma server restarted on an emptied volume has the
+        # collection again (new, empty) once anyone writes, and the stale handle was dropped.
+        # Behave like a process started now, not fail until restarted.
+        return True
 
     async def _call_once(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T],
                          *args: Any) -> T:

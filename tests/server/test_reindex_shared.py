@@ -80,3 +80,21 @@ async def test_other_hosts_follow_a_forced_reindex(tmp_path: Path, tiny_clip: Pa
         assert hits[0].source == str(images[1].resolve())
         assert not (await serving.index_paths(images[2:], "team")).failed
         assert (await check(other.c))["ok"]
+
+
+async def test_a_collection_lost_under_a_running_host_is_made_again(
+        tmp_path: Path, tiny_clip: Path, chroma_url: str, pg_url: str) -> None:
+    # The Chroma server came back on an emptied volume: the host goes on like one started
+    # now (new items are indexed and found; `check --repair` restores the rest), instead of
+    # failing every call with "Collection [...] does not exist" until it is restarted.
+    env = {"PIXRAG_STORE__URL": chroma_url, "PIXRAG_CATALOG__URL": pg_url,
+           "PIXRAG_STORE__PREFIX": "r" + uuid.uuid4().hex[:10], **RELAXED}
+    images = write_images(tmp_path / "imgs", 2)
+    async with open_service(make_settings(tmp_path / "a", tiny_clip, **env),
+                            Secrets({})) as svc:
+        await svc.index_paths(images[:1], "team")
+        store = await svc.library.vectors()
+        store._client.delete_collection(store.spec("clip")[0])  # behind the store's back
+        assert not (await svc.index_paths(images[1:], "team")).failed
+        hits = await svc.similar(images[1].read_bytes(), Scope("team"), k=1)
+        assert hits[0].source == str(images[1].resolve())
