@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -294,15 +295,27 @@ class Library:
                 self.blobs.put_thumbnail(w.row.id, w.thumbnail)
 
     def _restore_blobs(self, writes: list[ItemWrite]) -> None:
-        restored = 0
-        for w in writes:
-            for blob in w.blobs:
-                if not self.blobs.has(hashlib.sha256(blob).hexdigest()):
-                    self.blobs.put(blob)
-                    restored += 1
-            if w.thumbnail is not None and not self.blobs.has_thumbnail(w.row.id):
-                self.blobs.put_thumbnail(w.row.id, w.thumbnail)
-                restored += 1
+        def original(blob: bytes) -> int:
+            if self.blobs.has(hashlib.sha256(blob).hexdigest()):
+                return 0
+            self.blobs.put(blob)
+            return 1
+
+        def thumbnail(key: str, jpeg: bytes) -> int:
+            if self.blobs.has_thumbnail(key):
+                return 0
+            self.blobs.put_thumbnail(key, jpeg)
+            return 1
+
+        jobs: list[Callable[[], int]] = [partial(original, b) for w in writes for b in w.blobs]
+        jobs += [partial(thumbnail, w.row.id, w.thumbnail)
+                 for w in writes if w.thumbnail is not None]
+        if len(jobs) <= 1:
+            restored = sum(job() for job in jobs)
+        else:  # one request each against S3: in parallel, not one after the other
+            with ThreadPoolExecutor(min(8, len(jobs)),
+                                    thread_name_prefix="pixrag-blobcheck") as pool:
+                restored = sum(pool.map(lambda job: job(), jobs))
         if restored:
             log.info("stored %d original(s) or thumbnail(s) again: another process removed "
                      "them while their items were being committed", restored)
