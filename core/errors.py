@@ -17,6 +17,7 @@
         │   └── ModelMismatch        the index was built by another model: re-index
         ├── StoreError               the vector store / catalog / keyword index / blobs failed
         │   ├── StoreUnavailable     a store does not answer (down, frozen, unreachable)
+        │   ├── CollectionGone       a vector collection in use was dropped (a switch elsewhere)
         │   └── StoreBusy            another process has the embedded vector store open
         └── DiskFull                 no space left on device
 
@@ -104,6 +105,12 @@ class StoreError(OperationalError):
 
 class StoreUnavailable(StoreError):
     public = "the index is not responding right now; please try again in a minute."
+
+
+class CollectionGone(StoreError):
+    """A vector collection this process was using no longer exists: another process switched
+    the index to a new one (``pixrag reindex``) and dropped it. The library follows the switch
+    when the new collection fits its models."""
 
 
 class StoreBusy(StoreError):

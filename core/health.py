@@ -91,7 +91,7 @@ def check_catalog(settings: Settings) -> str:
 
 def check_store(settings: Settings) -> str:
     if settings.store.url:
-        from core.library.vectors import close_client, http_client
+        from core.library.vectors import close_client, http_client, redact_url
 
         url = settings.store.url
         # Time-limited like every store call: a frozen server fails the check, never hangs it.
@@ -100,7 +100,7 @@ def check_store(settings: Settings) -> str:
             client.heartbeat()
         finally:
             close_client(client)
-        return f"Chroma server {url} answers"
+        return f"Chroma server {redact_url(url)} answers"
     path = Path(settings.store.path).expanduser() if settings.store.path \
         else settings.data_path / "chroma"
     # The embedded store's own catalog, read-only: opening a PersistentClient would write.

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 WINDOW = 16  # originals decoded at once while re-embedding
+CATCH_UP_ROUNDS = 5  # passes over what other processes indexed during a re-embedding
 
 
 # re-embedding ---------------------------------------------------------------------------------
@@ -75,6 +76,7 @@ async def reindex(c: Components, *, progress: Progress | None = None,
                                               "models"))
         return report
     failed: dict[str, str] = {}
+    forgotten: set[str] = set()  # by another process while this one worked
     done = 0
     total = len(rows) * len(changed)
 
@@ -88,23 +90,76 @@ async def reindex(c: Components, *, progress: Progress | None = None,
         target = _target_name(store.prefix, channel, lib.models[channel], force)
         next_channel = f"{channel}@next"
         store.attach(next_channel, target, model=lib.models[channel])
-        have = {r.id for r in await lib.read("reading the vector store", store.records,
-                                             next_channel)}
-
-        if channel == "clip":
-            await _reembed_images(c, next_channel, rows, have, failed, tick)
-        else:
-            await _reembed_text(c, channel, next_channel, rows, have, tick)
+        todo = list(rows)
+        done_ids: set[str] = set()
+        # Other processes may keep indexing with the old model meanwhile (a bot, another
+        # host): what they commit is re-embedded too, in rounds, until a round finds nothing
+        # new; only then does the switch happen.
+        for _ in range(CATCH_UP_ROUNDS):
+            have = {r.id for r in await lib.read("reading the vector store", store.records,
+                                                 next_channel)}
+            if channel == "clip":
+                await _reembed_images(c, next_channel, todo, have, failed, tick)
+                embedded = 0  # new images come with new catalog rows
+            else:  # the text phase adds passages to items committed long before
+                embedded = await _reembed_text(c, channel, next_channel, todo, have, tick)
+            done_ids |= {r.id for r in todo}
+            todo = [r for r in await lib.read("reading the catalog", lib.catalog.all, None)
+                    if r.id not in done_ids]
+            if not todo and not embedded:
+                break
+            total += len(todo)
+            known = {r.id for r in rows}
+            rows = [*rows, *(r for r in todo if r.id not in known)]
         await lib.write("switching to the new index", lib.switch_collection, channel, target)
         log.info("the %s index now uses %s (%s)", channel, target, lib.models[channel])
+        now = await lib.read("reading the catalog", lib.catalog.all, None)
+        if channel == "clip":
+            # Items committed between the last round and the switch wrote their image vectors
+            # into the collection just dropped: one more pass, from their originals.
+            late = [r for r in now if r.id not in done_ids]
+            if late:
+                total += len(late)
+                rows = [*rows, *late]
+                await _reembed_images(c, channel, late, set(), failed, tick)
+        # Items forgotten meanwhile (by another process, whose removal did not reach the new
+        # collection): their new vectors go too, or a repair could bring them back.
+        gone = done_ids - {r.id for r in now}
+        if gone:
+            await _drop_items(c, [r for r in rows if r.id in gone])
+            forgotten |= gone
     if c.settings.text.glossary:  # after the switch: embedded by the text model now in use
         await _sync_glossary(c)
     for r in rows:
+        if r.id in forgotten:
+            continue
         if r.id in failed:
             report.failed.append(Failed(r.source, failed[r.id]))
         else:
             report.indexed.append(IndexedItem(r.id, r.source, r.kind))  # type: ignore[arg-type]
     return report
+
+
+async def _drop_items(c: Components, rows: Sequence[ItemRow]) -> None:
+    """Remove the vectors of ``rows`` from every collection this process has attached."""
+    lib = c.library
+    store = await lib.vectors()
+    by_space: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        by_space[r.space].append(r.id)
+    for space, ids in by_space.items():
+        await lib.write("dropping vectors of forgotten items", store.delete_items, space, ids)
+
+
+async def _drop_forgotten(c: Components, rows: Sequence[ItemRow]) -> set[str]:
+    """Another process may have forgotten some of ``rows`` while they were being re-made:
+    drop their vectors again (its removal may have come first). Returns their ids."""
+    lib = c.library
+    live = await lib.read("reading the catalog", lib.catalog.live_ids, [r.id for r in rows])
+    gone = [r for r in rows if r.id not in live]
+    if gone:
+        await _drop_items(c, gone)
+    return {r.id for r in gone}
 
 
 async def _sync_glossary(c: Components) -> set[str]:
@@ -202,8 +257,9 @@ async def _reembed_images(c: Components, channel: str, rows: Sequence[ItemRow],
 
 async def _reembed_text(c: Components, channel: str, next_channel: str,
                         rows: Sequence[ItemRow], have: set[str],
-                        tick: Callable[[int], None]) -> None:
-    """Re-embed the stored passages (the very text the old model saw) with the new model."""
+                        tick: Callable[[int], None]) -> int:
+    """Re-embed the stored passages (the very text the old model saw) with the new model;
+    returns how many."""
     lib = c.library
     records = await lib.vector_records(channel, documents=True)
     todo = [r for r in records if r.id not in have and r.document]
@@ -215,6 +271,7 @@ async def _reembed_text(c: Components, channel: str, next_channel: str,
             next_channel, [r.id for r in p], np.stack(v), [dict(r.metadata) for r in p],
             documents=[r.document or "" for r in p]))
     tick(len(rows))
+    return len(todo)
 
 
 # checking and repairing -----------------------------------------------------------------------
@@ -382,8 +439,11 @@ async def check(c: Components, *, repair: bool = False) -> dict[str, Any]:
                                  stray_keyword, stray_blobs, stale_files)
         # Every removal begun is finished now: vectors, keyword rows and unused originals
         # were dropped above; thumbnails are per item.
-        for item in [*unfinished, *stray_thumbnails]:
-            await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
+        thumbs = [*unfinished, *stray_thumbnails]
+        live = await lib.read("reading the catalog", lib.catalog.live_ids, thumbs)
+        for item in thumbs:
+            if item not in live:  # else committed meanwhile (by another process)
+                await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
         await lib.write("recording the repair", lib.catalog.clear_forgotten, unfinished)
         await lib.write("recording the repair", lib.catalog.set_meta, "needs_repair", None)
     counts: dict[str, int] = defaultdict(int)
@@ -407,6 +467,18 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
     lib = c.library
     store = await lib.vectors()
     requeued = 0
+    # The scan is a snapshot, and other processes may have indexed since: whatever an item
+    # committed meanwhile uses is no orphan any more. Looked up again right before each
+    # removal (the writer puts back an original removed just before its commit).
+    now_live = await lib.read("reading the catalog", lib.catalog.live_ids, [
+        *(r.id for r in restored), *(item for _, item in drop_vectors), *stray_keyword,
+        *(r.id for r in [*reembed, *rethumb])])
+    restored = [r for r in restored if r.id not in now_live]
+    drop_vectors = [(sp, item) for sp, item in drop_vectors if item not in now_live]
+    stray_keyword = [item for item in stray_keyword if item not in now_live]
+    # ... and what was forgotten since is not re-made.
+    reembed = [r for r in reembed if r.id in now_live]
+    rethumb = [r for r in rethumb if r.id in now_live]
     if restored:
         # Rows with text are whole again; the others go back to the text queue (OCR).
         needs_text = [r.id for r in restored if not r.text and r.kind != "chunk"]
@@ -427,6 +499,7 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
         await lib.write("dropping orphan vectors", store.delete_items, sp, items)
     if reembed:
         await _reembed_images(c, "clip", reembed, set(), {}, lambda n: None)
+        await _drop_forgotten(c, reembed)
     if retext:
         ingest_passages = []
         for row in retext:
@@ -447,21 +520,36 @@ async def _repair(c: Components, restored: list[ItemRow], drop_vectors: list[tup
         side = c.settings.index.thumbnail_px
         for row in rethumb:
             assert row.image_sha is not None
-            data = await lib.blob_bytes(row.image_sha)
+            try:
+                data = await lib.blob_bytes(row.image_sha)
+            except StoreError:
+                if await lib.read("reading the catalog", lib.catalog.live_ids, [row.id]):
+                    raise
+                continue  # forgotten meanwhile, original and all
             jpeg = await c.run(c.pools.decode, lambda d=data, r=row: to_jpeg(_thumb_source(
                 load_image(d, r.name, limits, max_side=max(LIGHT_SIDE, side)).image, side),
                 side))
             await lib.write("writing a thumbnail", lib.blobs.put_thumbnail, row.id, jpeg)
+        for item in await _drop_forgotten(c, rethumb):
+            await lib.write("dropping a thumbnail", lib.blobs.delete_thumbnail, item)
     for row in remove:
         await lib.forget(row.space, [row.id])
     if stray_keyword:
         await lib.write("dropping orphan keyword rows", lib.keyword.delete_items,
                         stray_keyword)
     for sha in stray_blobs:
-        await lib.write("dropping an orphan original", lib.blobs.delete, sha)
+        await lib.write("dropping an orphan original", _delete_if_unused, lib, sha)
     by_space_files: dict[str, list[str]] = defaultdict(list)
     for sp, sha in stale_files:
-        by_space_files[sp].append(sha)
+        if not await lib.read("reading the catalog", lambda s=sp, h=sha: lib.catalog.find(
+                s, file_sha=h)):
+            by_space_files[sp].append(sha)
     for sp, shas in by_space_files.items():
         await lib.write("clearing file marks", lib.catalog.unmark_files, sp, shas)
     return requeued
+
+
+def _delete_if_unused(lib: Any, sha: str) -> None:
+    # One look-up right before the removal: an item committed since the scan keeps it.
+    if not lib.catalog.sha_in_use(sha):
+        lib.blobs.delete(sha)

@@ -23,6 +23,7 @@ from core.deletions import RecentDeletions
 from core.enrich import MAX_ATTEMPTS, Enricher, QueryGate
 from core.errors import ConfigError, NotFound, PermissionDenied, PixragError, UnsupportedInput
 from core.ingest import Ingestor, discover, display_text, upload_job
+from core.library.vectors import redact_url
 from core.models.lighttext import batches_in_torch
 from core.retrieve import Retriever
 from core.textnorm import normalize_name, normalize_text
@@ -359,8 +360,8 @@ class PixRAG:
         pending = await lib.pending(space)
         full = {kind: by_kind.get(kind, 0) for kind in ("image", "page", "chunk")}
         st = self.settings.store
-        store = st.url or str(Path(st.path).expanduser() if st.path
-                              else self.settings.data_path / "chroma")
+        store = redact_url(st.url) if st.url else str(
+            Path(st.path).expanduser() if st.path else self.settings.data_path / "chroma")
         captioner = self._caption_model()
         without = (None if captioner is None
                    else len(await lib.uncaptioned(space, captioner)))

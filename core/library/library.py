@@ -25,16 +25,25 @@ one place:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from core.errors import ModelError, ModelMismatch, StoreError, StoreUnavailable, from_os_error
+from core.errors import (
+    CollectionGone,
+    ModelError,
+    ModelMismatch,
+    StoreError,
+    StoreUnavailable,
+    from_os_error,
+)
 from core.library.catalog import ItemRow
 from core.library.keyword import KeywordDoc
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
@@ -133,6 +142,43 @@ class Library:
     # plumbing -------------------------------------------------------------------------------
     async def _call(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T],
                     *args: Any) -> T:
+        try:
+            return await self._call_once(pool, what, fn, *args)
+        except CollectionGone:
+            if not await self._follow_switch():
+                raise
+            return await self._call_once(pool, what, fn, *args)
+
+    async def _follow_switch(self) -> bool:
+        """After CollectionGone: look the collections up again, following a switch another
+        process made; whether the failed call is worth one more try."""
+        return await self._call_once(self._readers, "reading the catalog", self._reattach)
+
+    def _reattach(self) -> bool:
+        store = self._vectors
+        if store is None:
+            return False
+        for channel in CHANNELS:
+            name = self.catalog.get_meta(f"collection:{channel}") or store.default_name(channel)
+            if name == store.spec(channel)[0]:
+                continue
+            recorded = self.catalog.get_meta(f"model:{channel}")
+            if self.check_models and recorded not in (None, self.models[channel]):
+                raise ModelMismatch(
+                    f"the {channel} index was re-embedded with model {recorded!r} (`pixrag "
+                    "reindex` in another process or on another host), but this process is "
+                    f"configured with {self.models[channel]!r}: set the new model in its "
+                    "config and restart it.")
+            store.attach(channel, name, model=self.models[channel])
+            log.info("the %s index was switched to %s by another process: using it now",
+                     channel, name)
+        # Also under the same name: a Chroma server restarted on an emptied volume has the
+        # collection again (new, empty) once anyone writes, and the stale handle was dropped.
+        # Behave like a process started now, not fail until restarted.
+        return True
+
+    async def _call_once(self, pool: ThreadPoolExecutor, what: str, fn: Callable[..., T],
+                         *args: Any) -> T:
         fut = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result and
@@ -225,8 +271,21 @@ class Library:
             return
         await self.vectors()
         await self._call(self._io, "storing originals", self._put_blobs, list(writes))
-        async with asyncio.timeout(self.timeout_s * 2):
-            await self._commits.submit(list(writes))
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                await self._commits.submit(list(writes))
+        except CollectionGone:
+            if not await self._follow_switch():
+                raise
+            async with asyncio.timeout(self.timeout_s * 2):
+                await self._commits.submit(list(writes))
+        if not self.sole_user:
+            # Until the row above was committed, another process could take these blobs for
+            # unused ones and delete them (`check --repair`, or a forget of an item with the
+            # same bytes). From now on the row protects them, so one look afterwards puts
+            # back whatever went missing in between.
+            await self._call(self._io, "storing originals", self._restore_blobs,
+                             list(writes))
 
     def _put_blobs(self, writes: list[ItemWrite]) -> None:
         for w in writes:
@@ -234,6 +293,32 @@ class Library:
                 self.blobs.put(blob)
             if w.thumbnail is not None:
                 self.blobs.put_thumbnail(w.row.id, w.thumbnail)
+
+    def _restore_blobs(self, writes: list[ItemWrite]) -> None:
+        def original(blob: bytes) -> int:
+            if self.blobs.has(hashlib.sha256(blob).hexdigest()):
+                return 0
+            self.blobs.put(blob)
+            return 1
+
+        def thumbnail(key: str, jpeg: bytes) -> int:
+            if self.blobs.has_thumbnail(key):
+                return 0
+            self.blobs.put_thumbnail(key, jpeg)
+            return 1
+
+        jobs: list[Callable[[], int]] = [partial(original, b) for w in writes for b in w.blobs]
+        jobs += [partial(thumbnail, w.row.id, w.thumbnail)
+                 for w in writes if w.thumbnail is not None]
+        if len(jobs) <= 1:
+            restored = sum(job() for job in jobs)
+        else:  # one request each against S3: in parallel, not one after the other
+            with ThreadPoolExecutor(min(8, len(jobs)),
+                                    thread_name_prefix="pixrag-blobcheck") as pool:
+                restored = sum(pool.map(lambda job: job(), jobs))
+        if restored:
+            log.info("stored %d original(s) or thumbnail(s) again: another process removed "
+                     "them while their items were being committed", restored)
 
     def _commit_batch(self, batches: list[list[ItemWrite]]) -> list[None]:
         """Several callers' items in one go: one upsert per collection instead of one per file.
@@ -306,9 +391,25 @@ class Library:
                 self.keyword.add([KeywordDoc(pid, row.id, row.space, row.audience, text)
                                   for pid, _, text, row in passages
                                   if not is_derived_passage(pid)])
+                if not self.sole_user:
+                    self._drop_forgotten_meanwhile(store, todo)
             self.catalog.finish_enrich([w.row for w in writes])
 
         await self.write("storing text", work)
+
+    def _drop_forgotten_meanwhile(self, store: VectorStore, writes: Sequence[ItemWrite]) -> None:
+        """Another process may have forgotten some of ``writes`` between the look-up and the
+        writes just made: it removed the rows first and their vectors and keyword rows after,
+        so what it missed was written after its row removal, and one more look-up finds it."""
+        ids = [w.row.id for w in writes]
+        gone = set(ids) - self.catalog.live_ids(ids)
+        if not gone:
+            return
+        for space in {w.row.space for w in writes if w.row.id in gone}:
+            store.delete_items(space, [w.row.id for w in writes
+                                       if w.row.id in gone and w.row.space == space])
+        self.keyword.delete_items(sorted(gone))
+        log.info("dropped the text of %d item(s) forgotten while it was being read", len(gone))
 
     async def forget(self, space: str, ids: Sequence[str]) -> list[str]:
         """Remove items in the forget order; returns the ids that existed."""

@@ -12,12 +12,14 @@ from core.config import Settings
 from core.errors import StoreError
 from core.library.library import Library
 from core.library.parts import BlobPart, CatalogPart, KeywordPart
-from core.library.vectors import VectorStore
+from core.library.vectors import VectorStore, redact_url
 
 log = logging.getLogger(__name__)
 
 
-def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
+def _parts(settings: Settings, opening: list[str]) -> tuple[CatalogPart, KeywordPart, BlobPart]:
+    """Open the three parts; ``opening`` ends with the one being opened (for a time-out
+    message that names the server that did not answer)."""
     data = settings.data_path
     timeout = settings.store.timeout_s
     catalog: CatalogPart
@@ -25,8 +27,10 @@ def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
     blobs: BlobPart
     if settings.catalog.url:
         from core.library.pg_catalog import PgCatalog
+        from core.library.pg_database import redact
         from core.library.pg_keyword import PgKeywordIndex
 
+        opening.append(f"the catalog (PostgreSQL at {redact(settings.catalog.url)})")
         pg = PgCatalog(settings.catalog.url, statement_timeout_s=timeout)
         catalog = pg
         try:  # one connection pool for both; the catalog owns (and closes) it
@@ -49,6 +53,9 @@ def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
         if settings.blobs.url:
             from core.library.s3_blobs import S3BlobStore
 
+            where = settings.blobs.url + (f" at {redact_url(settings.blobs.endpoint_url)}"
+                                          if settings.blobs.endpoint_url else "")
+            opening.append(f"the blob store (S3 {where})")
             blobs = S3BlobStore(settings.blobs.url, data / "blob-cache",
                                 endpoint_url=settings.blobs.endpoint_url or None,
                                 cache_bytes=settings.blobs.cache_mb * 1024 * 1024,
@@ -62,6 +69,17 @@ def _parts(settings: Settings) -> tuple[CatalogPart, KeywordPart, BlobPart]:
         keyword.close()
         raise
     return catalog, keyword, blobs
+
+
+def _close_late(future: asyncio.Future[tuple[CatalogPart, KeywordPart, BlobPart]]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    catalog, keyword, blobs = future.result()
+    keyword.close()
+    catalog.close()
+    close = getattr(blobs, "close", None)
+    if close is not None:
+        close()
 
 
 def vector_opener(settings: Settings):  # type: ignore[no-untyped-def]
@@ -78,14 +96,18 @@ async def open_library(settings: Settings, models: Mapping[str, str], *,
                        check_models: bool = True) -> Library:
     """Open the catalog, keyword index and blobs now (cheap); the vector store on first use."""
     loop = asyncio.get_running_loop()
+    opening = ["the catalog"]
+    future = loop.run_in_executor(None, _parts, settings, opening)
     try:
         async with asyncio.timeout(settings.store.timeout_s):
-            catalog, keyword, blobs = await loop.run_in_executor(None, _parts, settings)
+            catalog, keyword, blobs = await asyncio.shield(future)
     except TimeoutError:
         from core.errors import StoreUnavailable
 
-        raise StoreUnavailable("the catalog did not answer within "
-                               f"{settings.store.timeout_s:.0f} s") from None
+        # The parts may still open after the time-out: close them then, not leak them.
+        future.add_done_callback(_close_late)
+        raise StoreUnavailable(f"{opening[-1]} did not answer within "
+                               f"{settings.store.timeout_s:g} s") from None
     except (OSError, StoreError) as exc:
         from core.errors import from_os_error
         from core.machine import folder_problem

@@ -306,17 +306,19 @@ class PgCatalog:
     # the second ingestion phase -----------------------------------------------------------
     def claim_enrich(self, limit: int, lease_s: float, max_attempts: int) -> list[ItemRow]:
         """Lease queued items to this worker; SKIP LOCKED lets several hosts share the queue
-        without taking the same item."""
-        now = time.time()
+        without taking the same item. Leases are in the server's time: hosts whose clocks
+        disagree must not take each other's fresh leases for expired ones."""
         with self._db.connection("queue claim") as conn, conn.transaction():
             ids = [r[0] for r in conn.execute(
-                "SELECT item_id FROM enrich WHERE lease < %s AND attempts < %s "
+                "SELECT item_id FROM enrich WHERE lease < EXTRACT(EPOCH FROM clock_timestamp()) "
+                "AND attempts < %s "
                 "ORDER BY created, item_id LIMIT %s FOR UPDATE SKIP LOCKED",
-                [now, max_attempts, limit]).fetchall()]
+                [max_attempts, limit]).fetchall()]
             if not ids:
                 return []
-            conn.execute("UPDATE enrich SET lease = %s, attempts = attempts + 1 "
-                         "WHERE item_id = ANY(%s)", [now + lease_s, ids])
+            conn.execute("UPDATE enrich SET lease = EXTRACT(EPOCH FROM clock_timestamp()) + %s, "
+                         "attempts = attempts + 1 "
+                         "WHERE item_id = ANY(%s)", [lease_s, ids])
             rows = conn.execute(f"{_SELECT} WHERE id = ANY(%s)", [ids]).fetchall()
             found = {r[0] for r in rows}
             gone = [i for i in ids if i not in found]
@@ -336,8 +338,9 @@ class PgCatalog:
 
     def renew_enrich(self, ids: Sequence[str], lease_s: float) -> None:
         """Extend the lease on ``ids``: the worker is still at them."""
-        self._db.run("queue renew", "UPDATE enrich SET lease = %s WHERE item_id = ANY(%s)",
-                     [time.time() + lease_s, list(ids)])
+        self._db.run("queue renew", "UPDATE enrich SET lease = "
+                     "EXTRACT(EPOCH FROM clock_timestamp()) + %s "
+                     "WHERE item_id = ANY(%s)", [lease_s, list(ids)])
 
     def release_enrich(self, ids: Sequence[str]) -> None:
         """Give ``ids`` back unfinished (the worker is stopping): free for the next worker

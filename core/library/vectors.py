@@ -23,7 +23,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from core.errors import DiskFull, ModelMismatch, StoreError, StoreUnavailable, from_os_error
+from core.errors import (
+    CollectionGone,
+    DiskFull,
+    ModelMismatch,
+    StoreError,
+    StoreUnavailable,
+    from_os_error,
+)
 from core.library.folderlock import FolderLock
 
 log = logging.getLogger(__name__)
@@ -63,6 +70,12 @@ def _is_unavailable(exc: BaseException) -> bool:
                          "ConnectionRefusedError", "TimeoutError"})
 
 
+def _is_missing_collection(exc: BaseException) -> bool:
+    """Chroma's answer for a collection deleted under a client that still holds it."""
+    return type(exc).__name__ == "NotFoundError" or (
+        "collection" in str(exc).lower() and "does not exist" in str(exc))
+
+
 def _connect_reason(exc: BaseException) -> str:
     """What the network said ("Connection refused", "Name or service not known"), not the
     wrapper's type (chromadb's ValueError "Could not connect to a Chroma server")."""
@@ -79,6 +92,17 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
         out.append(exc)
         exc = exc.__cause__ or exc.__context__
     return out
+
+
+def redact_url(url: str) -> str:
+    """A server URL fit for messages and logs: a password written into it
+    (``http://user:secret@host:8000``) is left out, the user stays."""
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.password is None:
+        return url
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    user = f"{parsed.username}@" if parsed.username else ""
+    return parsed._replace(netloc=user + host).geturl()
 
 
 def http_client(url: str, timeout_s: float) -> Any:
@@ -112,8 +136,8 @@ def http_client(url: str, timeout_s: float) -> Any:
     if failure:
         raise failure[0]
     if not result:
-        raise StoreUnavailable(f"the vector store at {url} is not responding (connecting: "
-                               f"no answer within {timeout_s:g} s)")
+        raise StoreUnavailable(f"the vector store at {redact_url(url)} is not responding "
+                               f"(connecting: no answer within {timeout_s:g} s)")
     client = result[0]
     _set_timeouts(client, timeout_s)
     return client
@@ -131,7 +155,7 @@ def _client(url: str, path: Path, timeout_s: float) -> Any:
     except StoreError:
         raise
     except Exception as exc:  # chromadb raises assorted types for connection problems
-        where = url or str(path)
+        where = redact_url(url) if url else str(path)
         if url and _is_unavailable(exc):
             raise StoreUnavailable(f"the vector store at {where} is not reachable "
                                    f"({_connect_reason(exc)})") from exc
@@ -160,7 +184,7 @@ def _set_timeouts(client: Any, timeout_s: float) -> None:
 class VectorStore:
     def __init__(self, *, url: str = "", path: Path, prefix: str = "pixrag",
                  timeout_s: float = 30.0) -> None:
-        self.location = url or str(path)
+        self.location = redact_url(url) if url else str(path)  # shown in messages and stats
         self.remote = bool(url)
         self._path = path
         # Embedded: this process alone, from before Chroma opens the folder (two processes
@@ -187,6 +211,11 @@ class VectorStore:
                 raise StoreUnavailable(
                     f"the vector store at {self.location} is not responding ({what}): "
                     f"{type(exc).__name__}") from exc
+            if _is_missing_collection(exc):
+                with self._lock:
+                    self._cols.clear()  # cached handles of what may be gone
+                raise CollectionGone(f"{what} in the vector store at {self.location} failed: "
+                                     "the collection no longer exists") from exc
             raise StoreError(f"{what} in the vector store at {self.location} failed: "
                              f"{exc}") from exc
 

@@ -462,3 +462,26 @@ def test_leases_of_stopped_workers_are_reclaimed(pg_url: str) -> None:
     finally:
         cat.delete("s", ["s:0007"])
         cat.close()
+
+
+def test_leases_follow_the_servers_clock_not_the_hosts(pg_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two hosts whose clocks disagree by two minutes (no NTP in a container, a VM resumed):
+    # the one ahead must not take the other's fresh lease as expired, steal the batch and
+    # charge it an attempt (three of those and an item counts as failed for good).
+    behind, ahead = PgCatalog(pg_url), PgCatalog(pg_url)
+    try:
+        behind.add([_row(8, "h")], enrich=["s:0008"])
+        assert [r.id for r in behind.claim_enrich(8, 60.0, 3)] == ["s:0008"]
+        real = time.time
+        monkeypatch.setattr(pg_catalog.time, "time", lambda: real() + 120)
+        assert ahead.claim_enrich(8, 60.0, 3) == []
+        ahead.renew_enrich(["s:0008"], 60.0)  # a lease renewed by the host ahead
+        monkeypatch.setattr(pg_catalog.time, "time", real)
+        assert behind.claim_enrich(8, 60.0, 3) == []  # ... is not three minutes long
+        behind.release_enrich(["s:0008"])
+        assert [r.id for r in ahead.claim_enrich(8, 60.0, 3)] == ["s:0008"]
+    finally:
+        behind.delete("s", ["s:0008"])
+        behind.close()
+        ahead.close()

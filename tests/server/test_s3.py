@@ -123,3 +123,21 @@ def test_frozen_endpoint_times_out(frozen_endpoint: str, aws_env: dict[str, str]
         store.has(hashlib.sha256(b"x").hexdigest())
     assert time.monotonic() - started < 10
     store.close()
+
+
+async def test_a_frozen_blob_store_at_start_is_named(frozen_endpoint: str, pg_url: str,
+                                                     aws_env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    # PostgreSQL answers, S3 does not: the error must send the operator to S3, not to the
+    # catalog.
+    from core.errors import StoreUnavailable
+    from core.library.open import open_library
+    from tests.cli.helpers import make_settings
+
+    settings = make_settings(tmp_path / "data", tmp_path / "model",
+                             PIXRAG_CATALOG__URL=pg_url, PIXRAG_BLOBS__URL="s3://b/p",
+                             PIXRAG_BLOBS__ENDPOINT_URL=frozen_endpoint,
+                             PIXRAG_STORE__TIMEOUT_S="2")
+    with pytest.raises(StoreUnavailable, match=r"^the blob store \(S3 s3://b/p at http") as err:
+        await open_library(settings, {"clip": "m", "text": "t"}, check_models=False)
+    assert "did not answer within 2 s" in str(err.value)
