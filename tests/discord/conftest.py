@@ -11,6 +11,7 @@ from typing import Any
 import discord
 import pytest
 import yarl
+from aiohttp import web
 
 from bot.discord import convert
 from bot.discord.app import PixragBot, build_bot
@@ -158,3 +159,17 @@ async def start_bot(
 @pytest.fixture
 async def h(start_bot: Callable[..., Any]) -> Harness:
     return await start_bot()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free local port for the block; yields its ``/v1`` base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()

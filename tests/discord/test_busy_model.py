@@ -15,7 +15,7 @@ from bot.discord import messages
 from core.app import open_service
 from core.config import Secrets, Settings
 from tests.discord import payloads as P
-from tests.discord.conftest import Harness
+from tests.discord.conftest import Harness, serving
 from tests.discord.fakediscord import APP_ID
 from tests.discord.test_e2e import EPHEMERAL, autoindexed_channel, post_image
 
@@ -42,14 +42,9 @@ async def model_server(stuck: asyncio.Event) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1"
-    stuck.set()
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url
+        stuck.set()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from aiohttp import web
 from core.app import open_service
 from core.config import Secrets, Settings
 from tests.discord import payloads as P
-from tests.discord.conftest import Harness
+from tests.discord.conftest import Harness, serving
 from tests.discord.test_e2e import autoindex, post_image
 
 DELTAS = ["It is ", "a red ", "square ", "[1]."]
@@ -44,13 +44,8 @@ async def model_server() -> AsyncIterator[str]:
 
     app = web.Application(client_max_size=32 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -358,6 +358,19 @@ def command(name: str, text: str, *, response_url: str, channel: str = "C1", use
             "response_url": response_url, "trigger_id": "trig-1"}
 
 
+def feedback_click(value: str, *, response_url: str) -> dict[str, Any]:
+    """U3 clicks Helpful under an answer in C1 (a block_actions payload)."""
+    return {
+        "type": "block_actions", "team": {"id": "T1", "domain": "test"},
+        "user": {"id": "U3", "team_id": "T1"}, "api_app_id": "A1", "token": "legacy",
+        "container": {"type": "message", "message_ts": "1700.60", "channel_id": "C1"},
+        "channel": {"id": "C1"}, "message": {"ts": "1700.60", "text": "answer"},
+        "trigger_id": "trig", "response_url": response_url,
+        "actions": [{"type": "button", "action_id": "pixrag_feedback_up",
+                     "block_id": "pixrag_feedback", "value": value, "action_ts": "1"}],
+    }
+
+
 def message_shortcut(callback_id: str, msg: dict[str, Any], *, response_url: str,
                      channel: str = "C1", user: str = "U1", team: str = "T1") -> dict[str, Any]:
     return {"type": "message_action", "callback_id": callback_id, "trigger_id": "trig-2",

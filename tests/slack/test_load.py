@@ -7,7 +7,7 @@ import asyncio
 from bot.slack import messages as msg
 from bot.slack import render
 from tests.slack.conftest import png, upload
-from tests.slack.fakeslack import command, event_body, message
+from tests.slack.fakeslack import command, event_body, feedback_click, message
 
 
 async def test_message_deleted_while_its_file_downloads_stays_forgotten(socket_app, service):
@@ -39,15 +39,8 @@ async def test_feedback_button_spam_is_rate_limited(socket_app, service):
     fake = await socket_app(rate_per_minute=2)
     value = render.feedback_value("where is fb?", [report.indexed[0].id])
     for _ in range(4):
-        await fake.send_envelope("interactive", {
-            "type": "block_actions", "team": {"id": "T1", "domain": "test"},
-            "user": {"id": "U3", "team_id": "T1"}, "api_app_id": "A1", "token": "legacy",
-            "container": {"type": "message", "message_ts": "1700.60", "channel_id": "C1"},
-            "channel": {"id": "C1"}, "message": {"ts": "1700.60", "text": "answer"},
-            "trigger_id": "trig", "response_url": fake.response_url(),
-            "actions": [{"type": "button", "action_id": render.FEEDBACK_UP,
-                         "block_id": "pixrag_feedback", "value": value, "action_ts": "1"}],
-        })
+        await fake.send_envelope("interactive",
+                                 feedback_click(value, response_url=fake.response_url()))
     await fake.wait_for("respond", count=4)
     texts = [c.args["text"] for c in fake.of("respond")]
     assert texts.count(msg.FEEDBACK_THANKS) == 2

@@ -17,6 +17,7 @@ from tests.slack.fakeslack import (
     BOT_TOKEN,
     command,
     event_body,
+    feedback_click,
     mention,
     message,
     message_shortcut,
@@ -313,15 +314,8 @@ async def test_feedback_button_records_verdict(socket_app, service):
     report = await service.index_uploads([upload("fb.png", png(mark=2))], "slack:T1")
     fake = await socket_app()
     value = render.feedback_value("where is fb?", [report.indexed[0].id])
-    env = await fake.send_envelope("interactive", {
-        "type": "block_actions", "team": {"id": "T1", "domain": "test"},
-        "user": {"id": "U3", "team_id": "T1"}, "api_app_id": "A1", "token": "legacy",
-        "container": {"type": "message", "message_ts": "1700.60", "channel_id": "C1"},
-        "channel": {"id": "C1"}, "message": {"ts": "1700.60", "text": "answer"},
-        "trigger_id": "trig", "response_url": fake.response_url(),
-        "actions": [{"type": "button", "action_id": render.FEEDBACK_UP,
-                     "block_id": "pixrag_feedback", "value": value, "action_ts": "1"}],
-    })
+    env = await fake.send_envelope("interactive",
+                                   feedback_click(value, response_url=fake.response_url()))
     await fake.wait_ack(env)
     thanks = await fake.wait_for("respond")
     assert thanks.args["text"] == msg.FEEDBACK_THANKS and thanks.args["replace_original"] is False
