@@ -245,36 +245,26 @@ class S3BlobStore:
 
     def shas(self) -> set[str]:
         """Every stored original (lists the bucket under the prefix)."""
-        out: set[str] = set()
-        start = self._key("blobs") + "/"
-
-        def listing() -> None:
-            pages = self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=start)
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    name = str(obj["Key"]).rsplit("/", 1)[-1]
-                    if is_sha(name):
-                        out.add(name)
-
-        self._call("list originals", listing)
-        return out
+        names = (name.rsplit("/", 1)[-1] for name in self._names("blobs", "list originals"))
+        return {name for name in names if is_sha(name)}  # under folders of their first bytes
 
     def thumbnail_keys(self) -> set[str]:
         """The key of every stored thumbnail (lists the bucket under the prefix)."""
-        out: set[str] = set()
-        start = self._key("thumbs") + "/"
+        return {name.removesuffix(".jpg") for name in self._names("thumbs", "list thumbnails")
+                if name.endswith(".jpg") and "/" not in name}
+
+    def _names(self, folder: str, what: str) -> list[str]:
+        """The object names under ``folder`` of the prefix (relative to it), every page."""
+        start = self._key(folder) + "/"
+        out: list[str] = []
 
         def listing() -> None:
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=start)
             for page in pages:
-                for obj in page.get("Contents", []):
-                    name = str(obj["Key"])[len(start):]
-                    if name.endswith(".jpg") and "/" not in name:
-                        out.add(name.removesuffix(".jpg"))
+                out.extend(str(obj["Key"])[len(start):] for obj in page.get("Contents", []))
 
-        self._call("list thumbnails", listing)
+        self._call(what, listing)
         return out
 
     def ensure_local(self, sha: str) -> Path | None:
