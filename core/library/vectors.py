@@ -94,10 +94,21 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return out
 
 
+def _parse(url: str) -> Any:
+    """A server URL as written in the config, where ``host:8000`` means http."""
+    return urlparse(url if "://" in url else f"http://{url}")
+
+
+def _include(documents: bool, vectors: bool) -> list[str]:
+    """What a read of records asks Chroma for."""
+    return ["metadatas"] + (["documents"] if documents else []) + \
+        (["embeddings"] if vectors else [])
+
+
 def redact_url(url: str) -> str:
     """A server URL fit for messages and logs: a password written into it
     (``http://user:secret@host:8000``) is left out, the user stays."""
-    parsed = urlparse(url if "://" in url else f"http://{url}")
+    parsed = _parse(url)
     if parsed.password is None:
         return url
     host = parsed.netloc.rsplit("@", 1)[-1]
@@ -115,7 +126,7 @@ def http_client(url: str, timeout_s: float) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    parsed = urlparse(url if "://" in url else f"http://{url}")
+    parsed = _parse(url)
     result: list[Any] = []
     failure: list[BaseException] = []
 
@@ -386,8 +397,7 @@ class VectorStore:
         col = self._col(channel)
         if col is None:
             return []
-        include = ["metadatas"] + (["documents"] if documents else []) + \
-            (["embeddings"] if vectors else [])
+        include = _include(documents, vectors)
         out: list[VectorRecord] = []
         if items is not None or ids is not None:
             keys = list(items if items is not None else ids or [])
@@ -413,8 +423,7 @@ class VectorStore:
         col = self._col(channel)
         if col is None:
             return []
-        include = ["metadatas"] + (["documents"] if documents else []) + \
-            (["embeddings"] if vectors else [])
+        include = _include(documents, vectors)
         res = self._guard("reading", col.get, include=include, limit=limit, offset=offset)
         return _records(res, documents, vectors)
 
